@@ -1,0 +1,31 @@
+"""Settings every flightdeck DAG shares."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from datetime import timedelta
+
+from airflow.sdk.exceptions import AirflowFailException
+
+from flightdeck.errors import FlightdeckError
+
+OWNER = "flightdeck"
+
+DEFAULT_ARGS = {
+    "owner": OWNER,
+    "retries": 2,
+    "retry_delay": timedelta(seconds=30),
+    "retry_exponential_backoff": True,
+}
+
+
+@contextmanager
+def fail_fast_on_user_error():
+    """Turn a FlightdeckError (bad params, bad data) into a failure that is not retried.
+
+    Retrying cannot fix bad input, and each retry would only delay the message the user needs.
+    """
+    try:
+        yield
+    except FlightdeckError as exc:
+        raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc

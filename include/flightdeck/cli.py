@@ -1,0 +1,100 @@
+"""`flightdeck …`: the command line. Each command is a thin shell over a domain function."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import date
+
+from flightdeck.errors import FlightdeckError
+
+
+def _generate(args: argparse.Namespace) -> None:
+    from flightdeck.config import get_settings
+    from flightdeck.data.generator import write_partitions
+
+    settings = get_settings()
+    paths = write_partitions(settings.raw_dir, args.start, args.end, scenario=args.scenario,
+                             rows_per_day=args.rows_per_day or settings.rows_per_day,
+                             seed=settings.seed if args.seed is None else args.seed)
+    print(f"wrote {len(paths)} {args.scenario} partition(s) under {settings.raw_dir}")
+
+
+def _train(args: argparse.Namespace) -> None:
+    from flightdeck.training.params import TrainParams
+    from flightdeck.training.pipeline import run_all
+
+    params = TrainParams.parse({"window_start": args.window_start, "window_end": args.window_end,
+                                "labels_as_of": args.labels_as_of, "model_type": args.model_type,
+                                "margin": args.margin, "model_name": args.model_name})
+    print(json.dumps(run_all(params), indent=2, default=str))
+
+
+def _summary(args: argparse.Namespace) -> None:
+    from flightdeck.config import get_settings
+    from flightdeck.registry import Registry
+
+    settings = get_settings()
+    registry = Registry.from_settings(settings)
+    name = args.model_name or settings.model_name
+    versions = sorted(registry.client.search_model_versions(f"name = '{name}'"), key=lambda v: int(v.version))
+    print(f"MLflow tracking URI : {settings.tracking_uri}")
+    print(f"Browse it with      : mlflow ui --backend-store-uri {settings.tracking_uri} --port 5000")
+    print(f"Registered model    : {name} ({len(versions)} version(s))")
+    by_version: dict[str, list[str]] = {}
+    for alias, version in registry.aliases(name).items():
+        by_version.setdefault(version, []).append(alias)
+    for version in versions:
+        run = registry.client.get_run(version.run_id)
+        auc = run.data.metrics.get("holdout_roc_auc", float("nan"))
+        parity = run.data.metrics.get("onnx_parity_max_abs_diff", float("nan"))
+        aliases = ", ".join(sorted(by_version.get(str(version.version), []))) or "-"
+        print(f"  v{version.version}: aliases [{aliases}]  holdout AUC {auc:.4f}  "
+              f"ONNX parity {parity:.1e}  MLflow run {version.run_id}")
+    runs = registry.client.search_runs([registry.experiment_id()], order_by=["attributes.start_time DESC"],
+                                       max_results=1)
+    if runs:
+        print(f"Latest training run : {runs[0].info.run_id}: {runs[0].data.tags.get('flightdeck.decision', '')}")
+    print(f"Aliases             : {registry.aliases(name) or 'none'}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="flightdeck", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    generate = commands.add_parser("generate-data", help="write synthetic raw partitions ds=YYYY-MM-DD")
+    generate.add_argument("--start", type=date.fromisoformat, required=True)
+    generate.add_argument("--end", type=date.fromisoformat, required=True)
+    generate.add_argument("--scenario", default="clean")
+    generate.add_argument("--rows-per-day", type=int)
+    generate.add_argument("--seed", type=int)
+    generate.set_defaults(func=_generate)
+
+    train = commands.add_parser("train", help="run the train_register stages without Airflow")
+    train.add_argument("--window-start", required=True)
+    train.add_argument("--window-end", required=True)
+    train.add_argument("--labels-as-of")
+    train.add_argument("--model-type")
+    train.add_argument("--margin", type=float)
+    train.add_argument("--model-name")
+    train.set_defaults(func=_train)
+
+    summary = commands.add_parser("summary", help="print the MLflow store, versions and aliases")
+    summary.add_argument("--model-name")
+    summary.set_defaults(func=_summary)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except FlightdeckError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,67 @@
+"""The one settings object. Every value comes from an environment variable `FLIGHTDECK_<NAME>`
+(or a `.env` file), with defaults for the embedded mode: everything under `FLIGHTDECK_HOME`.
+
+Nothing is read at import time: call `get_settings()`.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """flightdeck's configuration. Paths not set explicitly live under `home`."""
+
+    model_config = SettingsConfigDict(env_prefix="FLIGHTDECK_", env_file=".env", extra="ignore")
+
+    home: Path = Field(default_factory=lambda: Path.home() / ".flightdeck",
+                       description="Root of every local store in the embedded mode.")
+    data_dir: Path | None = Field(None, description="Raw partitions ds=YYYY-MM-DD; default home/data/raw.")
+    mlflow_tracking_uri: str | None = Field(
+        None, description="MLflow tracking/registry URI; default a sqlite file under home/mlflow.")
+    mlflow_artifact_root: str | None = Field(
+        None, description="Where new experiments store artifacts; default home/mlflow/artifacts.")
+    experiment_name: str = "flightdeck"
+    model_name: str = Field("flightdeck-classifier", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+    seed: int = 42
+    rows_per_day: int = Field(2000, gt=0)
+    promotion_margin: float = Field(0.001, ge=0, description="AUC a challenger must gain over the champion.")
+    holdout_fraction: float = Field(0.2, gt=0, lt=1)
+    parity_tolerance: float = Field(1e-5, gt=0)
+    parity_rows: int = Field(1000, gt=0)
+
+    dask_scheduler_address: str | None = Field(
+        None, description="tcp://host:port of an existing Dask scheduler; unset means a LocalCluster.")
+
+    @field_validator("home", mode="after")
+    @classmethod
+    def _absolute_home(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @property
+    def raw_dir(self) -> Path:
+        return (self.data_dir or self.home / "data" / "raw").expanduser().resolve()
+
+    @property
+    def staging_dir(self) -> Path:
+        """Scratch space for artifacts handed from one task to the next, one folder per run."""
+        return self.home / "staging"
+
+    @property
+    def tracking_uri(self) -> str:
+        return self.mlflow_tracking_uri or f"sqlite:///{self.home / 'mlflow' / 'mlflow.db'}"
+
+    @property
+    def artifact_root(self) -> str:
+        return self.mlflow_artifact_root or (self.home / "mlflow" / "artifacts").as_uri()
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read from the environment on first use."""
+    return Settings()

@@ -1,0 +1,250 @@
+"""The one partition reader/writer: daily parquet folders `root/ds=YYYY-MM-DD/`.
+
+Raw data, predictions and monitoring outputs all use it. Writes are atomic per day: the
+new folder is written and fsynced beside the target, then swapped in with a rename, so a
+reader sees the old complete partition or the new one, never a partial one or a mixture.
+Re-writing a day replaces it (idempotent tasks, backfills).
+
+Names starting with "." or "_" are never partitions: writers keep their staging folders
+(`.ds=…tmp-…`) and lock files there, and readers skip them.
+
+`read_window` adds a `ds` column of strings "YYYY-MM-DD" — the same text as Airflow's
+`{{ ds }}` and the folder name, so it can be compared and grouped without conversions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import fcntl
+import functools
+import os
+import re
+import shutil
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from flightdeck.data.schema import DS
+from flightdeck.errors import ConfigError, MissingPartitionError
+
+_PARTITION_NAME = re.compile(r"^ds=(\d{4}-\d{2}-\d{2})$")
+_READ_ATTEMPTS = 5  # a reader that loses a race with a swap retries; one swap takes ms
+
+
+def _as_date(ds: date | str) -> date:
+    """A date from a date, a datetime (its day) or Airflow's "YYYY-MM-DD" `ds` string."""
+    if isinstance(ds, datetime):
+        return ds.date()
+    if isinstance(ds, str):
+        try:
+            return date.fromisoformat(ds)
+        except ValueError as exc:
+            raise ConfigError("ds", f"{ds!r} is not a date", "pass a date or 'YYYY-MM-DD'") from exc
+    return ds
+
+
+def partition_path(root: str | os.PathLike[str], ds: date | str) -> Path:
+    """The folder of one day's partition: `root/ds=YYYY-MM-DD`."""
+    return Path(root) / f"ds={_as_date(ds):%Y-%m-%d}"
+
+
+def write_partition_atomically(
+    df: pd.DataFrame,
+    root: str | os.PathLike[str],
+    ds: date | str,
+    filename: str = "part-0.parquet",
+) -> Path:
+    """Write `df` as the complete partition for `ds`, replacing any previous one atomically.
+
+    Args:
+        df: Rows of the day; its index is not stored, dtypes are.
+        root: Folder holding the `ds=…` partitions (created if missing).
+        ds: The day.
+        filename: Parquet file name inside the partition folder.
+
+    Returns:
+        The partition folder.
+    """
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    target = partition_path(root, ds)
+    with _writer_lock(root, target.name):
+        # Under the lock no other writer of this day is alive, so any staging folder
+        # left here belongs to a writer that crashed.
+        _remove_leftovers(root, target.name)
+        staging = root / f".{target.name}.tmp-{uuid.uuid4().hex}"
+        staging.mkdir()
+        try:
+            _write_parquet(df, staging / filename)
+            _fsync_dir(staging)
+            retired = _swap_in(staging, target)
+            _fsync_dir(root)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        if retired is not None:
+            shutil.rmtree(retired, ignore_errors=True)
+    return target
+
+
+def list_partitions(root: str | os.PathLike[str]) -> list[date]:
+    """Days that have a partition under `root`, sorted; staging and hidden folders are ignored."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    days = []
+    for entry in root.iterdir():
+        match = _PARTITION_NAME.match(entry.name)
+        if match and entry.is_dir():
+            with contextlib.suppress(ValueError):  # e.g. ds=2024-13-40: not ours
+                days.append(date.fromisoformat(match.group(1)))
+    return sorted(days)
+
+
+def read_partition(root: str | os.PathLike[str], ds: date | str) -> pd.DataFrame:
+    """Read one day's partition exactly as written (same columns and dtypes, RangeIndex).
+
+    Raises:
+        MissingPartitionError: The partition does not exist.
+    """
+    target = partition_path(root, ds)
+    for attempt in range(_READ_ATTEMPTS):
+        try:
+            return _read_folder(target)
+        except FileNotFoundError:
+            # Either the day has no partition, or a writer swapped the folder between our
+            # listing and opening a file (or, without an atomic exchange, between its two
+            # renames): look again shortly; a folder missing twice in a row is missing.
+            if attempt > 0 and not target.is_dir():
+                break
+            time.sleep(0.02 * (attempt + 1))
+    raise MissingPartitionError(str(root), [target.name.removeprefix("ds=")])
+
+
+def read_window(root: str | os.PathLike[str], start: date | str, end: date | str) -> pd.DataFrame:
+    """Read every day from `start` to `end` inclusive into one frame with a `ds` column.
+
+    `ds` holds strings "YYYY-MM-DD" (overwriting any `ds` column in the files). The index
+    is a fresh RangeIndex. Columns whose dtype differs between days are upcast by pandas
+    (e.g. a numeric column that is text in one corrupt day becomes object).
+
+    Raises:
+        ConfigError: `start` is after `end`.
+        MissingPartitionError: Any day of the window has no partition; names all of them.
+    """
+    days = _days(_as_date(start), _as_date(end))
+    missing = [f"{d:%Y-%m-%d}" for d in days if not partition_path(root, d).is_dir()]
+    if missing:
+        raise MissingPartitionError(str(root), missing)
+    frames = []
+    for day in days:
+        frame = read_partition(root, day)
+        frame[DS] = f"{day:%Y-%m-%d}"
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)
+
+
+def _days(start: date, end: date) -> list[date]:
+    if start > end:
+        raise ConfigError(
+            "start", f"start {start} is after end {end}", "pass start <= end (both inclusive)"
+        )
+    return [start + timedelta(days=i) for i in range((end - start).days + 1)]
+
+
+def _write_parquet(df: pd.DataFrame, path: Path) -> None:
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    with open(path, "wb") as fh:
+        pq.write_table(table, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _read_folder(folder: Path) -> pd.DataFrame:
+    # Pin the folder with a descriptor and open files relative to it: if a writer swaps
+    # the partition meanwhile we still read one version only, or get FileNotFoundError.
+    dir_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        names = sorted(
+            n for n in os.listdir(dir_fd) if n.endswith(".parquet") and not n.startswith((".", "_"))
+        )
+        if not names:
+            raise FileNotFoundError(f"no parquet file in {folder}")
+        tables = []
+        for name in names:
+            with os.fdopen(os.open(name, os.O_RDONLY, dir_fd=dir_fd), "rb") as fh:
+                tables.append(pq.read_table(fh))
+    finally:
+        os.close(dir_fd)
+    table = tables[0] if len(tables) == 1 else pa.concat_tables(tables, promote_options="default")
+    return table.to_pandas()
+
+
+def _swap_in(staging: Path, target: Path) -> Path | None:
+    """Put `staging` at `target`; return the folder now holding the old version, if any."""
+    if not target.exists():
+        os.rename(staging, target)
+        return None
+    if _exchange(staging, target):
+        return staging
+    # No atomic exchange here: two renames. Readers that hit the short gap retry.
+    retired = target.with_name(f".{target.name}.old-{uuid.uuid4().hex}")
+    os.rename(target, retired)
+    os.rename(staging, target)
+    return retired
+
+
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two paths with Linux renameat2(RENAME_EXCHANGE); False if unsupported."""
+    renameat2 = _renameat2()
+    if renameat2 is None:
+        return False
+    rc = renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
+    return rc == 0
+
+
+@functools.cache
+def _renameat2():
+    try:
+        func = ctypes.CDLL(None, use_errno=True).renameat2  # glibc >= 2.28
+    except (AttributeError, OSError):
+        return None
+    func.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    return func
+
+
+@contextlib.contextmanager
+def _writer_lock(root: Path, name: str) -> Iterator[None]:
+    # One writer per day at a time; the lock file stays (deleting it would race).
+    with open(root / f".{name}.lock", "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _remove_leftovers(root: Path, name: str) -> None:
+    for leftover in root.glob(f".{name}.tmp-*"):
+        shutil.rmtree(leftover, ignore_errors=True)
+    for leftover in root.glob(f".{name}.old-*"):
+        shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,1 @@
+"""Training, evaluation, ONNX export and registration: the stages of `train_register`."""

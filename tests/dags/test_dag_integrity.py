@@ -1,0 +1,93 @@
+"""Every DAG file imports cleanly, parses fast, keeps heavy libraries out of its top level,
+and declares tags, an owner and retries."""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+DAG_FILES = sorted((REPO / "dags").glob("*.py"))
+HEAVY = {"tensorflow", "mlflow", "sklearn", "dask", "distributed", "great_expectations",
+         "onnxruntime", "onnx", "skl2onnx", "pandas", "keras", "joblib"}
+PARSE_BUDGET_S = 1.0
+
+# Runs in a fresh interpreter: import Airflow's SDK first (the DAG processor has it loaded),
+# then time only the DAG file, and report which heavy modules the file pulled in.
+PROBE = """
+import json, runpy, sys, time
+import airflow.sdk, pendulum
+import airflow.sdk.definitions.dag
+before = set(sys.modules)
+timings = []
+for _ in range(3):
+    for name in set(sys.modules) - before:
+        del sys.modules[name]
+    start = time.perf_counter()
+    runpy.run_path(sys.argv[1], run_name="dag_under_test")
+    timings.append(time.perf_counter() - start)
+heavy = sorted({m.split(".")[0] for m in set(sys.modules) - before} & set(json.loads(sys.argv[2])))
+print(json.dumps({"seconds": min(timings), "heavy": heavy}))
+"""
+
+
+@pytest.fixture(scope="module")
+def dagbag():
+    from airflow.dag_processing.dagbag import DagBag
+
+    return DagBag(dag_folder=str(REPO / "dags"))
+
+
+def test_dag_folder_has_dags():
+    assert DAG_FILES, "no DAG files found"
+
+
+def test_no_import_errors(dagbag):
+    assert dagbag.import_errors == {}
+
+
+@pytest.mark.parametrize("path", DAG_FILES, ids=lambda p: p.name)
+def test_dag_id_matches_file_name(dagbag, path):
+    assert path.stem in dagbag.dags, f"{path.name} should define DAG_ID = {path.stem!r}"
+
+
+@pytest.mark.parametrize("path", DAG_FILES, ids=lambda p: p.name)
+def test_no_heavy_imports_at_module_top(path):
+    tree = ast.parse(path.read_text(), str(path))
+    offenders = []
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names = [node.module]
+        else:
+            continue
+        offenders += [f"line {node.lineno}: {n}" for n in names if n.split(".")[0] in HEAVY]
+    assert not offenders, f"{path.name} imports heavy libraries at top level: {offenders}"
+
+
+@pytest.mark.parametrize("path", DAG_FILES, ids=lambda p: p.name)
+def test_parses_fast_without_loading_heavy_libraries(path):
+    out = subprocess.run([sys.executable, "-c", PROBE, str(path), json.dumps(sorted(HEAVY))],
+                         capture_output=True, text=True, timeout=120, check=True)
+    probe = json.loads(out.stdout.strip().splitlines()[-1])
+    assert probe["heavy"] == [], f"{path.name} pulls in {probe['heavy']} at parse time (transitively)"
+    assert probe["seconds"] < PARSE_BUDGET_S, f"{path.name} took {probe['seconds']:.2f} s to parse"
+
+
+def test_every_dag_has_tags_owner_and_retries(dagbag):
+    for dag_id, dag in dagbag.dags.items():
+        assert dag.tags, f"{dag_id} has no tags"
+        for task in dag.tasks:
+            assert task.owner not in ("", "airflow"), f"{dag_id}.{task.task_id} has no owner"
+            assert task.retries >= 1, f"{dag_id}.{task.task_id} has no retries"
+
+
+def test_dag_files_read_their_doc(dagbag):
+    for dag_id, dag in dagbag.dags.items():
+        assert dag.doc_md and dag_id in dag.doc_md, f"{dag_id} should use doc_md=__doc__ naming itself"

@@ -1,0 +1,93 @@
+"""Fixtures that run DAGs end to end: a raw data set, an Airflow metadata database
+(SQLite, or a fresh database on the local PostgreSQL) and a temporary MLflow store."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+RUNNER = Path(__file__).with_name("dag_runner.py")
+POSTGRES = os.environ.get("FLIGHTDECK_TEST_POSTGRES", "postgresql+psycopg2://postgres@127.0.0.1:5432")
+
+
+@dataclass
+class AirflowSandbox:
+    """An AIRFLOW_HOME + FLIGHTDECK_HOME pair and the environment that points at them."""
+
+    root: Path
+    sql_alchemy_conn: str
+    env: dict = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.env = {
+            **os.environ,
+            "AIRFLOW_HOME": str(self.root / "airflow"),
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.sql_alchemy_conn,
+            "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "FLIGHTDECK_HOME": str(self.root / "flightdeck"),
+            "FLIGHTDECK_ROWS_PER_DAY": "400",
+        }
+
+    def run(self, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+        return subprocess.run(args, env=self.env, cwd=REPO, capture_output=True, text=True, timeout=timeout)
+
+    def migrate(self) -> None:
+        done = self.run(str(Path(sys.executable).with_name("airflow")), "db", "migrate")
+        assert done.returncode == 0, done.stderr[-3000:]
+
+    def generate(self, start: str, end: str, scenario: str = "clean") -> None:
+        done = self.run(str(Path(sys.executable).with_name("flightdeck")), "generate-data",
+                        "--start", start, "--end", end, "--scenario", scenario)
+        assert done.returncode == 0, done.stderr[-3000:]
+
+    def dag_test(self, dag_id: str, conf: dict, timeout: int = 600) -> dict:
+        """Run the DAG with dag.test(); returns {"state", "tasks"} or {"rejected", "message"}."""
+        done = self.run(sys.executable, str(RUNNER), dag_id, json.dumps(conf), timeout=timeout)
+        lines = [line for line in done.stdout.splitlines() if line.startswith("DAG_OUTCOME ")]
+        assert lines, f"runner printed no outcome (exit {done.returncode}):\n{done.stderr[-5000:]}"
+        outcome = json.loads(lines[-1].removeprefix("DAG_OUTCOME "))
+        outcome["log"] = done.stdout + done.stderr
+        return outcome
+
+    def registry(self):
+        from flightdeck.config import Settings
+        from flightdeck.registry import Registry
+
+        return Registry.from_settings(Settings(home=self.root / "flightdeck"))
+
+
+@pytest.fixture(scope="module")
+def sqlite_sandbox(tmp_path_factory) -> AirflowSandbox:
+    root = tmp_path_factory.mktemp("sqlite-sandbox")
+    sandbox = AirflowSandbox(root, f"sqlite:///{root / 'airflow.db'}")
+    sandbox.migrate()
+    return sandbox
+
+
+@pytest.fixture(scope="module")
+def postgres_sandbox(tmp_path_factory):
+    """A throw-away database on the local PostgreSQL server, dropped afterwards."""
+    import sqlalchemy
+
+    name = f"flightdeck_test_{uuid.uuid4().hex[:10]}"
+    admin = sqlalchemy.create_engine(f"{POSTGRES}/postgres", isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
+    except sqlalchemy.exc.OperationalError as exc:
+        pytest.fail(f"PostgreSQL at {POSTGRES} is not reachable ({exc.orig}); start it before the tests")
+    sandbox = AirflowSandbox(tmp_path_factory.mktemp("postgres-sandbox"), f"{POSTGRES}/{name}")
+    sandbox.migrate()
+    yield sandbox
+    with admin.connect() as conn:
+        conn.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()

@@ -1,0 +1,84 @@
+"""train_register end to end with dag.test() on SQLite Airflow metadata and a temp MLflow store."""
+
+from __future__ import annotations
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+WINDOW = {"window_start": "2026-01-01", "window_end": "2026-02-10", "labels_as_of": "2026-03-15"}
+
+
+@pytest.fixture(scope="module")
+def sandbox(sqlite_sandbox):
+    sqlite_sandbox.generate("2026-01-01", "2026-03-15")
+    sqlite_sandbox.generate("2026-04-01", "2026-04-05", scenario="corrupt")
+    return sqlite_sandbox
+
+
+def _runs(registry):
+    return registry.client.search_runs([registry.experiment_id()])
+
+
+def test_first_run_registers_a_champion(sandbox):
+    outcome = sandbox.dag_test("train_register", WINDOW)
+    assert outcome["state"] == "success", outcome["log"][-4000:]
+    assert set(outcome["tasks"].values()) == {"success"}
+
+    registry = sandbox.registry()
+    assert registry.aliases("flightdeck-classifier") == {"champion": "1", "challenger": "1"}
+    (run,) = _runs(registry)
+    assert run.data.params["window_start"] == "2026-01-01"
+    assert run.data.metrics["holdout_roc_auc"] > 0.7
+    assert run.data.metrics["onnx_parity_max_abs_diff"] <= 1e-5
+    assert len(run.data.tags["flightdeck.data_fingerprint"]) == 64
+    import mlflow
+
+    info = mlflow.models.get_model_info(run.data.tags["flightdeck.onnx_model_uri"])
+    assert info.signature is not None and info.saved_input_example_info is not None
+
+
+def test_rerun_on_the_same_data_registers_nothing(sandbox):
+    outcome = sandbox.dag_test("train_register", WINDOW)
+    assert outcome["state"] == "success", outcome["log"][-4000:]
+    assert outcome["tasks"]["beats_champion"] == "success"
+    assert outcome["tasks"]["register_model"] == "skipped"
+    assert "not registering: challenger roc_auc" in outcome["log"]
+    assert "does not beat champion v1" in outcome["log"]
+
+    registry = sandbox.registry()
+    assert len(registry.client.search_model_versions("name = 'flightdeck-classifier'")) == 1
+    assert len(_runs(registry)) == 1, "the same data and params must reuse the MLflow run"
+
+
+def test_corrupt_window_fails_validation_and_logs_nothing(sandbox):
+    outcome = sandbox.dag_test("train_register", {"window_start": "2026-04-01", "window_end": "2026-04-05"})
+    assert outcome["state"] == "failed"
+    assert outcome["tasks"]["validate_training_data"] == "failed"
+    assert outcome["tasks"]["register_model"] in {"upstream_failed", "skipped"}
+    log = outcome["log"]
+    for expectation in ("expect_column_values_to_not_be_null", "expect_column_values_to_be_between",
+                        "expect_column_values_to_be_unique"):
+        assert expectation in log, f"the failure report should name {expectation}"
+    registry = sandbox.registry()
+    assert len(_runs(registry)) == 1
+    assert len(registry.client.search_model_versions("name = 'flightdeck-classifier'")) == 1
+
+
+@pytest.mark.parametrize("conf, named", [
+    ({**WINDOW, "margin": -0.5}, "margin"),
+    ({"window_end": "2026-02-10"}, "window_start"),
+    ({**WINDOW, "window_end": "last tuesday"}, "window_end"),
+])
+def test_malformed_params_are_rejected_before_any_work(sandbox, conf, named):
+    outcome = sandbox.dag_test("train_register", conf)
+    assert outcome.get("rejected") == "ParamValidationError", outcome.get("tasks")
+    assert named in outcome["message"]
+
+
+def test_unknown_param_fails_the_first_task_naming_it(sandbox):
+    outcome = sandbox.dag_test("train_register", {**WINDOW, "windw_end": "2026-02-11"})
+    assert outcome["state"] == "failed"
+    assert outcome["tasks"]["check_params"] == "failed"
+    assert outcome["tasks"]["validate_training_data"] == "upstream_failed"
+    assert "windw_end: unknown parameter" in outcome["log"]

@@ -1,0 +1,271 @@
+"""Static checks of docker-compose.yaml: no Docker engine runs here, so the stack is checked
+against the Compose Specification schema and against rules the schema cannot express.
+
+Each semantic rule is a function returning a list of problems; every rule is also run on a
+deliberately broken copy of the file to prove that it can fail.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE_FILE = ROOT / "docker-compose.yaml"
+ENV_EXAMPLE = ROOT / ".env.example"
+SCHEMA_FILE = Path(__file__).with_name("compose-spec.json")
+
+AIRFLOW_SERVICES = [
+    "airflow-apiserver",
+    "airflow-scheduler",
+    "airflow-dag-processor",
+    "airflow-triggerer",
+]
+REQUIRED_SERVICES = ["postgres", "airflow-init", *AIRFLOW_SERVICES, "mlflow", "dask-scheduler"]
+# ${VAR}, ${VAR:-default}, ${VAR:?error}; "$${…}" is an escaped literal "$" for the container.
+INTERPOLATION = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)([^}]*)\}")
+REQUIRED_VAR = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*:\?[^}]*\}")
+SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|_KEY$|^KEY$", re.IGNORECASE)
+URI_PASSWORD = re.compile(r"://[^/:@\s]+:([^@\s]*)@")
+
+
+def load_compose() -> dict:
+    return yaml.safe_load(COMPOSE_FILE.read_text())
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return load_compose()
+
+
+@pytest.fixture(scope="module")
+def validator() -> jsonschema.Draft7Validator:
+    schema = json.loads(SCHEMA_FILE.read_text())
+    assert "draft-07" in schema["$schema"]
+    jsonschema.Draft7Validator.check_schema(schema)
+    return jsonschema.Draft7Validator(schema)
+
+
+def schema_errors(validator: jsonschema.Draft7Validator, data: dict) -> list[str]:
+    return [
+        f"{'/'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}"
+        for e in validator.iter_errors(data)
+    ]
+
+
+def test_compose_matches_the_compose_specification(compose, validator):
+    assert schema_errors(validator, compose) == []
+
+
+@pytest.mark.parametrize("breakage", ["ports_not_a_list", "unknown_service_key"])
+def test_schema_rejects_a_broken_compose_file(compose, validator, breakage):
+    broken = copy.deepcopy(compose)
+    if breakage == "ports_not_a_list":
+        broken["services"]["mlflow"]["ports"] = "nonsense"
+    else:
+        broken["services"]["mlflow"]["no_such_key"] = True
+    assert schema_errors(validator, broken), f"schema accepted {breakage}"
+
+
+# --- semantic rules ---------------------------------------------------------------------
+
+
+def depends_on(service: dict) -> dict[str, str]:
+    """{target: condition} for the short (list) and long (mapping) syntax."""
+    deps = service.get("depends_on", {})
+    if isinstance(deps, list):
+        return {name: "service_started" for name in deps}
+    return {name: (spec or {}).get("condition", "service_started") for name, spec in deps.items()}
+
+
+def strings(node) -> Iterator[str]:
+    if isinstance(node, str):
+        yield node
+    elif isinstance(node, dict):
+        for key, value in node.items():
+            yield from strings(key)
+            yield from strings(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from strings(item)
+
+
+def environment(service: dict) -> dict[str, str]:
+    env = service.get("environment", {})
+    if isinstance(env, list):
+        env = dict(item.partition("=")[::2] for item in env)
+    return {key: "" if value is None else str(value) for key, value in env.items()}
+
+
+def documented_variables() -> set[str]:
+    names = set()
+    for line in ENV_EXAMPLE.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#") and "=" in line:
+            names.add(line.split("=", 1)[0].removeprefix("export ").strip())
+    return names
+
+
+def depends_on_targets_exist(compose: dict) -> list[str]:
+    services = compose["services"]
+    return [
+        f"{name} depends on undefined service {target}"
+        for name, service in services.items()
+        for target in depends_on(service)
+        if target not in services
+    ]
+
+
+def required_services_exist(compose: dict) -> list[str]:
+    services = compose["services"]
+    problems = [f"missing service {name}" for name in REQUIRED_SERVICES if name not in services]
+    workers = sum(
+        service.get("deploy", {}).get("replicas", 1)
+        for name, service in services.items()
+        if name.startswith("dask-worker")
+    )
+    if workers < 2:
+        problems.append(f"need two Dask workers, found {workers}")
+    return problems
+
+
+def airflow_waits_for_init(compose: dict) -> list[str]:
+    return [
+        f"{name} must depend on airflow-init with service_completed_successfully"
+        for name in AIRFLOW_SERVICES
+        if depends_on(compose["services"].get(name, {})).get("airflow-init")
+        != "service_completed_successfully"
+    ]
+
+
+def dockerfiles_exist(compose: dict) -> list[str]:
+    problems = []
+    for name, service in compose["services"].items():
+        build = service.get("build")
+        if isinstance(build, dict):
+            context = ROOT / build.get("context", ".")
+            dockerfile = context / build.get("dockerfile", "Dockerfile")
+            if not dockerfile.is_file():
+                problems.append(f"{name}: no Dockerfile at {dockerfile.relative_to(ROOT)}")
+    return problems
+
+
+def variables_documented(compose: dict) -> list[str]:
+    documented = documented_variables()
+    used = {match.group(1) for text in strings(compose) for match in INTERPOLATION.finditer(text)}
+    return [f"${{{name}}} is not listed in .env.example" for name in sorted(used - documented)]
+
+
+def no_inline_secrets(compose: dict) -> list[str]:
+    """Secrets must come from .env as ${VAR:?…}: no literal value, no silent default."""
+    problems = []
+    for name, service in compose["services"].items():
+        for key, value in environment(service).items():
+            if SECRET_NAME.search(key) and not REQUIRED_VAR.fullmatch(value):
+                problems.append(f"{name}: {key} is not a required ${{VAR:?…}}")
+    for text in strings(compose):
+        for password in URI_PASSWORD.findall(text):
+            if not REQUIRED_VAR.fullmatch(password):
+                problems.append(f"literal password in URI {text!r}")
+    return problems
+
+
+def ports_loopback_only(compose: dict) -> list[str]:
+    problems = []
+    for name, service in compose["services"].items():
+        for port in service.get("ports", []):
+            host_ip = port.get("host_ip") if isinstance(port, dict) else str(port)
+            if not str(host_ip).startswith("127.0.0.1"):
+                problems.append(f"{name}: port {port!r} is not bound to 127.0.0.1")
+    return problems
+
+
+def healthy_dependencies_have_healthchecks(compose: dict) -> list[str]:
+    services = compose["services"]
+    problems = []
+    for name, service in services.items():
+        for target, condition in depends_on(service).items():
+            check = services.get(target, {}).get("healthcheck", {})
+            if condition == "service_healthy" and (not check.get("test") or check.get("disable")):
+                problems.append(f"{name} waits for {target} to be healthy; it has no healthcheck")
+    return problems
+
+
+def airflow_settings(compose: dict) -> list[str]:
+    """Airflow 3.3 on PostgreSQL with LocalExecutor, tasks reaching the api-server."""
+    expected_url = "http://airflow-apiserver:8080/execution/"
+    problems = []
+    for name in ["airflow-init", *AIRFLOW_SERVICES]:
+        env = environment(compose["services"].get(name, {}))
+        if env.get("AIRFLOW__CORE__EXECUTION_API_SERVER_URL") != expected_url:
+            problems.append(f"{name}: execution_api_server_url is not {expected_url}")
+        if env.get("AIRFLOW__CORE__EXECUTOR") != "LocalExecutor":
+            problems.append(f"{name}: executor is not LocalExecutor")
+        if env.get("AIRFLOW__CORE__LOAD_EXAMPLES", "").lower() != "false":
+            problems.append(f"{name}: load_examples is not false")
+        if not env.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "").startswith("postgresql"):
+            problems.append(f"{name}: metadata database is not PostgreSQL")
+        if not REQUIRED_VAR.fullmatch(env.get("AIRFLOW__API_AUTH__JWT_SECRET", "")):
+            problems.append(f"{name}: JWT secret is not a required ${{VAR:?…}}")
+    return problems
+
+
+RULES: list[Callable[[dict], list[str]]] = [
+    depends_on_targets_exist,
+    required_services_exist,
+    airflow_waits_for_init,
+    dockerfiles_exist,
+    variables_documented,
+    no_inline_secrets,
+    ports_loopback_only,
+    healthy_dependencies_have_healthchecks,
+    airflow_settings,
+]
+
+
+@pytest.mark.parametrize("rule", RULES, ids=lambda rule: rule.__name__)
+def test_compose_rule_holds(compose, rule):
+    assert rule(compose) == []
+
+
+def _break(compose: dict, rule_name: str) -> None:
+    """Make the smallest change to `compose` that `rule_name` must report."""
+    services = compose["services"]
+    if rule_name == "depends_on_targets_exist":
+        services["mlflow"]["depends_on"] = {"ghost": {"condition": "service_started"}}
+    elif rule_name == "required_services_exist":
+        del services["dask-worker-2"]
+    elif rule_name == "airflow_waits_for_init":
+        services["airflow-scheduler"]["depends_on"] = {
+            "airflow-init": {"condition": "service_started"}
+        }
+    elif rule_name == "dockerfiles_exist":
+        services["mlflow"]["build"] = {"context": ".", "dockerfile": "docker/nope/Dockerfile"}
+    elif rule_name == "variables_documented":
+        services["mlflow"]["environment"] = {"EXTRA": "${UNDOCUMENTED_VARIABLE:?x}"}
+    elif rule_name == "no_inline_secrets":
+        services["postgres"]["environment"] = {"POSTGRES_PASSWORD": "hunter2"}
+    elif rule_name == "ports_loopback_only":
+        services["mlflow"]["ports"] = ["5000:5000"]
+    elif rule_name == "healthy_dependencies_have_healthchecks":
+        del services["postgres"]["healthcheck"]
+    elif rule_name == "airflow_settings":
+        env = dict(environment(services["airflow-scheduler"]))
+        env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] = "http://localhost:8080/execution/"
+        services["airflow-scheduler"]["environment"] = env
+    else:
+        raise AssertionError(f"no breakage written for {rule_name}")
+
+
+@pytest.mark.parametrize("rule", RULES, ids=lambda rule: rule.__name__)
+def test_compose_rule_catches_a_broken_file(rule):
+    broken = load_compose()
+    _break(broken, rule.__name__)
+    assert rule(broken), f"{rule.__name__} accepted a broken compose file"
