@@ -37,6 +37,18 @@ class Settings(BaseSettings):
 
     dask_scheduler_address: str | None = Field(
         None, description="tcp://host:port of an existing Dask scheduler; unset means a LocalCluster.")
+    dask_workers: int | None = Field(None, gt=0, description="LocalCluster workers; default one per core.")
+
+    batch_cron: str = Field("0 2 * * *", description="When batch_score runs (UTC); it scores the previous day.")
+    decision_threshold: float = Field(0.5, gt=0, lt=1, description="Score at or above which the label is 1.")
+    bad_fraction_threshold: float = Field(
+        0.05, ge=0, le=1, description="Share of quarantined input rows above which a batch run fails.")
+    psi_alert_threshold: float = Field(0.2, gt=0, description="PSI of a feature or the score that raises an alert.")
+    volume_tolerance: float = Field(
+        0.5, gt=0, description="Alert when today's rows differ from the trailing mean by more than this share.")
+    trailing_days: int = Field(7, gt=0, description="Days of history the volume check compares against.")
+    sensor_timeout_minutes: int = Field(360, gt=0, description="How long batch_score waits for its input.")
+    alert_conn_id: str = Field("flightdeck_alerts", description="Airflow connection for drift/failure alerts.")
 
     @field_validator("home", mode="after")
     @classmethod
@@ -51,6 +63,18 @@ class Settings(BaseSettings):
     def staging_dir(self) -> Path:
         """Scratch space for artifacts handed from one task to the next, one folder per run."""
         return self.home / "staging"
+
+    @property
+    def predictions_dir(self) -> Path:
+        return self.home / "data" / "predictions"
+
+    @property
+    def quarantine_dir(self) -> Path:
+        return self.home / "data" / "quarantine"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.home / "reports"
 
     @property
     def tracking_uri(self) -> str:

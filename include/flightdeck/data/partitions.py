@@ -72,6 +72,23 @@ def write_partition_atomically(
     Returns:
         The partition folder.
     """
+    with staged_partition(root, ds) as staging:
+        write_parquet(df, staging / filename)
+    return partition_path(root, ds)
+
+
+@contextlib.contextmanager
+def staged_partition(root: str | os.PathLike[str], ds: date | str) -> Iterator[Path]:
+    """A private folder to fill with a day's files; on success it replaces the partition.
+
+    Readers see the old complete partition until the block ends, then the new one; if the
+    block raises (or the process dies), the partition is untouched and the folder is
+    removed (or cleaned up by the next writer of that day). Files written into the folder
+    by other processes (e.g. Dask workers) must be complete when the block ends.
+
+    Yields:
+        The staging folder, on the same filesystem as the partition.
+    """
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     target = partition_path(root, ds)
@@ -82,7 +99,9 @@ def write_partition_atomically(
         staging = root / f".{target.name}.tmp-{uuid.uuid4().hex}"
         staging.mkdir()
         try:
-            _write_parquet(df, staging / filename)
+            yield staging
+            for written in staging.iterdir():
+                _fsync_file(written)
             _fsync_dir(staging)
             retired = _swap_in(staging, target)
             _fsync_dir(root)
@@ -91,7 +110,6 @@ def write_partition_atomically(
             raise
         if retired is not None:
             shutil.rmtree(retired, ignore_errors=True)
-    return target
 
 
 def list_partitions(root: str | os.PathLike[str]) -> list[date]:
@@ -159,12 +177,28 @@ def _days(start: date, end: date) -> list[date]:
     return [start + timedelta(days=i) for i in range((end - start).days + 1)]
 
 
-def _write_parquet(df: pd.DataFrame, path: Path) -> None:
+def write_parquet(df: pd.DataFrame, path: str | os.PathLike[str]) -> None:
+    """Write one parquet file completely or not at all: a temp name, fsync, then rename."""
+    path = Path(path)
+    partial = path.with_name(f".{path.name}.partial-{uuid.uuid4().hex}")
     table = pa.Table.from_pandas(df, preserve_index=False)
-    with open(path, "wb") as fh:
-        pq.write_table(table, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
+    try:
+        with open(partial, "wb") as fh:
+            pq.write_table(table, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(partial, path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _read_folder(folder: Path) -> pd.DataFrame:
