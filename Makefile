@@ -20,7 +20,9 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 export GX_ANALYTICS_ENABLED := false
 
 DEMO_DATA_START  ?= 2026-01-01
+DEMO_DRIFT_START ?= 2026-03-29
 DEMO_DATA_END    ?= 2026-03-31
+DEMO_SCORE_DAYS  ?= 2026-03-25 2026-03-26 2026-03-27 2026-03-28 2026-03-29 2026-03-30 2026-03-31
 DEMO_WINDOW_START ?= 2026-01-01
 DEMO_WINDOW_END   ?= 2026-02-28
 DEMO_ROWS_PER_DAY ?= 1000
@@ -34,15 +36,16 @@ help:  ## list the targets
 $(STAMP): requirements.txt pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (set PYTHON=...)"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements.txt
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
 venv: $(STAMP)  ## create .venv and install the pinned requirements and the package
 
-demo: $(STAMP)  ## generate data, run train_register on SQLite Airflow + local MLflow, print where to look
+demo: $(STAMP)  ## generate data, train_register, then batch_score 7 days; SQLite Airflow, local MLflow, Dask LocalCluster
 	flightdeck generate-data --start $(DEMO_DATA_START) --end $(DEMO_DATA_END) --rows-per-day $(DEMO_ROWS_PER_DAY)
+	flightdeck generate-data --start $(DEMO_DRIFT_START) --end $(DEMO_DATA_END) --rows-per-day $(DEMO_ROWS_PER_DAY) \
+	  --scenario feature_drift
 	airflow db migrate > $(FLIGHTDECK_HOME)/airflow-db-migrate.log
 	airflow dags test train_register \
 	  --conf '{"window_start": "$(DEMO_WINDOW_START)", "window_end": "$(DEMO_WINDOW_END)", "labels_as_of": "$(DEMO_DATA_END)"}' \
@@ -50,6 +53,13 @@ demo: $(STAMP)  ## generate data, run train_register on SQLite Airflow + local M
 	  || { tail -n 60 $(FLIGHTDECK_HOME)/train_register.log; exit 1; }
 	@grep -E '\[flightdeck\.' $(FLIGHTDECK_HOME)/train_register.log | sed -E 's/^\S+ \[[a-z ]+\] (.*) \[flightdeck[^]]*\].*/  \1/'
 	@echo "Airflow task log   : $(FLIGHTDECK_HOME)/train_register.log"
+	@rm -f $(FLIGHTDECK_HOME)/batch_score.log
+	@for ds in $(DEMO_SCORE_DAYS); do \
+	  echo "batch_score ds=$$ds"; \
+	  airflow dags test batch_score $${ds}T02:00:00+00:00 >> $(FLIGHTDECK_HOME)/batch_score.log 2>&1 \
+	    || { tail -n 60 $(FLIGHTDECK_HOME)/batch_score.log; exit 1; }; \
+	done
+	@echo "Airflow task log   : $(FLIGHTDECK_HOME)/batch_score.log"
 	flightdeck summary
 
 test: $(STAMP)  ## run every test (unit, DAG, static, integration on SQLite and PostgreSQL)

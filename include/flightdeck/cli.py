@@ -17,7 +17,8 @@ def _generate(args: argparse.Namespace) -> None:
     settings = get_settings()
     paths = write_partitions(settings.raw_dir, args.start, args.end, scenario=args.scenario,
                              rows_per_day=args.rows_per_day or settings.rows_per_day,
-                             seed=settings.seed if args.seed is None else args.seed)
+                             seed=settings.seed if args.seed is None else args.seed,
+                             corrupt_fraction=args.corrupt_fraction)
     print(f"wrote {len(paths)} {args.scenario} partition(s) under {settings.raw_dir}")
 
 
@@ -57,6 +58,24 @@ def _summary(args: argparse.Namespace) -> None:
     if runs:
         print(f"Latest training run : {runs[0].info.run_id}: {runs[0].data.tags.get('flightdeck.decision', '')}")
     print(f"Aliases             : {registry.aliases(name) or 'none'}")
+    _summarise_batch(settings, registry)
+
+
+def _summarise_batch(settings, registry) -> None:
+    from flightdeck.data.partitions import list_partitions
+
+    days = list_partitions(settings.predictions_dir)
+    if not days:
+        return
+    print(f"Predictions         : {settings.predictions_dir} ({len(days)} day(s), {days[0]} .. {days[-1]})")
+    experiment = registry.client.get_experiment_by_name(settings.experiment_name + "-batch")
+    runs = registry.client.search_runs([experiment.experiment_id], order_by=["params.ds ASC"]) if experiment else []
+    for run in runs:
+        ds = run.data.params.get("ds")
+        drifted = int(run.data.metrics.get("drifted_features", 0))
+        verdict = f"{drifted} drifted feature(s)" if drifted else "no drift"
+        print(f"  ds={ds}: {int(run.data.metrics.get('rows', 0))} rows, {verdict}, "
+              f"report {settings.reports_dir / f'ds={ds}' / 'index.html'}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -69,6 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--scenario", default="clean")
     generate.add_argument("--rows-per-day", type=int)
     generate.add_argument("--seed", type=int)
+    generate.add_argument("--corrupt-fraction", type=float, default=0.05,
+                          help="share of damaged rows in the corrupt scenario")
     generate.set_defaults(func=_generate)
 
     train = commands.add_parser("train", help="run the train_register stages without Airflow")

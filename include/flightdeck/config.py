@@ -36,8 +36,8 @@ class Settings(BaseSettings):
     parity_rows: int = Field(1000, gt=0)
 
     dask_scheduler_address: str | None = Field(
-        None, description="tcp://host:port of an existing Dask scheduler; unset means a LocalCluster.")
-    dask_workers: int | None = Field(None, gt=0, description="LocalCluster workers; default one per core.")
+        None, description="tcp://host:port of an existing Dask scheduler; unset means a local cluster of worker processes.")
+    dask_workers: int | None = Field(None, gt=0, description="Local cluster workers; default one per core.")
 
     batch_cron: str = Field("0 2 * * *", description="When batch_score runs (UTC); it scores the previous day.")
     decision_threshold: float = Field(0.5, gt=0, lt=1, description="Score at or above which the label is 1.")
@@ -47,7 +47,7 @@ class Settings(BaseSettings):
     volume_tolerance: float = Field(
         0.5, gt=0, description="Alert when today's rows differ from the trailing mean by more than this share.")
     trailing_days: int = Field(7, gt=0, description="Days of history the volume check compares against.")
-    sensor_timeout_minutes: int = Field(360, gt=0, description="How long batch_score waits for its input.")
+    sensor_timeout_seconds: int = Field(6 * 3600, gt=0, description="How long batch_score waits for its input.")
     alert_conn_id: str = Field("flightdeck_alerts", description="Airflow connection for drift/failure alerts.")
 
     @field_validator("home", mode="after")

@@ -20,7 +20,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 
 from flightdeck.config import Settings, get_settings
-from flightdeck.errors import ModelNotFoundError
+from flightdeck.errors import FlightdeckError, ModelNotFoundError
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +29,7 @@ CHALLENGER = "challenger"
 PREVIOUS = "previous"
 ALIASES = (CHAMPION, CHALLENGER, PREVIOUS)
 
+RUN_KEY = "flightdeck.run_key"
 TRAINING_KEY = "flightdeck.training_key"
 MODEL_URI_TAG = "flightdeck.onnx_model_uri"
 ONNX_FILE = "model.onnx"
@@ -67,35 +68,51 @@ class Registry:
         return cls(settings.tracking_uri, settings.artifact_root, settings.experiment_name)
 
     # -- runs ---------------------------------------------------------------------------
-    def experiment_id(self) -> str:
+    def experiment_id(self, experiment_name: str | None = None) -> str:
         """The experiment's id, created with our artifact root on first use."""
-        experiment = self.client.get_experiment_by_name(self.experiment_name)
+        name = experiment_name or self.experiment_name
+        experiment = self.client.get_experiment_by_name(name)
         if experiment is not None:
             return experiment.experiment_id
         try:
-            return self.client.create_experiment(self.experiment_name, artifact_location=self.artifact_root)
+            return self.client.create_experiment(name, artifact_location=f"{self.artifact_root.rstrip('/')}/{name}")
         except MlflowException:  # created concurrently by another task
-            return self.client.get_experiment_by_name(self.experiment_name).experiment_id
+            return self.client.get_experiment_by_name(name).experiment_id
 
-    def find_run(self, training_key: str) -> str | None:
-        """The run already logged for this training key, if any (newest first)."""
+    def find_run(self, key: str, experiment_name: str | None = None) -> str | None:
+        """The run already logged under this idempotency key, if any (newest first)."""
         runs = self.client.search_runs(
-            [self.experiment_id()], filter_string=f"tags.`{TRAINING_KEY}` = '{training_key}'",
+            [self.experiment_id(experiment_name)], filter_string=f"tags.`{RUN_KEY}` = '{key}'",
             order_by=["attributes.start_time DESC"], max_results=1)
         return runs[0].info.run_id if runs else None
 
-    def log_training_run(self, training_key: str, params: dict, metrics: dict[str, float],
-                         tags: dict[str, str], run_name: str) -> str:
-        """Log one training run; a second call with the same key returns the first run."""
-        existing = self.find_run(training_key)
+    def log_run(self, key: str, params: dict, metrics: dict[str, float], tags: dict[str, str], run_name: str,
+                experiment_name: str | None = None, artifact_dir: Path | None = None) -> str:
+        """Log one run; a second call with the same key returns the first run unchanged."""
+        existing = self.find_run(key, experiment_name)
         if existing:
-            log.info("run %s already logged for training key %s: reusing it", existing, training_key[:12])
+            log.info("run %s already logged for key %s: reusing it", existing, key[:12])
             return existing
-        with mlflow.start_run(experiment_id=self.experiment_id(), run_name=run_name) as run:
-            mlflow.set_tags({**tags, TRAINING_KEY: training_key})
+        with mlflow.start_run(experiment_id=self.experiment_id(experiment_name), run_name=run_name) as run:
+            mlflow.set_tags({**tags, RUN_KEY: key})
             mlflow.log_params(params)
             mlflow.log_metrics(metrics)
+            if artifact_dir is not None:
+                mlflow.log_artifacts(str(artifact_dir))
             return run.info.run_id
+
+    def log_json(self, run_id: str, data: dict, artifact_file: str) -> None:
+        """Attach a JSON document to a run (e.g. the training reference profile)."""
+        self.client.log_dict(run_id, data, artifact_file)
+
+    def load_json(self, run_id: str, artifact_file: str) -> dict:
+        """A JSON document attached to a run; ModelNotFoundError-style message when absent."""
+        try:
+            return mlflow.artifacts.load_dict(f"runs:/{run_id}/{artifact_file}")
+        except (MlflowException, OSError) as exc:
+            raise FlightdeckError(
+                f"run {run_id} has no {artifact_file}. Fix: re-register the model with train_register, "
+                "which logs it.") from exc
 
     def log_onnx_model(self, run_id: str, model: onnx.ModelProto, input_example: pd.DataFrame,
                        output_example, name: str = "model") -> str:
@@ -163,17 +180,21 @@ class Registry:
             self.client.set_registered_model_alias(name, alias, version.version)
         return Registration(str(version.version), True, tuple(aliases))
 
-    def download_onnx(self, name: str, ref: str) -> tuple[str, bytes]:
-        """(version, model bytes) of a version number or an alias of a registered model."""
+    def get_version(self, name: str, ref: str) -> ModelVersion:
+        """A version by number ("3") or alias ("champion"); ModelNotFoundError when absent."""
         if ref.isdigit():
             try:
-                version = self.client.get_model_version(name, ref)
+                return self.client.get_model_version(name, ref)
             except MlflowException as exc:
                 raise ModelNotFoundError(name, f"version {ref}") from exc
-        else:
-            version = self.alias_version(name, ref)
-            if version is None:
-                raise ModelNotFoundError(name, f"alias {ref!r}")
+        version = self.alias_version(name, ref)
+        if version is None:
+            raise ModelNotFoundError(name, f"alias {ref!r}")
+        return version
+
+    def download_onnx(self, name: str, ref: str) -> tuple[str, bytes]:
+        """(version, model bytes) of a version number or an alias of a registered model."""
+        version = self.get_version(name, ref)
         with tempfile.TemporaryDirectory() as tmp:
             local = mlflow.artifacts.download_artifacts(
                 artifact_uri=f"models:/{name}/{version.version}", dst_path=tmp, tracking_uri=self.tracking_uri)

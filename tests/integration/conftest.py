@@ -37,21 +37,24 @@ class AirflowSandbox:
             "FLIGHTDECK_ROWS_PER_DAY": "400",
         }
 
-    def run(self, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
-        return subprocess.run(args, env=self.env, cwd=REPO, capture_output=True, text=True, timeout=timeout)
+    def run(self, *args: str, timeout: int = 300, env: dict | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run(args, env={**self.env, **(env or {})}, cwd=REPO, capture_output=True, text=True,
+                              timeout=timeout)
 
     def migrate(self) -> None:
         done = self.run(str(Path(sys.executable).with_name("airflow")), "db", "migrate")
         assert done.returncode == 0, done.stderr[-3000:]
 
-    def generate(self, start: str, end: str, scenario: str = "clean") -> None:
+    def generate(self, start: str, end: str, scenario: str = "clean", *extra: str) -> None:
         done = self.run(str(Path(sys.executable).with_name("flightdeck")), "generate-data",
-                        "--start", start, "--end", end, "--scenario", scenario)
+                        "--start", start, "--end", end, "--scenario", scenario, *extra)
         assert done.returncode == 0, done.stderr[-3000:]
 
-    def dag_test(self, dag_id: str, conf: dict, timeout: int = 600) -> dict:
+    def dag_test(self, dag_id: str, conf: dict, logical_date: str | None = None, timeout: int = 600,
+                 env: dict | None = None) -> dict:
         """Run the DAG with dag.test(); returns {"state", "tasks"} or {"rejected", "message"}."""
-        done = self.run(sys.executable, str(RUNNER), dag_id, json.dumps(conf), timeout=timeout)
+        args = [sys.executable, str(RUNNER), dag_id, json.dumps(conf)] + ([logical_date] if logical_date else [])
+        done = self.run(*args, timeout=timeout, env=env)
         lines = [line for line in done.stdout.splitlines() if line.startswith("DAG_OUTCOME ")]
         assert lines, f"runner printed no outcome (exit {done.returncode}):\n{done.stderr[-5000:]}"
         outcome = json.loads(lines[-1].removeprefix("DAG_OUTCOME "))

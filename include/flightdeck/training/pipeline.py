@@ -18,12 +18,13 @@ import pandas as pd
 
 import flightdeck
 from flightdeck import runtime
+from flightdeck.batch.monitoring import build_reference_profile
 from flightdeck.config import get_settings
 from flightdeck.data.expectations import validate_raw
 from flightdeck.data.partitions import read_window
 from flightdeck.data.schema import DS, FEATURES, LABEL
 from flightdeck.errors import DataValidationError
-from flightdeck.registry import CHAMPION, Registry
+from flightdeck.registry import CHAMPION, TRAINING_KEY, Registry
 from flightdeck.training.evaluate import classification_metrics, decide_registration
 from flightdeck.training.export import check_parity, to_onnx
 from flightdeck.training.params import TrainParams
@@ -32,6 +33,7 @@ from flightdeck.training.train import fit_pipeline, labelled_rows, split_holdout
 log = logging.getLogger(__name__)
 
 PIPELINE_FILE = "pipeline.joblib"
+REFERENCE_PROFILE = "reference_profile.json"
 ONNX_FILE = "model.onnx"
 
 
@@ -118,8 +120,9 @@ def log_run(params: TrainParams, validation: dict, evaluation: dict, registry: R
             "flightdeck.airflow_run_id": airflow_run_id,
             "flightdeck.decision": evaluation["decision"]["reason"]}
     run_params = {**params.model_dump(mode="json"), "window_rows": validation["rows"]}
-    return registry.log_training_run(validation["training_key"], run_params, metrics, tags,
-                                     run_name=f"{params.model_type}-{params.window_end}")
+    tags[TRAINING_KEY] = validation["training_key"]
+    return registry.log_run(validation["training_key"], run_params, metrics, tags,
+                            run_name=f"{params.model_type}-{params.window_end}")
 
 
 def export_onnx(params: TrainParams, staging: Path, registry: Registry, run_id: str) -> dict:
@@ -130,10 +133,12 @@ def export_onnx(params: TrainParams, staging: Path, registry: Registry, run_id: 
     model = to_onnx(pipeline, params.model_name)
     parity = check_parity(pipeline, model, frame, settings.parity_tolerance, settings.parity_rows)
     onnx.save_model(model, staging / ONNX_FILE)
+    scores = runtime.score(runtime.load_session(model.SerializeToString()), frame)
     example = frame[list(FEATURES)].head(5)
-    model_uri = registry.log_onnx_model(
-        run_id, model, example, runtime.score(runtime.load_session(model.SerializeToString()), example))
+    model_uri = registry.log_onnx_model(run_id, model, example, scores[:5])
     registry.client.log_metric(run_id, "onnx_parity_max_abs_diff", parity.max_abs_diff)
+    # What batch monitoring compares each scored day against (feature and score drift).
+    registry.log_json(run_id, build_reference_profile(frame[list(FEATURES)], scores), REFERENCE_PROFILE)
     log.info("ONNX parity on %d rows: max |dp| = %.2e (tolerance %.0e)", parity.rows, parity.max_abs_diff,
              parity.tolerance)
     return {"model_uri": model_uri, "parity_max_abs_diff": parity.max_abs_diff, "parity_rows": parity.rows}

@@ -23,8 +23,8 @@ def registry(tmp_path_factory):
 def logged(registry, raw_frame):
     """One run with an ONNX model attached: (run_id, model_uri, model bytes)."""
     model = to_onnx(fit_pipeline(raw_frame, "logistic_regression", 0), NAME)
-    run_id = registry.log_training_run("key-1", {"model_type": "logistic_regression"}, {"holdout_roc_auc": 0.8},
-                                       {"flightdeck.window": "w"}, run_name="first")
+    run_id = registry.log_run("key-1", {"model_type": "logistic_regression"}, {"holdout_roc_auc": 0.8},
+                              {"flightdeck.window": "w"}, run_name="first")
     example = raw_frame[list(FEATURES)].head(3)
     scores = runtime.score(runtime.load_session(model.SerializeToString()), example)
     return run_id, registry.log_onnx_model(run_id, model, example, scores), model.SerializeToString()
@@ -32,7 +32,7 @@ def logged(registry, raw_frame):
 
 def test_training_run_is_logged_once_per_key(registry, logged):
     run_id, _, _ = logged
-    again = registry.log_training_run("key-1", {"model_type": "logistic_regression"}, {}, {}, run_name="again")
+    again = registry.log_run("key-1", {"model_type": "logistic_regression"}, {}, {}, run_name="again")
     assert again == run_id
     run = registry.client.get_run(run_id)
     assert run.data.params["model_type"] == "logistic_regression"

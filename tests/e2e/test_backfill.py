@@ -1,0 +1,68 @@
+"""batch_score under a real scheduler: a 7-day `airflow backfill create` yields exactly 7
+prediction partitions; reprocessing the completed days yields the same rows and scores;
+unpausing starts the nightly schedule, whose run scores the last complete day."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pandas as pd
+import pytest
+
+from flightdeck.data.partitions import list_partitions, read_partition
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(1500)]
+
+DAYS = [f"2026-01-0{d}" for d in range(1, 8)]
+
+
+def _backfill_done(airflow, since: str | None = None):
+    def done() -> bool:
+        runs = [r for r in airflow.runs("batch_score") if r["run_type"] == "backfill"]
+        finished = [r for r in runs if r["state"] == "success" and (since is None or (r["end_date"] or "") > since)]
+        failed = [r for r in runs if r["state"] == "failed"]
+        assert not failed, f"backfill runs failed: {failed}\n{airflow.log_tail()}"
+        return len(finished) == len(DAYS)
+    return done
+
+
+def _january(root) -> list[str]:
+    return [d.isoformat() for d in list_partitions(root) if d.isoformat() < "2026-02-01"]
+
+
+def _scores(root, ds):
+    return read_partition(root, ds)[["customer_id", "score", "predicted_label"]].sort_values(
+        "customer_id", ignore_index=True)
+
+
+def test_seven_day_backfill_then_reprocess(airflow):
+    airflow.flightdeck("generate-data", "--start", "2026-01-01", "--end", "2026-01-20", "--rows-per-day", "300")
+    # The nightly run created on unpause scores the last complete interval's day: yesterday,
+    # or the day before when it is not yet 02:00 UTC.
+    today = datetime.now(UTC).date()
+    airflow.flightdeck("generate-data", "--start", str(today - timedelta(days=2)), "--end",
+                       str(today - timedelta(days=1)), "--rows-per-day", "300")
+    airflow.flightdeck("train", "--window-start", "2026-01-01", "--window-end", "2026-01-10",
+                       "--labels-as-of", "2026-01-20")
+    airflow.wait_until(lambda: "batch_score" in airflow.cli("dags", "list", "-o", "plain").stdout, 180,
+                       "the dag-processor to parse batch_score")
+    airflow.cli("dags", "unpause", "batch_score")
+    airflow.cli("backfill", "create", "--dag-id", "batch_score", "--from-date", "2026-01-01",
+                "--to-date", "2026-01-07T02:00:00", "--max-active-runs", "2")
+    airflow.wait_until(_backfill_done(airflow), 900, "7 successful backfill runs")
+
+    predictions = airflow.root / "flightdeck" / "data" / "predictions"
+    assert _january(predictions) == DAYS
+    first = {ds: _scores(predictions, ds) for ds in DAYS}
+    assert all(len(frame) == 300 for frame in first.values())
+
+    airflow.wait_until(lambda: any(r["run_type"] == "scheduled" and r["state"] == "success"
+                                   for r in airflow.runs("batch_score")), 300, "the nightly run to succeed")
+
+    since = max(r["end_date"] for r in airflow.runs("batch_score") if r["run_type"] == "backfill")
+    airflow.cli("backfill", "create", "--dag-id", "batch_score", "--from-date", "2026-01-01",
+                "--to-date", "2026-01-07T02:00:00", "--max-active-runs", "2", "--reprocess-behavior", "completed")
+    airflow.wait_until(_backfill_done(airflow, since), 900, "7 reprocessed backfill runs")
+    assert _january(predictions) == DAYS
+    for ds in DAYS:
+        pd.testing.assert_frame_equal(_scores(predictions, ds), first[ds])
