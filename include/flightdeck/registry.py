@@ -7,6 +7,7 @@ beat it, `previous` is the champion before the last promotion (for rollback).
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,6 +56,8 @@ class Registry:
         self.tracking_uri = tracking_uri
         self.artifact_root = artifact_root
         self.experiment_name = experiment_name
+        # Download progress bars go to stderr, which Airflow task logs show as errors.
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         # The fluent API (log_model, start_run) reads the process-wide URI.
         mlflow.set_tracking_uri(tracking_uri)
         mlflow.set_registry_uri(tracking_uri)

@@ -24,16 +24,19 @@ import json, runpy, sys, time
 import airflow.sdk, pendulum
 import airflow.sdk.definitions.dag
 before = set(sys.modules)
-timings = []
-for _ in range(3):
-    for name in set(sys.modules) - before:
-        del sys.modules[name]
-    start = time.perf_counter()
-    runpy.run_path(sys.argv[1], run_name="dag_under_test")
-    timings.append(time.perf_counter() - start)
+start = time.perf_counter()
+runpy.run_path(sys.argv[1], run_name="dag_under_test")
+seconds = time.perf_counter() - start
 heavy = sorted({m.split(".")[0] for m in set(sys.modules) - before} & set(json.loads(sys.argv[2])))
-print(json.dumps({"seconds": min(timings), "heavy": heavy}))
+print(json.dumps({"seconds": seconds, "heavy": heavy}))
 """
+
+
+def _probe(path: Path) -> dict:
+    out = subprocess.run([sys.executable, "-c", PROBE, str(path), json.dumps(sorted(HEAVY))],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, f"{path.name} failed to parse:\n{out.stderr[-3000:]}"
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 @pytest.fixture(scope="module")
@@ -73,11 +76,10 @@ def test_no_heavy_imports_at_module_top(path):
 
 @pytest.mark.parametrize("path", DAG_FILES, ids=lambda p: p.name)
 def test_parses_fast_without_loading_heavy_libraries(path):
-    out = subprocess.run([sys.executable, "-c", PROBE, str(path), json.dumps(sorted(HEAVY))],
-                         capture_output=True, text=True, timeout=120, check=True)
-    probe = json.loads(out.stdout.strip().splitlines()[-1])
-    assert probe["heavy"] == [], f"{path.name} pulls in {probe['heavy']} at parse time (transitively)"
-    assert probe["seconds"] < PARSE_BUDGET_S, f"{path.name} took {probe['seconds']:.2f} s to parse"
+    probes = [_probe(path) for _ in range(3)]  # best of three: the machine is shared and noisy
+    assert probes[0]["heavy"] == [], f"{path.name} pulls in {probes[0]['heavy']} at parse time (transitively)"
+    seconds = min(p["seconds"] for p in probes)
+    assert seconds < PARSE_BUDGET_S, f"{path.name} took {seconds:.2f} s to parse"
 
 
 def test_every_dag_has_tags_owner_and_retries(dagbag):

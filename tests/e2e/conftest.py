@@ -3,6 +3,7 @@ SQLite + LocalExecutor) with this repository's DAGs, for tests that need the sch
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -37,8 +38,14 @@ class Airflow:
     process: subprocess.Popen | None = None
 
     def cli(self, *args: str, timeout: int = 180) -> subprocess.CompletedProcess:
-        done = subprocess.run([str(BIN / "airflow"), *args], env=self.env, cwd=REPO, capture_output=True,
-                              text=True, timeout=timeout)
+        # SQLite allows one writer: a CLI write can lose to the scheduler's and fail with
+        # "database is locked" (the transaction is rolled back), so such calls are retried.
+        for _ in range(5):
+            done = subprocess.run([str(BIN / "airflow"), *args], env=self.env, cwd=REPO, capture_output=True,
+                                  text=True, timeout=timeout)
+            if done.returncode == 0 or "database is locked" not in done.stderr:
+                break
+            time.sleep(3)
         assert done.returncode == 0, f"airflow {' '.join(args)} failed:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
         return done
 
@@ -49,11 +56,18 @@ class Airflow:
 
     def runs(self, dag_id: str) -> list[dict]:
         """dag_run rows straight from the metadata database (cheaper than a CLI call per poll)."""
-        with sqlite3.connect(self.root / "airflow" / "airflow.db", timeout=30) as db:
+        with contextlib.closing(sqlite3.connect(self.root / "airflow" / "airflow.db", timeout=30)) as db:
             db.row_factory = sqlite3.Row
             rows = db.execute("SELECT run_id, run_type, state, logical_date, end_date FROM dag_run "
                               "WHERE dag_id = ? ORDER BY logical_date", (dag_id,)).fetchall()
         return [dict(row) for row in rows]
+
+    def backfill_completed(self, dag_id: str) -> bool:
+        """Whether the DAG's latest backfill is marked complete."""
+        with contextlib.closing(sqlite3.connect(self.root / "airflow" / "airflow.db", timeout=30)) as db:
+            row = db.execute("SELECT completed_at FROM backfill WHERE dag_id = ? ORDER BY id DESC LIMIT 1",
+                             (dag_id,)).fetchone()
+        return row is not None and row[0] is not None
 
     def wait_until(self, predicate, timeout: float, what: str) -> None:
         deadline = time.monotonic() + timeout
@@ -61,7 +75,7 @@ class Airflow:
             if predicate():
                 return
             assert self.process.poll() is None, f"airflow standalone exited:\n{self.log_tail()}"
-            time.sleep(2)
+            time.sleep(5)
         raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}\n{self.log_tail()}")
 
     def log_tail(self) -> str:
@@ -85,7 +99,8 @@ def airflow(tmp_path_factory):
         **os.environ,
         "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
         "AIRFLOW_HOME": str(root / "airflow"),
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{root / 'airflow' / 'airflow.db'}",
+        # A long busy timeout: scheduler, dag-processor, api-server and the CLI share one SQLite file.
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{root / 'airflow' / 'airflow.db'}?timeout=60",
         "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",

@@ -22,7 +22,9 @@ def _backfill_done(airflow, since: str | None = None):
         finished = [r for r in runs if r["state"] == "success" and (since is None or (r["end_date"] or "") > since)]
         failed = [r for r in runs if r["state"] == "failed"]
         assert not failed, f"backfill runs failed: {failed}\n{airflow.log_tail()}"
-        return len(finished) == len(DAYS)
+        # The scheduler marks the backfill itself complete a loop after its last run; only
+        # then may another backfill of the DAG be created.
+        return len(finished) == len(DAYS) and airflow.backfill_completed("batch_score")
     return done
 
 

@@ -3,10 +3,6 @@ a local Dask cluster, on generated days (clean, corrupt, drifted, missing)."""
 
 from __future__ import annotations
 
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
-
 import pandas as pd
 import pytest
 
@@ -34,22 +30,10 @@ def sandbox(sqlite_sandbox):
 
 
 @pytest.fixture
-def webhook():
-    received = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802
-            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield {"AIRFLOW_CONN_FLIGHTDECK_ALERTS": f"http://127.0.0.1:{server.server_address[1]}/alerts"}, received
-    server.shutdown()
+def webhook(webhook_server):
+    """(env pointing the alert connection at a loopback webhook, alert bodies received so far)."""
+    url, received = webhook_server
+    return {"AIRFLOW_CONN_FLIGHTDECK_ALERTS": f"{url}/alerts"}, received
 
 
 def _predictions(sandbox, ds: str) -> pd.DataFrame:
@@ -102,7 +86,7 @@ def test_too_many_bad_rows_fails_the_run_with_a_report(sandbox, webhook):
     assert outcome["tasks"]["score_partition"] == "upstream_failed"
     assert "above the 5.0% threshold" in outcome["log"] and "expect_column_values_to_be_between" in outcome["log"]
     assert not partition_path(sandbox.root / "flightdeck" / "data" / "predictions", "2026-02-12").exists()
-    assert any("validate_input failed" in alert["text"] for alert in received), "the failure callback alerts"
+    assert any("validate_input failed" in body["text"] for _, body in received), "the failure callback alerts"
 
 
 def test_unknown_pinned_version_is_rejected_before_scoring(sandbox):
@@ -133,6 +117,6 @@ def test_drifted_day_raises_an_alert_and_a_report(sandbox, webhook):
     outcome = sandbox.dag_test("batch_score", {}, at_two("2026-02-13"), env=env)
     assert outcome["state"] == "success", outcome["log"][-4000:]
     assert outcome["tasks"]["monitor_partition"] == "success"
-    (alert,) = [a for a in received if "drift" in a["text"]]
+    (alert,) = [body for _, body in received if "drift" in body["text"]]
     assert "ds=2026-02-13" in alert["text"] and "credit_score" in alert["text"]
     assert "index.html" in alert["text"]

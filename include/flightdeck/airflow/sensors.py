@@ -10,7 +10,7 @@ from airflow.sdk import BaseSensorOperator
 from airflow.sdk.exceptions import AirflowFailException
 
 from flightdeck.airflow.triggers import PartitionTrigger, partition_ready
-from flightdeck.data.partitions import partition_path
+from flightdeck.data.layout import partition_path
 
 
 class PartitionSensor(BaseSensorOperator):

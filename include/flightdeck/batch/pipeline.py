@@ -20,7 +20,8 @@ from flightdeck.batch.report import render_batch_report
 from flightdeck.batch.scoring import ModelArtifact, ScoringJob, score_partition
 from flightdeck.batch.validation import validate_input_partition
 from flightdeck.config import get_settings
-from flightdeck.data.partitions import partition_path, read_partition
+from flightdeck.data.layout import partition_path
+from flightdeck.data.partitions import read_partition
 from flightdeck.data.schema import ENTITY_ID, FEATURES
 from flightdeck.errors import FlightdeckError
 from flightdeck.registry import CHAMPION, Registry

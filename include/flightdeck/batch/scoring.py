@@ -38,7 +38,8 @@ import pyarrow.parquet as pq
 from distributed import Client, as_completed
 
 from flightdeck import runtime
-from flightdeck.data.partitions import _as_date, partition_path, staged_partition
+from flightdeck.data.layout import as_date, partition_path
+from flightdeck.data.partitions import atomic_file, staged_partition
 from flightdeck.data.schema import ENTITY_ID
 from flightdeck.errors import ConfigError, FlightdeckError
 
@@ -116,7 +117,7 @@ class ScoringJob:
     batch_rows: int = 100_000
 
     def __post_init__(self) -> None:
-        day = _as_date(self.ds)
+        day = as_date(self.ds)
         set_ = object.__setattr__  # frozen: normalise once, here
         set_(self, "ds", day)
         set_(self, "input_files", [Path(p) for p in self.input_files])
@@ -335,23 +336,13 @@ def _write_scored(path: Path, out_path: Path, session: ort.InferenceSession, spe
                   exclude: np.ndarray) -> int:
     # Batches are streamed into a ParquetWriter (not collected for `write_parquet`) to keep
     # memory bounded; the temp name starts with "." so partition readers never list it.
-    partial = out_path.with_name(f".{out_path.name}.partial-{uuid.uuid4().hex}")
+    # fsync happens here, on the worker, while other tasks still run (atomic_file):
+    # staged_partition's own fsync before the swap then finds nothing left to flush.
     rows = 0
-    try:
-        tables = _scored_tables(path, session, spec, exclude)
-        with open(partial, "wb") as sink:
-            with pq.ParquetWriter(sink, PREDICTION_SCHEMA) as writer:
-                for table in tables:
-                    writer.write_table(table)
-                    rows += table.num_rows
-            # fsync here, on the worker, while other tasks still run: staged_partition's own
-            # fsync before the swap then finds nothing left to flush.
-            sink.flush()
-            os.fsync(sink.fileno())
-        os.replace(partial, out_path)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
+    with atomic_file(out_path) as sink, pq.ParquetWriter(sink, PREDICTION_SCHEMA) as writer:
+        for table in _scored_tables(path, session, spec, exclude):
+            writer.write_table(table)
+            rows += table.num_rows
     return rows
 
 

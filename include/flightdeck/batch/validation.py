@@ -18,7 +18,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from flightdeck.data.expectations import validate_raw
-from flightdeck.data.partitions import partition_path, staged_partition, write_parquet
+from flightdeck.data.layout import partition_path
+from flightdeck.data.partitions import staged_partition, write_parquet
 from flightdeck.errors import FlightdeckError, MissingPartitionError
 
 REASON = "quarantine_reason"

@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from flightdeck.data.partitions import _as_date, write_partition_atomically
+from flightdeck.data.layout import as_date
+from flightdeck.data.partitions import write_partition_atomically
 from flightdeck.data.schema import (
     CATEGORY_VALUES,
     ENTITY_ID,
@@ -101,7 +102,7 @@ def generate_partition(
     Raises:
         ConfigError: Unknown scenario or a parameter out of its range.
     """
-    ds = _as_date(ds)
+    ds = as_date(ds)
     _check_args(scenario, rows, seed, corrupt_fraction)
     if scenario == "corrupt":
         # Corrupt = the clean day plus damage, so its good rows equal the clean rows.
@@ -120,7 +121,7 @@ def injected_defects(
         earlier clean row, so only the later occurrence is bad.
     """
     _check_args("corrupt", rows, seed, corrupt_fraction)
-    return _plan_defects(_corruption_rng(_as_date(ds), seed), rows, corrupt_fraction)
+    return _plan_defects(_corruption_rng(as_date(ds), seed), rows, corrupt_fraction)
 
 
 def write_partitions(
@@ -141,7 +142,7 @@ def write_partitions(
     Raises:
         ConfigError: `start` is after `end`, or a generator argument is invalid.
     """
-    start, end = _as_date(start), _as_date(end)
+    start, end = as_date(start), as_date(end)
     if start > end:
         raise ConfigError(
             "start", f"start {start} is after end {end}", "pass start <= end (both inclusive)"

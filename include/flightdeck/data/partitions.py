@@ -24,35 +24,20 @@ import shutil
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
+from typing import BinaryIO
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from flightdeck.data.layout import as_date, partition_path
 from flightdeck.data.schema import DS
 from flightdeck.errors import ConfigError, MissingPartitionError
 
 _PARTITION_NAME = re.compile(r"^ds=(\d{4}-\d{2}-\d{2})$")
 _READ_ATTEMPTS = 5  # a reader that loses a race with a swap retries; one swap takes ms
-
-
-def _as_date(ds: date | str) -> date:
-    """A date from a date, a datetime (its day) or Airflow's "YYYY-MM-DD" `ds` string."""
-    if isinstance(ds, datetime):
-        return ds.date()
-    if isinstance(ds, str):
-        try:
-            return date.fromisoformat(ds)
-        except ValueError as exc:
-            raise ConfigError("ds", f"{ds!r} is not a date", "pass a date or 'YYYY-MM-DD'") from exc
-    return ds
-
-
-def partition_path(root: str | os.PathLike[str], ds: date | str) -> Path:
-    """The folder of one day's partition: `root/ds=YYYY-MM-DD`."""
-    return Path(root) / f"ds={_as_date(ds):%Y-%m-%d}"
 
 
 def write_partition_atomically(
@@ -157,7 +142,7 @@ def read_window(root: str | os.PathLike[str], start: date | str, end: date | str
         ConfigError: `start` is after `end`.
         MissingPartitionError: Any day of the window has no partition; names all of them.
     """
-    days = _days(_as_date(start), _as_date(end))
+    days = _days(as_date(start), as_date(end))
     missing = [f"{d:%Y-%m-%d}" for d in days if not partition_path(root, d).is_dir()]
     if missing:
         raise MissingPartitionError(str(root), missing)
@@ -177,20 +162,30 @@ def _days(start: date, end: date) -> list[date]:
     return [start + timedelta(days=i) for i in range((end - start).days + 1)]
 
 
-def write_parquet(df: pd.DataFrame, path: str | os.PathLike[str]) -> None:
-    """Write one parquet file completely or not at all: a temp name, fsync, then rename."""
+@contextlib.contextmanager
+def atomic_file(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
+    """A binary file that appears at `path` complete or not at all.
+
+    Written under a hidden temporary name beside `path` (readers skip dot-files), flushed
+    and fsynced, then renamed over `path`; on an exception the temporary file is removed.
+    """
     path = Path(path)
     partial = path.with_name(f".{path.name}.partial-{uuid.uuid4().hex}")
-    table = pa.Table.from_pandas(df, preserve_index=False)
     try:
         with open(partial, "wb") as fh:
-            pq.write_table(table, fh)
+            yield fh
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(partial, path)
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
+
+
+def write_parquet(df: pd.DataFrame, path: str | os.PathLike[str]) -> None:
+    """Write one parquet file completely or not at all (see `atomic_file`)."""
+    with atomic_file(path) as fh:
+        pq.write_table(pa.Table.from_pandas(df, preserve_index=False), fh)
 
 
 def _fsync_file(path: Path) -> None:

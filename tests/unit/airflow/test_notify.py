@@ -6,35 +6,13 @@ import json
 import threading
 import time
 import warnings
-from http.server import BaseHTTPRequestHandler, HTTPServer
-
-import pytest
 
 from flightdeck.airflow.notify import send_alert
 
 
-@pytest.fixture
-def webhook():
-    received = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802 - http.server's naming
-            received.append((self.path, json.loads(self.rfile.read(int(self.headers["Content-Length"])))))
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield server.server_address[1], received
-    server.shutdown()
-
-
-def test_webhook_connection_receives_the_alert(webhook, monkeypatch):
-    port, received = webhook
-    monkeypatch.setenv("AIRFLOW_CONN_TEST_WEBHOOK", f"http://127.0.0.1:{port}/services/T0/B0/xyz")
+def test_webhook_connection_receives_the_alert(webhook_server, monkeypatch):
+    url, received = webhook_server
+    monkeypatch.setenv("AIRFLOW_CONN_TEST_WEBHOOK", f"{url}/services/T0/B0/xyz")
     assert send_alert("drift on ds=2026-01-02", "credit_score PSI 0.31", conn_id="test_webhook") is True
     (path, body), = received
     assert path == "/services/T0/B0/xyz"
