@@ -73,6 +73,9 @@ lint: $(STAMP)  ## ruff, including Airflow 3 idioms (AIR3)
 	$(BIN)/ruff check dags --select AIR3
 
 airflow: $(STAMP)  ## airflow standalone with this repo's dags and plugins on http://localhost:$(AIRFLOW_PORT)
+	@mkdir -p $(AIRFLOW_HOME) && airflow db migrate > $(FLIGHTDECK_HOME)/airflow-db-migrate.log
+	@# Write-ahead logging: the CLI and the UI can read while the scheduler writes SQLite.
+	$(BIN)/python -c "import sqlite3; sqlite3.connect('$(AIRFLOW_HOME)/airflow.db').execute('PRAGMA journal_mode=WAL')"
 	AIRFLOW__API__PORT=$(AIRFLOW_PORT) \
 	AIRFLOW__CORE__EXECUTION_API_SERVER_URL=http://127.0.0.1:$(AIRFLOW_PORT)/execution/ \
 	airflow standalone

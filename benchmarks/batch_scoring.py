@@ -4,7 +4,7 @@ Measures, for each row count and model family (logistic regression, the default,
 
 * ceiling  - one process running the same per-file function (`score_file_to`, one ONNX
              session) over every file; ceiling = its rows/s x workers;
-* dask-1/N - `score_partition` on a warm LocalCluster with 1 and N single-threaded workers;
+* dask-1/N - `score_partition` on a warm local cluster (flightdeck's `dask_client`) with 1 and N single-threaded workers;
 * mlflow   - what a user would write: `mlflow.pyfunc.load_model(uri)` of the model logged
              with `mlflow.onnx.log_model`, then `predict(pandas.read_parquet(file))` file by
              file in one process, writing the predictions to parquet;
@@ -19,8 +19,7 @@ Generated input files are cached in --data-dir (default: FLIGHTDECK_HOME/benchma
 
 from __future__ import annotations
 
-# Only light imports at module level: LocalCluster's worker processes re-import this
-# script as their __main__ module when it is run directly.
+# Only light imports at module level: heavy ones happen inside the functions that need them.
 import argparse
 import itertools
 import os
