@@ -30,21 +30,16 @@ def free_port() -> int:
 
 @dataclass
 class Airflow:
-    """A running `airflow standalone` and the environment its CLI needs."""
+    """`airflow standalone` (started and stopped by the test) and the environment its CLI needs."""
 
     root: Path
     env: dict
     port: int
     process: subprocess.Popen | None = None
 
-    def cli(self, *args: str, timeout: int = 180, retry_if_locked: bool = False) -> subprocess.CompletedProcess:
-        """Run an `airflow` command; idempotent ones may retry when SQLite reports a lock."""
-        for _ in range(5 if retry_if_locked else 1):
-            done = subprocess.run([str(BIN / "airflow"), *args], env=self.env, cwd=REPO, capture_output=True,
-                                  text=True, timeout=timeout)
-            if done.returncode == 0 or "database is locked" not in done.stderr:
-                break
-            time.sleep(2)
+    def cli(self, *args: str, timeout: int = 180) -> subprocess.CompletedProcess:
+        done = subprocess.run([str(BIN / "airflow"), *args], env=self.env, cwd=REPO, capture_output=True,
+                              text=True, timeout=timeout)
         assert done.returncode == 0, f"airflow {' '.join(args)} failed:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
         return done
 
@@ -73,12 +68,30 @@ class Airflow:
         while time.monotonic() < deadline:
             if predicate():
                 return
-            assert self.process.poll() is None, f"airflow standalone exited:\n{self.log_tail()}"
+            assert self.process is None or self.process.poll() is None, \
+                f"airflow standalone exited:\n{self.log_tail()}"
             time.sleep(5)
         raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}\n{self.log_tail()}")
 
     def log_tail(self) -> str:
         return (self.root / "standalone.log").read_text(errors="replace")[-5000:]
+
+    def start(self) -> None:
+        """Start `airflow standalone` and wait until every component reports healthy."""
+        with open(self.root / "standalone.log", "a") as log:
+            self.process = subprocess.Popen([str(BIN / "airflow"), "standalone"], env=self.env, cwd=self.root,
+                                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.wait_until(self.healthy, 240, "a healthy api-server, scheduler, dag-processor, triggerer")
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=30)
 
     def healthy(self) -> bool:
         try:
@@ -117,15 +130,7 @@ def airflow(tmp_path_factory):
     # "database is locked". The mode is stored in the database file.
     with contextlib.closing(sqlite3.connect(root / "airflow" / "airflow.db")) as db:
         assert db.execute("PRAGMA journal_mode=WAL").fetchone()[0] == "wal"
-    with open(root / "standalone.log", "w") as log:
-        instance.process = subprocess.Popen([str(BIN / "airflow"), "standalone"], env=env, cwd=root,
-                                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        instance.wait_until(instance.healthy, 240, "a healthy api-server, scheduler, dag-processor, triggerer")
         yield instance
     finally:
-        os.killpg(instance.process.pid, signal.SIGTERM)
-        try:
-            instance.process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(instance.process.pid, signal.SIGKILL)
+        instance.stop()

@@ -46,13 +46,14 @@ def test_seven_day_backfill_then_reprocess(airflow):
                        str(today - timedelta(days=1)), "--rows-per-day", "300")
     airflow.flightdeck("train", "--window-start", "2026-01-01", "--window-end", "2026-01-10",
                        "--labels-as-of", "2026-01-20")
-    airflow.wait_until(lambda: "batch_score" in airflow.cli("dags", "list", "-o", "plain").stdout, 180,
-                       "the dag-processor to parse batch_score")
-    # SQLite has one writer: create each backfill while the DAG is paused (the scheduler
-    # leaves it alone), then unpause, so `backfill create` does not race the scheduler.
+    # SQLite has one writer, and `backfill create` fails with "database is locked" when it
+    # races the scheduler (seen here even on a paused DAG), so each backfill is created
+    # while Airflow is stopped; the scheduler then runs it.
+    airflow.cli("dags", "reserialize")
     airflow.cli("backfill", "create", "--dag-id", "batch_score", "--from-date", "2026-01-01",
                 "--to-date", "2026-01-07T02:00:00", "--max-active-runs", "2")
-    airflow.cli("dags", "unpause", "batch_score", retry_if_locked=True)
+    airflow.cli("dags", "unpause", "batch_score")
+    airflow.start()
     airflow.wait_until(_backfill_done(airflow), 900, "7 successful backfill runs")
 
     predictions = airflow.root / "flightdeck" / "data" / "predictions"
@@ -64,10 +65,10 @@ def test_seven_day_backfill_then_reprocess(airflow):
                                    for r in airflow.runs("batch_score")), 300, "the nightly run to succeed")
 
     since = max(r["end_date"] for r in airflow.runs("batch_score") if r["run_type"] == "backfill")
-    airflow.cli("dags", "pause", "batch_score", retry_if_locked=True)
+    airflow.stop()
     airflow.cli("backfill", "create", "--dag-id", "batch_score", "--from-date", "2026-01-01",
                 "--to-date", "2026-01-07T02:00:00", "--max-active-runs", "2", "--reprocess-behavior", "completed")
-    airflow.cli("dags", "unpause", "batch_score", retry_if_locked=True)
+    airflow.start()
     airflow.wait_until(_backfill_done(airflow, since), 900, "7 reprocessed backfill runs")
     assert _january(predictions) == DAYS
     for ds in DAYS:
