@@ -10,6 +10,8 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from flightdeck.data.layout import data_files
+
 
 def partition_ready(path: str | Path) -> bool:
     """A partition is ready once its folder holds a visible parquet file.
@@ -17,8 +19,7 @@ def partition_ready(path: str | Path) -> bool:
     Partitions are swapped in whole (see flightdeck.data.partitions), so a visible file
     means a complete day, never one being written.
     """
-    folder = Path(path)
-    return folder.is_dir() and any(not p.name.startswith((".", "_")) for p in folder.glob("*.parquet"))
+    return bool(data_files(path))
 
 
 class PartitionTrigger(BaseTrigger):

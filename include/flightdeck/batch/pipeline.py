@@ -20,7 +20,7 @@ from flightdeck.batch.report import render_batch_report
 from flightdeck.batch.scoring import ModelArtifact, ScoringJob, score_partition
 from flightdeck.batch.validation import validate_input_partition
 from flightdeck.config import get_settings
-from flightdeck.data.layout import partition_path
+from flightdeck.data.layout import data_files, partition_path
 from flightdeck.data.partitions import read_partition
 from flightdeck.data.schema import ENTITY_ID, FEATURES
 from flightdeck.errors import FlightdeckError
@@ -97,7 +97,7 @@ def check_output(ds: str, model: dict, validation: dict) -> dict:
 
 def _rows_in(root: Path, ds: date) -> int | None:
     folder = partition_path(root, ds)
-    files = [p for p in folder.glob("*.parquet") if not p.name.startswith((".", "_"))] if folder.is_dir() else []
+    files = data_files(folder)
     return sum(pq.ParquetFile(p).metadata.num_rows for p in files) if files else None
 
 

@@ -18,7 +18,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from flightdeck.data.expectations import validate_raw
-from flightdeck.data.layout import partition_path
+from flightdeck.data.layout import data_files, partition_path
 from flightdeck.data.partitions import staged_partition, write_parquet
 from flightdeck.errors import FlightdeckError, MissingPartitionError
 
@@ -61,8 +61,7 @@ class InputValidation:
 def input_files(raw_root: Path, ds: date | str) -> list[Path]:
     """The day's visible parquet files; MissingPartitionError when the day has none."""
     folder = partition_path(raw_root, ds)
-    files = sorted(p for p in folder.glob("*.parquet") if not p.name.startswith((".", "_"))) \
-        if folder.is_dir() else []
+    files = data_files(folder)
     if not files:
         raise MissingPartitionError(str(raw_root), [folder.name])
     return files

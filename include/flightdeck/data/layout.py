@@ -25,3 +25,14 @@ def as_date(ds: date | str) -> date:
 def partition_path(root: str | os.PathLike[str], ds: date | str) -> Path:
     """The folder of one day's partition: `root/ds=YYYY-MM-DD`."""
     return Path(root) / f"ds={as_date(ds):%Y-%m-%d}"
+
+
+def is_data_file(name: str) -> bool:
+    """A partition's parquet file; dot- and underscore-files are writers' temporaries and markers."""
+    return name.endswith(".parquet") and not name.startswith((".", "_"))
+
+
+def data_files(folder: str | os.PathLike[str]) -> list[Path]:
+    """The visible parquet files of a partition folder, sorted ([] when it does not exist)."""
+    folder = Path(folder)
+    return sorted(p for p in folder.iterdir() if is_data_file(p.name)) if folder.is_dir() else []

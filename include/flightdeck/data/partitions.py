@@ -32,7 +32,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from flightdeck.data.layout import as_date, partition_path
+from flightdeck.data.layout import as_date, is_data_file, partition_path
 from flightdeck.data.schema import DS
 from flightdeck.errors import ConfigError, MissingPartitionError
 
@@ -202,7 +202,7 @@ def _read_folder(folder: Path) -> pd.DataFrame:
     dir_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
     try:
         names = sorted(
-            n for n in os.listdir(dir_fd) if n.endswith(".parquet") and not n.startswith((".", "_"))
+            n for n in os.listdir(dir_fd) if is_data_file(n)
         )
         if not names:
             raise FileNotFoundError(f"no parquet file in {folder}")
