@@ -28,7 +28,7 @@ DEMO_WINDOW_END   ?= 2026-02-28
 DEMO_ROWS_PER_DAY ?= 1000
 AIRFLOW_PORT ?= 8080
 
-.PHONY: help venv demo test test-fast lint airflow lock clean
+.PHONY: help venv demo test test-fast lint airflow serve proto lock clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -42,7 +42,7 @@ $(STAMP): requirements.txt pyproject.toml
 
 venv: $(STAMP)  ## create .venv and install the pinned requirements and the package
 
-demo: $(STAMP)  ## generate data, train_register, then batch_score 7 days; SQLite Airflow, local MLflow, Dask LocalCluster
+demo: $(STAMP)  ## generate data, train_register, batch_score 7 days, then a gateway tour; SQLite Airflow, local MLflow, Dask LocalCluster
 	flightdeck generate-data --start $(DEMO_DATA_START) --end $(DEMO_DATA_END) --rows-per-day $(DEMO_ROWS_PER_DAY)
 	flightdeck generate-data --start $(DEMO_DRIFT_START) --end $(DEMO_DATA_END) --rows-per-day $(DEMO_ROWS_PER_DAY) \
 	  --scenario feature_drift
@@ -61,6 +61,8 @@ demo: $(STAMP)  ## generate data, train_register, then batch_score 7 days; SQLit
 	done
 	@echo "Airflow task log   : $(FLIGHTDECK_HOME)/batch_score.log"
 	flightdeck summary
+	@echo "== real-time gateway on the champion =="
+	flightdeck gateway-demo
 
 test: $(STAMP)  ## run every test (unit, DAG, static, integration on SQLite and PostgreSQL)
 	$(BIN)/python -m pytest
@@ -79,6 +81,12 @@ airflow: $(STAMP)  ## airflow standalone with this repo's dags and plugins on ht
 	AIRFLOW__API__PORT=$(AIRFLOW_PORT) \
 	AIRFLOW__CORE__EXECUTION_API_SERVER_URL=http://127.0.0.1:$(AIRFLOW_PORT)/execution/ \
 	airflow standalone
+
+serve: $(STAMP)  ## the real-time gateway on http://127.0.0.1:8000 (gRPC :8081), serving the champion
+	flightdeck serve
+
+proto: $(STAMP)  ## regenerate the OIP v2 gRPC stubs from grpc_predict_v2.proto
+	$(BIN)/python -m flightdeck.serving.protos.generate
 
 lock: $(STAMP)  ## regenerate requirements.txt from requirements.in
 	$(BIN)/uv pip compile requirements.in -o requirements.txt \

@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from datetime import date
+from pathlib import Path
 
 from flightdeck.errors import FlightdeckError
 
@@ -78,6 +79,36 @@ def _summarise_batch(settings, registry) -> None:
               f"report {settings.reports_dir / f'ds={ds}' / 'index.html'}")
 
 
+def _serve(args: argparse.Namespace) -> None:
+    import logging
+
+    from flightdeck.config import get_settings
+    from flightdeck.serving.server import serve
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    serve(get_settings(), gateway_host=args.host, gateway_port=args.port, gateway_workers=args.workers,
+          grpc_port=args.grpc_port, routes_file=args.routes)
+
+
+def _gateway_migrate(args: argparse.Namespace) -> None:
+    from sqlalchemy.engine import make_url
+
+    from flightdeck.config import get_settings
+    from flightdeck.serving import db
+
+    settings = get_settings()
+    db.upgrade(settings.gateway_db_url)
+    print(f"gateway schema is current in {make_url(settings.gateway_db_url).render_as_string(hide_password=True)}")
+
+
+def _gateway_demo(args: argparse.Namespace) -> None:
+    from flightdeck.config import get_settings
+    from flightdeck.serving.demo import run
+
+    run(get_settings())
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="flightdeck", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -100,6 +131,20 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--margin", type=float)
     train.add_argument("--model-name")
     train.set_defaults(func=_train)
+
+    serve = commands.add_parser("serve", help="run the real-time gateway (uvicorn workers; REST, WebSocket, gRPC)")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--workers", type=int)
+    serve.add_argument("--grpc-port", type=int, help="0 turns gRPC off")
+    serve.add_argument("--routes", type=Path, help="route table seeded when the store has none")
+    serve.set_defaults(func=_serve)
+
+    migrate = commands.add_parser("gateway-migrate", help="create or upgrade the gateway's database schema")
+    migrate.set_defaults(func=_gateway_migrate)
+
+    demo = commands.add_parser("gateway-demo", help="start the gateway, call every protocol, stop it")
+    demo.set_defaults(func=_gateway_demo)
 
     summary = commands.add_parser("summary", help="print the MLflow store, versions and aliases")
     summary.add_argument("--model-name")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -50,6 +50,33 @@ class Settings(BaseSettings):
     sensor_timeout_seconds: int = Field(6 * 3600, gt=0, description="How long batch_score waits for its input.")
     alert_conn_id: str = Field("flightdeck_alerts", description="Airflow connection for drift/failure alerts.")
 
+    # The real-time gateway (flightdeck.serving).
+    gateway_host: str = "127.0.0.1"
+    gateway_port: int = Field(8000, ge=0, le=65535)
+    gateway_workers: int = Field(2, gt=0, description="uvicorn worker processes.")
+    grpc_port: int = Field(8081, ge=0, le=65535, description="OIP v2 gRPC port; 0 turns gRPC off.")
+    gateway_database_url: str | None = Field(
+        None, description="SQLAlchemy URL of the route table, stats and prediction log; "
+                          "default a sqlite file under home/gateway (PostgreSQL in production).")
+    routes_file: Path | None = Field(
+        None, description="Route table (YAML/JSON) seeded when the store has none; "
+                          "default one endpoint `default` on the champion.")
+    admin_tokens: dict[str, SecretStr] = Field(
+        default_factory=dict, description='Admin API callers, JSON {"name": "token"}; none means admin is closed.')
+    max_batch_rows: int = Field(1000, gt=0, description="Rows per request above which the gateway answers 413.")
+    max_body_bytes: int = Field(4 * 1024 * 1024, gt=0, description="Request bodies above this get 413.")
+    cache_backend: str = Field("memory", pattern="^(memory|redis|off)$")
+    cache_size: int = Field(10_000, gt=0, description="Entries of the in-process response cache.")
+    cache_ttl_seconds: int = Field(3600, gt=0)
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    predlog_queue_size: int = Field(100_000, gt=0, description="Prediction-log rows buffered before drops.")
+    predlog_batch_size: int = Field(1000, gt=0)
+    predlog_flush_seconds: float = Field(0.2, gt=0)
+    route_poll_seconds: float = Field(0.5, gt=0, description="How often a worker looks for a new route table.")
+    stats_flush_seconds: float = Field(1.0, gt=0, description="How often a worker publishes its running sums.")
+    alias_refresh_seconds: float = Field(30.0, gt=0, description="How often aliases are re-resolved.")
+    shadow_queue_size: int = Field(1000, gt=0, description="Shadow requests waiting before drops.")
+
     @field_validator("home", mode="after")
     @classmethod
     def _absolute_home(cls, value: Path) -> Path:
@@ -79,6 +106,14 @@ class Settings(BaseSettings):
     @property
     def tracking_uri(self) -> str:
         return self.mlflow_tracking_uri or f"sqlite:///{self.home / 'mlflow' / 'mlflow.db'}"
+
+    @property
+    def gateway_dir(self) -> Path:
+        return self.home / "gateway"
+
+    @property
+    def gateway_db_url(self) -> str:
+        return self.gateway_database_url or f"sqlite:///{self.gateway_dir / 'gateway.db'}"
 
     @property
     def artifact_root(self) -> str:

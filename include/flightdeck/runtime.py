@@ -6,6 +6,7 @@ call `score` on the same artifact, so one input row gets one score on every surf
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +33,9 @@ def load_session(model: bytes | str | Path, intra_op_threads: int = 1) -> ort.In
     options = ort.SessionOptions()
     options.intra_op_num_threads = intra_op_threads
     options.inter_op_num_threads = 1
+    # Idle intra-op threads busy-wait by default; many workers sharing a few cores lose
+    # more to that spinning than they gain in wake-up latency.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     source = model if isinstance(model, bytes) else str(model)
     return ort.InferenceSession(source, sess_options=options, providers=["CPUExecutionProvider"])
 
@@ -66,12 +70,64 @@ def to_feeds(session: ort.InferenceSession, frame: pd.DataFrame) -> dict[str, np
     return feeds
 
 
+def feeds_from_columns(session: ort.InferenceSession, columns: Mapping[str, Sequence]) -> dict[str, np.ndarray]:
+    """ONNX feeds from plain column lists (decoded JSON), without a DataFrame.
+
+    The gateway's path: building a DataFrame costs more than scoring one row. Stricter than
+    `to_feeds` because JSON is untyped: numeric columns take numbers only (no booleans, no
+    strings, no null), string columns take strings only.
+    """
+    missing = [c for c in input_columns(session) if c not in columns]
+    if missing:
+        raise InvalidInputError(
+            f"input is missing column(s) {missing}. Fix: send every feature the model was trained on.")
+    feeds: dict[str, np.ndarray] = {}
+    for spec in session.get_inputs():
+        values = columns[spec.name]
+        if spec.type == "tensor(string)":
+            if not all(type(v) is str for v in values):
+                raise InvalidInputError(
+                    f"column {spec.name!r} must hold strings only. Fix: send the category as text.")
+            array = np.asarray(values, dtype=object)
+        else:
+            array = _numeric(spec.name, values)
+        feeds[spec.name] = array.reshape(-1, 1)
+    return feeds
+
+
+def _numeric(name: str, values: Sequence) -> np.ndarray:
+    try:
+        raw = np.asarray(values)
+    except (TypeError, ValueError):  # ragged nested lists
+        raw = np.asarray(values, dtype=object)
+    if raw.ndim != 1:
+        raise InvalidInputError(f"column {name!r} must be a flat list of numbers. Fix: one value per row.")
+    if raw.dtype.kind in "iuf":
+        array = raw.astype(np.float64, copy=False)
+    elif raw.dtype.kind == "O" and all(v is None or (type(v) is not bool and isinstance(v, int | float))
+                                       for v in values):
+        array = raw.astype(np.float64)  # numbers mixed with null: null becomes NaN, refused below
+    else:
+        raise InvalidInputError(f"column {name!r} must be numeric, got strings, booleans, lists or objects. "
+                                "Fix: send numbers only.")
+    if not np.isfinite(array).all():
+        raise InvalidInputError(
+            f"column {name!r} has {int((~np.isfinite(array)).sum())} missing or non-finite value(s). "
+            "Fix: send a finite number for every feature.")
+    return array
+
+
+def score_feeds(session: ort.InferenceSession, feeds: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Probability of the positive class for each row of prepared feeds, as float64."""
+    outputs = session.run([PROBABILITIES], dict(feeds))
+    return np.ascontiguousarray(np.asarray(outputs[0], dtype=np.float64)[:, 1])
+
+
 def score(session: ort.InferenceSession, frame: pd.DataFrame) -> np.ndarray:
     """Probability of the positive class for each row of `frame`, as float64."""
     if frame.empty:
         return np.empty(0, dtype=np.float64)
-    outputs = session.run([PROBABILITIES], to_feeds(session, frame))
-    return np.asarray(outputs[0], dtype=np.float64)[:, 1]
+    return score_feeds(session, to_feeds(session, frame))
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ AIRFLOW_SERVICES = [
     "airflow-dag-processor",
     "airflow-triggerer",
 ]
-REQUIRED_SERVICES = ["postgres", "airflow-init", *AIRFLOW_SERVICES, "mlflow", "dask-scheduler"]
+REQUIRED_SERVICES = ["postgres", "airflow-init", *AIRFLOW_SERVICES, "mlflow", "dask-scheduler", "redis", "gateway"]
 # ${VAR}, ${VAR:-default}, ${VAR:?error}; "$${…}" is an escaped literal "$" for the container.
 INTERPOLATION = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)([^}]*)\}")
 REQUIRED_VAR = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*:\?[^}]*\}")

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DOCKER_DIR = ROOT / "docker"
 HADOLINT_CONFIG = DOCKER_DIR / ".hadolint.yaml"
 DOCKERFILES = sorted(DOCKER_DIR.rglob("Dockerfile*"))
-EXPECTED = ["docker/airflow/Dockerfile", "docker/mlflow/Dockerfile"]
+EXPECTED = ["docker/airflow/Dockerfile", "docker/gateway/Dockerfile", "docker/mlflow/Dockerfile"]
 
 
 def hadolint_binary() -> str:
@@ -146,8 +146,12 @@ def pins(requirements: Path) -> dict[str, str]:
     return found
 
 
-def test_mlflow_image_pins_match_requirements():
-    image_pins = pins(DOCKER_DIR / "mlflow" / "requirements.txt")
+@pytest.mark.parametrize(("image", "required"), [
+    ("mlflow", {"mlflow", "psycopg2-binary", "boto3"}),
+    ("gateway", {"mlflow", "onnxruntime", "fastapi", "uvicorn", "grpcio", "prometheus-client", "setuptools"}),
+])
+def test_image_pins_match_requirements(image, required):
+    image_pins = pins(DOCKER_DIR / image / "requirements.txt")
     locked = pins(ROOT / "requirements.txt")
-    assert {"mlflow", "psycopg2-binary", "boto3"} <= image_pins.keys()
+    assert required <= image_pins.keys()
     assert {name: locked.get(name) for name in image_pins} == image_pins

@@ -1,0 +1,340 @@
+"""The FastAPI application: MLflow `/invocations`, Open Inference Protocol v2 REST, a WebSocket
+stream, Prometheus `/metrics`, running sums for the gates, and the token-protected admin API.
+
+`create_app()` is the uvicorn factory (`flightdeck serve` runs it in N worker processes).
+Hot paths read the raw body and answer with orjson: pydantic models are only used by the
+admin API, where readability matters more than microseconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+from contextlib import asynccontextmanager
+from datetime import datetime
+from importlib.metadata import PackageNotFoundError, version
+from typing import Annotated, Any, NoReturn
+
+import orjson
+from fastapi import Depends, FastAPI, HTTPException, Request, WebSocket, WebSocketDisconnect
+from fastapi.responses import Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, Field
+
+from flightdeck.config import Settings, get_settings
+from flightdeck.serving import payloads
+from flightdeck.serving.errors import MalformedRequestError, PayloadTooLargeError, RequestError
+from flightdeck.serving.gateway import Gateway, Prediction
+from flightdeck.serving.metrics import exposition
+from flightdeck.serving.predlog import Outcome, OutcomeStore
+from flightdeck.serving.stats import StatsStore
+
+log = logging.getLogger(__name__)
+
+UNIT_HEADER = "x-unit-id"
+VARIANT_HEADER = "x-flightdeck-variant"
+REQUEST_ID_HEADER = "x-request-id"
+JSON = "application/json"
+
+
+def _json(content: Any, status: int = 200, headers: dict | None = None) -> Response:
+    return Response(orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY), status, headers, media_type=JSON)
+
+
+def _error(exc: RequestError) -> Response:
+    return _json({"error": str(exc), "error_code": type(exc).__name__, "field": exc.field}, exc.status)
+
+
+def _answer_headers(prediction: Prediction) -> dict[str, str]:
+    return {"x-flightdeck-variant": prediction.variant, "x-flightdeck-model-version": prediction.model_version,
+            "x-flightdeck-route-version": str(prediction.route_version), REQUEST_ID_HEADER: prediction.request_id}
+
+
+def _mlflow_body(prediction: Prediction) -> dict:
+    body = {"predictions": prediction.scores, "variant": prediction.variant,
+            "model_version": prediction.model_version, "route_version": prediction.route_version,
+            "request_id": prediction.request_id, "fallback": prediction.fallback, "cached": prediction.cached}
+    if prediction.row_variants is not None:
+        body["row_variants"] = prediction.row_variants
+    return body
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLargeError(f"body of {declared} bytes exceeds {limit}. Fix: send fewer rows per request.")
+    body = await request.body()
+    if len(body) > limit:
+        raise PayloadTooLargeError(f"body of {len(body)} bytes exceeds {limit}. Fix: send fewer rows per request.")
+    return body
+
+
+def _text(value: Any, name: str) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise MalformedRequestError(f"`{name}` must be a string or an integer.", field=name)
+    return str(value)
+
+
+_bearer = HTTPBearer(auto_error=False)
+
+
+def admin_caller(request: Request,
+                 credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> str:
+    """The name of the admin calling: 401 without a bearer token, 403 with an unknown one."""
+    if credentials is None:
+        _refuse(401, "admin API needs `Authorization: Bearer <token>`.")
+    offered = credentials.credentials.encode()
+    caller = None
+    for name, token in request.app.state.settings.admin_tokens.items():
+        if hmac.compare_digest(offered, token.get_secret_value().encode()):  # constant time
+            caller = name
+    if caller is None:
+        _refuse(403, "token not recognised. Fix: use a token from FLIGHTDECK_ADMIN_TOKENS.")
+    return caller
+
+
+Admin = Annotated[str, Depends(admin_caller)]
+
+
+class RouteReplace(BaseModel):
+    document: dict[str, Any] = Field(..., description="The whole route table (see flightdeck.serving.routes).")
+    expected_version: int | None = Field(None, ge=0, description="Refuse (409) unless this is the current version.")
+    comment: str | None = Field(None, max_length=2000)
+
+
+class OutcomeIn(BaseModel):
+    request_id: str | None = None
+    unit_id: str | None = None
+    label: float
+    observed_at: datetime | None = None
+
+
+class OutcomesIn(BaseModel):
+    outcomes: list[OutcomeIn] = Field(..., min_length=1, max_length=100_000)
+
+
+def create_app(settings: Settings | None = None, gateway: Gateway | None = None) -> FastAPI:
+    """The gateway application; builds its Gateway from the settings unless one is given."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        nonlocal gateway
+        if gateway is None:
+            from flightdeck.registry import Registry
+            from flightdeck.serving.models import ModelPool
+
+            gateway = Gateway(settings, ModelPool(Registry.from_settings(settings)))
+        app.state.gateway = gateway
+        app.state.settings = settings
+        await gateway.start()
+        grpc_server = None
+        if settings.grpc_port:
+            from flightdeck.serving.grpc_service import start_grpc_server
+
+            grpc_server = await start_grpc_server(gateway, settings.gateway_host, settings.grpc_port)
+        try:
+            yield
+        finally:
+            if grpc_server is not None:
+                await grpc_server.stop(2)
+            await gateway.stop()
+
+    app = FastAPI(title="flightdeck gateway", version=_package_version(), lifespan=lifespan)
+
+    @app.exception_handler(RequestError)
+    async def _request_error(_: Request, exc: RequestError) -> Response:
+        return _error(exc)
+
+    def gw(request: Request) -> Gateway:
+        return request.app.state.gateway
+
+    # ---- MLflow scoring-server protocol ----------------------------------------------------
+    async def _invocations(request: Request, endpoint: str | None) -> Response:
+        gateway = gw(request)
+        payload = payloads.parse_json(await _read_body(request, settings.max_body_bytes))
+        columns, params = payloads.columns_from_mlflow(payload, settings.max_batch_rows)
+        prediction = await gateway.predict(
+            endpoint or gateway.default_endpoint, columns,
+            unit_id=request.headers.get(UNIT_HEADER) or _text(params.get("unit_id"), "params.unit_id"),
+            override=request.headers.get(VARIANT_HEADER) or _text(params.get("variant"), "params.variant"),
+            request_id=request.headers.get(REQUEST_ID_HEADER))
+        return _json(_mlflow_body(prediction), headers=_answer_headers(prediction))
+
+    @app.post("/invocations", tags=["mlflow"])
+    async def invocations(request: Request) -> Response:
+        """Score rows on the default endpoint; body as for `mlflow models serve`."""
+        return await _invocations(request, None)
+
+    @app.post("/endpoints/{endpoint}/invocations", tags=["mlflow"])
+    async def endpoint_invocations(endpoint: str, request: Request) -> Response:
+        """Score rows on a named endpoint; body as for `mlflow models serve`."""
+        return await _invocations(request, endpoint)
+
+    @app.get("/ping", tags=["mlflow"])
+    @app.get("/health", tags=["mlflow"])
+    async def ping(request: Request) -> Response:
+        ready = gw(request).is_ready()
+        return _json({"status": "ok" if ready else "loading"}, 200 if ready else 503)
+
+    # ---- Open Inference Protocol v2 --------------------------------------------------------
+    @app.get("/v2", tags=["oip-v2"])
+    async def server_metadata() -> Response:
+        return _json({"name": "flightdeck", "version": _package_version(), "extensions": []})
+
+    @app.get("/v2/health/live", tags=["oip-v2"])
+    async def live(request: Request) -> Response:
+        return _json({"live": gw(request).is_live()})
+
+    @app.get("/v2/health/ready", tags=["oip-v2"])
+    async def ready(request: Request) -> Response:
+        is_ready = gw(request).is_ready()
+        return _json({"ready": is_ready}, 200 if is_ready else 503)
+
+    @app.get("/v2/models/{name}", tags=["oip-v2"])
+    async def model_metadata(name: str, request: Request) -> Response:
+        meta = gw(request).endpoint_metadata(name)
+        return _json({"name": meta.name, "versions": meta.versions, "platform": meta.platform,
+                      "inputs": [vars(t) for t in meta.inputs], "outputs": [vars(t) for t in meta.outputs]})
+
+    @app.get("/v2/models/{name}/ready", tags=["oip-v2"])
+    async def model_ready(name: str, request: Request) -> Response:
+        return _json({"name": name, "ready": gw(request).endpoint_ready(name)})
+
+    async def _infer(request: Request, name: str, model_version: str | None) -> Response:
+        payload = payloads.parse_json(await _read_body(request, settings.max_body_bytes))
+        if not isinstance(payload, dict):
+            raise MalformedRequestError('body must be an object {"inputs": [...]}.')
+        columns = payloads.columns_from_oip_inputs(payload.get("inputs"), settings.max_batch_rows)
+        parameters = payload.get("parameters") or {}
+        if not isinstance(parameters, dict):
+            raise MalformedRequestError("`parameters` must be an object.", field="parameters")
+        request_id = payload.get("id")
+        prediction = await gw(request).predict(
+            name, columns, version=model_version,
+            unit_id=request.headers.get(UNIT_HEADER) or _text(parameters.get("unit_id"), "parameters.unit_id"),
+            override=request.headers.get(VARIANT_HEADER) or _text(parameters.get("variant"), "parameters.variant"),
+            request_id=_text(request_id, "id") or request.headers.get(REQUEST_ID_HEADER), protocol="oip-v2")
+        scores = prediction.scores
+        body = {"model_name": name, "model_version": prediction.model_version, "id": prediction.request_id,
+                "parameters": {"variant": prediction.variant, "route_version": prediction.route_version,
+                               "fallback": prediction.fallback, "cached": prediction.cached},
+                "outputs": [{"name": "probabilities", "datatype": "FP64", "shape": [len(scores)], "data": scores}]}
+        return _json(body, headers=_answer_headers(prediction))
+
+    @app.post("/v2/models/{name}/infer", tags=["oip-v2"])
+    async def infer(name: str, request: Request) -> Response:
+        """OIP v2 inference: one input tensor per feature, shape [n] or [n, 1]."""
+        return await _infer(request, name, None)
+
+    @app.post("/v2/models/{name}/versions/{model_version}/infer", tags=["oip-v2"])
+    async def infer_version(name: str, model_version: str, request: Request) -> Response:
+        """OIP v2 inference pinned to one of the endpoint's model versions."""
+        return await _infer(request, name, model_version)
+
+    # ---- WebSocket stream ------------------------------------------------------------------
+    @app.websocket("/stream/{endpoint}")
+    async def stream(websocket: WebSocket, endpoint: str) -> None:
+        """Rows in, scores out. Each message: one record, or {"rows": [...], "unit_id"?, "id"?}.
+
+        A bad message gets {"error", "status"} and the stream stays open.
+        """
+        await websocket.accept()
+        gateway: Gateway = websocket.app.state.gateway
+        try:
+            while True:
+                message = await websocket.receive()
+                if message["type"] == "websocket.disconnect":
+                    return
+                reply_id = None
+                try:
+                    payload = payloads.parse_json(message.get("bytes") or (message.get("text") or "").encode())
+                    if not isinstance(payload, dict):
+                        raise MalformedRequestError("a message must be a JSON object: a record or {\"rows\": [...]}.")
+                    reply_id = payload.get("id") if "rows" in payload else None
+                    records = payload["rows"] if "rows" in payload else [payload]
+                    if not isinstance(records, list):
+                        raise MalformedRequestError("`rows` must be a list of records.", field="rows")
+                    columns = payloads.columns_from_records(records, settings.max_batch_rows, field="rows")
+                    prediction = await gateway.predict(
+                        endpoint, columns, unit_id=_text(payload.get("unit_id"), "unit_id") if "rows" in payload
+                        else websocket.headers.get(UNIT_HEADER), protocol="websocket")
+                    reply = {"id": reply_id, "request_id": prediction.request_id, "predictions": prediction.scores,
+                             "variant": prediction.variant, "model_version": prediction.model_version,
+                             "route_version": prediction.route_version}
+                except RequestError as exc:
+                    reply = {"id": reply_id, "error": str(exc), "status": exc.status, "field": exc.field}
+                await websocket.send_text(orjson.dumps(reply, option=orjson.OPT_SERIALIZE_NUMPY).decode())
+        except WebSocketDisconnect:
+            return
+
+    # ---- observability ---------------------------------------------------------------------
+    @app.get("/metrics", tags=["observability"])
+    async def metrics(request: Request) -> Response:
+        body, content_type = exposition(gw(request).metrics.registry)
+        return Response(body, media_type=content_type)
+
+    @app.get("/stats/{endpoint}", tags=["observability"])
+    async def stats(endpoint: str, request: Request, since_route_version: int = 0, role: str = "live") -> Response:
+        """Running sums per variant since a route version, added over every worker (for the gates)."""
+        gateway = gw(request)
+        if role not in ("live", "shadow"):
+            raise MalformedRequestError("role must be `live` or `shadow`.", field="role")
+        store: StatsStore = gateway.stats_store
+        summary = await _in_thread(store.summary, endpoint, since_route_version, role)
+        return _json({"endpoint": endpoint, "since_route_version": since_route_version, "role": role,
+                      "route_version": gateway.route_version,
+                      "variants": [s.to_dict() for s in summary]})
+
+    # ---- admin -----------------------------------------------------------------------------
+    @app.get("/admin/routes", tags=["admin"])
+    async def get_routes(request: Request, caller: Admin) -> Response:
+        stored = await _in_thread(gw(request).route_store.current)
+        if stored is None:
+            return _json({"version": 0, "document": None})
+        return _json({"version": stored.version, "document": stored.document, "author": stored.author,
+                      "comment": stored.comment, "created_at": stored.created_at})
+
+    @app.put("/admin/routes", tags=["admin"])
+    async def put_routes(body: RouteReplace, request: Request, caller: Admin) -> Response:
+        """Replace the whole route table atomically; every worker switches within a poll interval."""
+        stored = await gw(request).replace_routes(body.document, caller, body.expected_version, body.comment)
+        log.info("route table v%s stored by %s", stored.version, caller)
+        return _json({"version": stored.version, "author": stored.author, "created_at": stored.created_at})
+
+    @app.get("/admin/routes/history", tags=["admin"])
+    async def route_history(request: Request, caller: Admin, limit: int = 50) -> Response:
+        records = await _in_thread(gw(request).route_store.history, max(1, min(limit, 1000)))
+        return _json({"history": [r.to_dict() for r in records]})
+
+    @app.post("/admin/outcomes", tags=["admin"])
+    async def outcomes(body: OutcomesIn, request: Request, caller: Admin) -> Response:
+        """Delayed labels, joined to predictions by request id or unit id."""
+        store = OutcomeStore(gw(request).engine)
+        items = [Outcome(o.request_id, o.unit_id, o.label, o.observed_at) for o in body.outcomes]
+        return _json({"recorded": await _in_thread(store.record, items)})
+
+    @app.get("/admin/status", tags=["admin"])
+    async def status(request: Request, caller: Admin) -> Response:
+        return _json(gw(request).status())
+
+    return app
+
+
+def _refuse(status: int, message: str) -> NoReturn:
+    raise HTTPException(status, message, headers={"WWW-Authenticate": "Bearer"})
+
+
+async def _in_thread(func, *args):
+    return await asyncio.to_thread(func, *args)
+
+
+def _package_version() -> str:
+    try:
+        return version("flightdeck")
+    except PackageNotFoundError:
+        return "0+unknown"
+

@@ -1,0 +1,569 @@
+"""The gateway's core, shared by every transport (REST, WebSocket, gRPC).
+
+One `Gateway` per worker process. It holds the compiled route table in force (swapped
+atomically: a request uses the table it started with), scores with ONNX Runtime in the
+event loop for small requests, mirrors shadow traffic to a background task, and records
+every answer in Prometheus metrics, running sums for the gates, and the prediction log
+(a bounded queue drained by a writer thread: recording never blocks a request).
+
+Workers agree through the database: the route store has the table and its version; each
+worker polls the version and swaps in the new table once its models are loaded, so a
+route change reaches every worker without a restart and without failing a request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import random
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import numpy as np
+import orjson
+
+from flightdeck.config import Settings
+from flightdeck.errors import FlightdeckError
+from flightdeck.serving import db
+from flightdeck.serving.cache import cache_key, make_cache
+from flightdeck.serving.errors import (
+    NotReadyError,
+    RequestError,
+    RouteTableError,
+    UnknownEndpointError,
+    VariantFailedError,
+    VersionConflictError,
+)
+from flightdeck.serving.metrics import GatewayMetrics
+from flightdeck.serving.models import ModelPool, ServedModel, TensorSpec
+from flightdeck.serving.policies import CircuitBreaker, Router
+from flightdeck.serving.predlog import PredictionLogWriter, PredictionRecord
+from flightdeck.serving.routes import (
+    EndpointSpec,
+    Faults,
+    RouteTable,
+    default_route_table,
+    load_route_file,
+    parse_route_table,
+)
+from flightdeck.serving.stats import RunningStats, StatsKey, StatsStore
+from flightdeck.serving.store import RouteStore, StoredRoutes
+
+log = logging.getLogger(__name__)
+
+# Above this many rows, scoring moves to a thread so one big request does not stall the loop.
+INLINE_ROWS = 64
+
+
+class InjectedFault(Exception):
+    """A failure injected by a variant's `faults.error_rate` (drills and tests)."""
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """An answer: scores plus who produced them (variant, model version, route version)."""
+
+    request_id: str
+    endpoint: str
+    scores: np.ndarray
+    variant: str
+    model_version: str
+    route_version: int
+    cached: bool = False
+    fallback: bool = False
+    row_variants: list[str] | None = None  # conditional routing that split the rows
+
+
+@dataclass
+class Variant:
+    name: str
+    model: ServedModel
+    faults: Faults | None
+
+
+@dataclass
+class Endpoint:
+    name: str
+    spec: EndpointSpec
+    router: Router
+    variants: dict[str, Variant]
+    breakers: dict[str, CircuitBreaker] = field(default_factory=dict)
+
+    @property
+    def fallback(self) -> Variant | None:
+        return self.variants[self.spec.fallback.variant] if self.spec.fallback else None
+
+
+@dataclass
+class CompiledRoutes:
+    version: int
+    table: RouteTable
+    endpoints: dict[str, Endpoint]
+    resolved: dict[tuple[str, str], str]  # (model, alias or version) -> version
+
+
+@dataclass(frozen=True)
+class EndpointMetadata:
+    name: str
+    versions: list[str]
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+    platform: str = "onnxruntime_onnx"
+
+
+@dataclass
+class _Answer:
+    """Scores of the rows one variant answered (all rows unless conditional routing split them)."""
+
+    variant: str
+    model_version: str
+    scores: np.ndarray
+    rows: list[int] | None = None
+    error: bool = False
+    fallback: bool = False
+    cached: bool = False
+
+
+@dataclass
+class _Shadow:
+    endpoint: Endpoint
+    variant: Variant
+    columns: dict
+    live_scores: np.ndarray
+    request_id: str
+    unit_id: str | None
+    route_version: int
+    digests: list[str]
+
+
+class Gateway:
+    """Routes, scores and records. Start with `await start()`, stop with `await stop()`."""
+
+    def __init__(self, settings: Settings, pool: ModelPool, *, metrics: GatewayMetrics | None = None,
+                 rng=random.random) -> None:
+        self.settings = settings
+        self.pool = pool
+        self.metrics = metrics or GatewayMetrics()
+        self.worker_id = f"{os.uname().nodename}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.engine = db.engine_for(settings.gateway_db_url)
+        self.route_store = RouteStore(self.engine)
+        self.stats_store = StatsStore(self.engine)
+        self.stats = RunningStats()
+        self.predlog = PredictionLogWriter(self.engine, settings.predlog_queue_size,
+                                           settings.predlog_batch_size, settings.predlog_flush_seconds)
+        self.cache = make_cache(settings)
+        self._rng = rng
+        self._routes: CompiledRoutes | None = None
+        self._route_error: str | None = None
+        self._shadow_queue: asyncio.Queue[_Shadow] = asyncio.Queue(settings.shadow_queue_size)
+        self._tasks: list[asyncio.Task] = []
+        self._compile_lock = asyncio.Lock()
+
+    # ---- lifecycle -------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Check the schema, load the route table in force, start the background loops."""
+        db.check_schema(self.engine)
+        self.predlog.start()
+        await self.refresh_routes()
+        loops = (self._poll_routes, self._publish_stats, self._refresh_aliases, self._drain_shadow)
+        self._tasks = [asyncio.create_task(loop(), name=loop.__name__) for loop in loops]
+
+    async def stop(self) -> None:
+        """Stop the loops, publish the last sums, flush the prediction log."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.to_thread(self._publish_once)
+        await asyncio.to_thread(self.predlog.close)
+        if self.cache is not None:
+            await self.cache.close()
+
+    def is_live(self) -> bool:
+        return True
+
+    def is_ready(self) -> bool:
+        return self._routes is not None
+
+    @property
+    def route_version(self) -> int:
+        return self._routes.version if self._routes else 0
+
+    @property
+    def default_endpoint(self) -> str:
+        return self._current().table.default
+
+    def _current(self) -> CompiledRoutes:
+        routes = self._routes
+        if routes is None:
+            raise NotReadyError(f"the gateway has no route table loaded yet ({self._route_error or 'starting'}). "
+                                "Fix: wait for /v2/health/ready, or register a model / fix the route table.")
+        return routes
+
+    def _endpoint(self, name: str) -> Endpoint:
+        routes = self._current()
+        endpoint = routes.endpoints.get(name)
+        if endpoint is None:
+            raise UnknownEndpointError(f"no endpoint {name!r}; endpoints are {sorted(routes.endpoints)}. "
+                                       "Fix: use one of those names or add it to the route table.",
+                                       field="endpoint")
+        return endpoint
+
+    def endpoint_ready(self, name: str) -> bool:
+        self._endpoint(name)
+        return True
+
+    def endpoint_metadata(self, name: str) -> EndpointMetadata:
+        endpoint = self._endpoint(name)
+        first = next(iter(endpoint.variants.values())).model
+        return EndpointMetadata(name=name, versions=sorted({v.model.version for v in endpoint.variants.values()}),
+                                inputs=first.inputs, outputs=[TensorSpec("probabilities", "FP64", [-1])])
+
+    # ---- route tables ----------------------------------------------------------------------
+    async def refresh_routes(self) -> bool:
+        """Load the stored table if its version differs from ours (seeding one if the store is empty)."""
+        async with self._compile_lock:
+            stored = await asyncio.to_thread(ensure_route_table, self.route_store, self.settings)
+            if self._routes is not None and stored.version == self._routes.version:
+                return False
+            try:
+                compiled = await asyncio.to_thread(self._compile, stored.version, parse_route_table(stored.document))
+            except FlightdeckError as exc:
+                self._route_error = f"route table v{stored.version}: {exc}"
+                log.error("cannot serve %s", self._route_error)
+                return False
+            self._install(compiled)
+            return True
+
+    def _compile(self, version: int, table: RouteTable, resolved_before: dict | None = None) -> CompiledRoutes:
+        """Load every model the table names (blocking) and build routers and breakers."""
+        default_model = self.settings.model_name
+        resolved: dict[tuple[str, str], str] = {}
+        endpoints: dict[str, Endpoint] = {}
+        for name, spec in table.endpoints.items():
+            variants: dict[str, Variant] = {}
+            for variant_name, variant in spec.variants.items():
+                model_name = variant.model or default_model
+                model = self.pool.load(model_name, variant.ref)
+                resolved[(model_name, variant.ref)] = model.version
+                variants[variant_name] = Variant(variant_name, model, variant.faults)
+            endpoint = Endpoint(name, spec, Router(name, spec, self._rng), variants)
+            if spec.fallback:
+                endpoint.breakers = {v: CircuitBreaker(spec.fallback.failure_threshold, spec.fallback.reset_seconds)
+                                     for v in variants if v != spec.fallback.variant}
+            endpoints[name] = endpoint
+        return CompiledRoutes(version, table, endpoints, resolved)
+
+    def _install(self, compiled: CompiledRoutes) -> None:
+        previous = self._routes
+        self._routes = compiled  # one assignment: requests in flight keep the table they started with
+        self._route_error = None
+        self.metrics.route_version.set(compiled.version)
+        self.pool.retain({(v.model.name, v.model.version) for e in compiled.endpoints.values()
+                          for v in e.variants.values()})
+        log.info("route table v%s in force (was v%s)", compiled.version, previous.version if previous else None)
+
+    async def replace_routes(self, document: dict, author: str, expected_version: int | None = None,
+                             comment: str | None = None) -> StoredRoutes:
+        """Validate, load its models, store as the next version, and switch this worker to it.
+
+        A table naming a model that cannot be loaded is refused before it is stored, so a
+        typo never reaches the other workers.
+        """
+        table = parse_route_table(document)
+        try:
+            await asyncio.to_thread(self._compile, 0, table)
+        except FlightdeckError as exc:
+            raise RouteTableError(f"route table refused: {exc}") from None
+        stored = await asyncio.to_thread(self.route_store.replace, table.model_dump(exclude_none=True),
+                                         author, expected_version, comment)
+        await self.refresh_routes()
+        return stored
+
+    async def _poll_routes(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.route_poll_seconds)
+            try:
+                if self._routes is None or await asyncio.to_thread(self.route_store.current_version) \
+                        != self._routes.version:
+                    await self.refresh_routes()
+            except Exception:  # a database blip must not end the loop
+                log.exception("route poll failed; serving route table v%s", self.route_version)
+
+    async def _refresh_aliases(self) -> None:
+        """Follow aliases (champion, challenger) as promotions move them, without a new route version."""
+        while True:
+            await asyncio.sleep(self.settings.alias_refresh_seconds)
+            routes = self._routes
+            if routes is None:
+                continue
+            try:
+                async with self._compile_lock:
+                    moved = await asyncio.to_thread(self._aliases_moved, routes)
+                    if moved and self._routes is routes:
+                        self._install(await asyncio.to_thread(self._compile, routes.version, routes.table))
+            except Exception:
+                log.exception("alias refresh failed; keeping the loaded versions")
+
+    def _aliases_moved(self, routes: CompiledRoutes) -> bool:
+        return any(not ref.isdigit() and self.pool.resolve(model, ref) != version
+                   for (model, ref), version in routes.resolved.items())
+
+    # ---- prediction ------------------------------------------------------------------------
+    async def predict(self, endpoint: str, columns: dict[str, list], *, unit_id: str | None = None,
+                      override: str | None = None, version: str | None = None,
+                      request_id: str | None = None, protocol: str = "rest") -> Prediction:
+        """Route, score and record one request. RequestError subclasses are the caller's fault."""
+        started = time.perf_counter()
+        routes = self._current()
+        try:
+            ep = self._endpoint(endpoint)
+            if version is not None:
+                override = self._variant_for_version(ep, version)
+            choice = ep.router.choose(columns, unit_id, override)
+            if choice.variant is not None:
+                answers = [await self._answer(ep, ep.variants[choice.variant], columns)]
+            elif choice.members:
+                answers = [await self._ensemble(ep, choice.members, columns)]
+            else:
+                answers = [await self._answer(ep, ep.variants[name], _take(columns, rows), rows)
+                           for name, rows in choice.rows.items()]
+        except RequestError as exc:
+            self.metrics.child(self.metrics.rejected, endpoint, str(exc.status)).inc()
+            raise
+        latency = time.perf_counter() - started
+        request_id = request_id or uuid.uuid4().hex
+        scores = _assemble(answers, len(next(iter(columns.values()))))
+        digests = _row_digests(columns)
+        for answer in answers:
+            self._record(ep, answer, routes.version, latency, request_id, unit_id, digests, "live")
+        if choice.variant is not None:
+            self._mirror(ep, columns, scores, request_id, unit_id, routes.version, digests, answers[0].variant)
+        single = len(answers) == 1
+        return Prediction(
+            request_id=request_id, endpoint=endpoint, scores=scores,
+            variant=answers[0].variant if single else "conditional",
+            model_version=answers[0].model_version if single else "+".join(a.model_version for a in answers),
+            route_version=routes.version, cached=all(a.cached for a in answers),
+            fallback=any(a.fallback for a in answers),
+            row_variants=None if single else _row_labels(answers, len(scores)))
+
+    def _variant_for_version(self, ep: Endpoint, version: str) -> str:
+        for name, variant in ep.variants.items():
+            if variant.model.version == version:
+                return name
+        raise UnknownEndpointError(f"endpoint {ep.name!r} serves no model version {version!r} "
+                                   f"(serves {sorted(v.model.version for v in ep.variants.values())}). "
+                                   "Fix: ask for a served version or none.", field="version")
+
+    async def _answer(self, ep: Endpoint, variant: Variant, columns: dict, rows: list[int] | None = None) -> _Answer:
+        """One variant's scores, from the cache, the model, or the fallback when the model fails."""
+        feeds = variant.model.feeds(columns)  # validates: InvalidInputError is the caller's
+        key = None
+        if self.cache is not None:
+            key = cache_key(variant.model.key, _request_digest(columns))
+            hit = await self.cache.get(key)
+            self.metrics.child(self.metrics.cache_hits if hit is not None else self.metrics.cache_misses,
+                               ep.name, variant.name, variant.model.version).inc()
+            if hit is not None:
+                return _Answer(variant.name, variant.model.version, hit, rows, cached=True)
+        fallback = ep.fallback
+        if fallback is None or fallback is variant:
+            try:
+                scores = await self._run(variant, feeds)
+            except Exception as exc:
+                self._failed(ep, variant, exc)
+                raise VariantFailedError(f"variant {variant.name!r} of endpoint {ep.name!r} failed: {exc}. "
+                                         "Fix: retry; configure a fallback to answer for it.") from None
+        else:
+            breaker = ep.breakers[variant.name]
+            scores = None
+            if breaker.allow():
+                try:
+                    async with asyncio.timeout(ep.spec.fallback.latency_budget_ms / 1000):
+                        scores = await self._run(variant, feeds)
+                    breaker.success()
+                except Exception as exc:  # TimeoutError included: slow counts as failed
+                    breaker.failure()
+                    self._failed(ep, variant, exc)
+            if scores is None:
+                self.metrics.child(self.metrics.fallbacks, ep.name, variant.name, variant.model.version).inc()
+                fallback_feeds = feeds if fallback.model.session is variant.model.session else fallback.model.feeds(columns)
+                try:
+                    scores = await self._run(fallback, fallback_feeds)
+                except Exception as exc:
+                    self._failed(ep, fallback, exc)
+                    raise VariantFailedError(f"variant {variant.name!r} and its fallback {fallback.name!r} of "
+                                             f"endpoint {ep.name!r} both failed: {exc}. Fix: retry.") from None
+                # Intent to treat: the request stays the assigned variant's, answered by the fallback's model.
+                return _Answer(variant.name, fallback.model.version, scores, rows, error=True, fallback=True)
+        if key is not None:
+            await self.cache.set(key, scores)
+        return _Answer(variant.name, variant.model.version, scores, rows)
+
+    def _failed(self, ep: Endpoint, variant: Variant, exc: Exception) -> None:
+        kind = "timed out" if isinstance(exc, TimeoutError) else f"failed: {exc!r}"
+        log.warning("endpoint %s variant %s %s", ep.name, variant.name, kind)
+        self.metrics.child(self.metrics.errors, ep.name, variant.name, variant.model.version).inc()
+
+    async def _run(self, variant: Variant, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        faults = variant.faults
+        if faults is not None:
+            if faults.latency_ms:
+                await asyncio.sleep(faults.latency_ms / 1000)
+            if faults.error_rate and self._rng() < faults.error_rate:
+                raise InjectedFault(f"injected failure in variant {variant.name!r}")
+        if len(next(iter(feeds.values()))) > INLINE_ROWS:
+            return await asyncio.to_thread(variant.model.score, feeds)
+        return variant.model.score(feeds)
+
+    async def _ensemble(self, ep: Endpoint, members: tuple[str, ...], columns: dict) -> _Answer:
+        answers = [await self._answer(ep, ep.variants[name], columns) for name in members]
+        stacked = np.vstack([a.scores for a in answers])
+        if ep.spec.ensemble and ep.spec.ensemble.method == "vote":
+            # Majority vote: the score is the share of members voting positive.
+            scores = (stacked >= self.settings.decision_threshold).mean(axis=0)
+        else:
+            scores = stacked.mean(axis=0)
+        version = "+".join(f"{a.variant}:{a.model_version}" for a in answers)
+        return _Answer("ensemble", version, scores, cached=all(a.cached for a in answers),
+                       fallback=any(a.fallback for a in answers), error=any(a.error for a in answers))
+
+    # ---- recording -------------------------------------------------------------------------
+    def _record(self, ep: Endpoint, answer: _Answer, route_version: int, latency: float, request_id: str,
+                unit_id: str | None, digests: list[str], role: str) -> None:
+        labels = (ep.name, answer.variant, answer.model_version)
+        metrics = self.metrics
+        if role == "live":
+            metrics.child(metrics.requests, *labels).inc()
+            metrics.child(metrics.latency, *labels).observe(latency)
+            score_child = metrics.child(metrics.scores, *labels)
+            for value in answer.scores.tolist():
+                score_child.observe(value)
+        self.stats.record(StatsKey(ep.name, answer.variant, answer.model_version, route_version, role),
+                          latency, answer.scores, answer.error)
+        now = datetime.now(UTC)
+        rows = answer.rows if answer.rows is not None else range(len(answer.scores))
+        latency_ms = latency * 1000
+        self.predlog.submit([
+            PredictionRecord(request_id, row, unit_id, ep.name, answer.variant, answer.model_version, route_version,
+                             role, digests[row], float(score), latency_ms, answer.fallback, now)
+            for row, score in zip(rows, answer.scores.tolist(), strict=True)])
+
+    def _mirror(self, ep: Endpoint, columns: dict, live_scores: np.ndarray, request_id: str,
+                unit_id: str | None, route_version: int, digests: list[str], answered: str) -> None:
+        name = ep.router.shadow()
+        if name is None or name == answered:
+            return
+        try:
+            self._shadow_queue.put_nowait(_Shadow(ep, ep.variants[name], columns, live_scores, request_id,
+                                                  unit_id, route_version, digests))
+        except asyncio.QueueFull:
+            self.metrics.child(self.metrics.shadow_dropped, ep.name).inc()
+
+    async def _drain_shadow(self) -> None:
+        """Score mirrored requests after their live answers went out; results are only recorded."""
+        while True:
+            job = await self._shadow_queue.get()
+            try:
+                await self._score_shadow(job)
+            except Exception:
+                log.exception("shadow scoring failed for endpoint %s", job.endpoint.name)
+
+    async def _score_shadow(self, job: _Shadow) -> None:
+        ep, variant = job.endpoint, job.variant
+        labels = (ep.name, variant.name, variant.model.version)
+        self.metrics.child(self.metrics.shadow_requests, *labels).inc()
+        started = time.perf_counter()
+        try:
+            feeds = variant.model.feeds(job.columns)
+            faults = variant.faults
+            if faults is not None and faults.latency_ms:
+                await asyncio.sleep(faults.latency_ms / 1000)
+            if faults is not None and faults.error_rate and self._rng() < faults.error_rate:
+                raise InjectedFault(f"injected failure in shadow variant {variant.name!r}")
+            scores = await asyncio.to_thread(variant.model.score, feeds)
+        except Exception as exc:
+            self._failed(ep, variant, exc)
+            self.stats.record(StatsKey(ep.name, variant.name, variant.model.version, job.route_version, "shadow"),
+                              time.perf_counter() - started, np.empty(0), True)
+            return
+        threshold = self.settings.decision_threshold
+        disagreements = int(((scores >= threshold) != (job.live_scores >= threshold)).sum())
+        if disagreements:
+            self.metrics.child(self.metrics.shadow_disagreements, *labels).inc(disagreements)
+        self._record(ep, _Answer(variant.name, variant.model.version, scores), job.route_version,
+                     time.perf_counter() - started, job.request_id, job.unit_id, job.digests, "shadow")
+
+    async def _publish_stats(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.stats_flush_seconds)
+            try:
+                await asyncio.to_thread(self._publish_once)
+            except Exception:
+                log.exception("publishing running sums failed; will retry")
+
+    def _publish_once(self) -> None:
+        self.stats_store.publish(self.worker_id, self.stats.snapshot())
+        self.metrics.predlog_written.set(self.predlog.written)
+        self.metrics.predlog_dropped.set(self.predlog.dropped)
+
+    def status(self) -> dict:
+        """Worker-level counters for the admin status endpoint."""
+        return {"worker_id": self.worker_id, "route_version": self.route_version,
+                "route_error": self._route_error, "shadow_queued": self._shadow_queue.qsize(),
+                "prediction_log": {"written": self.predlog.written, "dropped": self.predlog.dropped,
+                                   "failed": self.predlog.failed, "queued": self.predlog.queued},
+                "cache": self.cache.backend if self.cache else "off"}
+
+
+def _take(columns: dict[str, list], rows: list[int]) -> dict[str, list]:
+    return {name: [values[i] for i in rows] for name, values in columns.items()}
+
+
+def _assemble(answers: list[_Answer], n_rows: int) -> np.ndarray:
+    if len(answers) == 1 and answers[0].rows is None:
+        return answers[0].scores
+    scores = np.empty(n_rows, dtype=np.float64)
+    for answer in answers:
+        scores[answer.rows] = answer.scores
+    return scores
+
+
+def _row_labels(answers: list[_Answer], n_rows: int) -> list[str]:
+    labels = [""] * n_rows
+    for answer in answers:
+        for row in answer.rows or []:
+            labels[row] = answer.variant
+    return labels
+
+
+def _row_digests(columns: dict[str, list]) -> list[str]:
+    """A hash per input row over its fields in name order: the prediction log's input_hash."""
+    names = sorted(columns)
+    ordered = [columns[n] for n in names]
+    n_rows = len(ordered[0])
+    return [hashlib.blake2b(orjson.dumps([names, [col[i] for col in ordered]]), digest_size=16).hexdigest()
+            for i in range(n_rows)]
+
+
+def _request_digest(columns: dict[str, list]) -> str:
+    """The canonical input of a whole request: same rows and fields in any key order → same digest."""
+    return hashlib.blake2b(orjson.dumps(columns, option=orjson.OPT_SORT_KEYS), digest_size=16).hexdigest()
+
+
+def ensure_route_table(store: RouteStore, settings: Settings) -> StoredRoutes:
+    """The stored route table; seeds version 1 from `routes_file` (or the champion default) if none."""
+    stored = store.current()
+    if stored is not None:
+        return stored
+    path = settings.routes_file
+    table = load_route_file(path) if path else default_route_table()
+    try:
+        return store.replace(table.model_dump(exclude_none=True), author="flightdeck-serve",
+                             expected_version=0, comment=f"seeded from {path or 'the default (champion)'}")
+    except VersionConflictError:  # another process seeded it first
+        return store.current()

@@ -1,0 +1,73 @@
+"""Prometheus metrics of the gateway, labelled {endpoint, variant, model_version}.
+
+With several uvicorn workers, `flightdeck serve` sets PROMETHEUS_MULTIPROC_DIR before the
+workers start, so prometheus_client keeps each worker's values in shared files and
+`/metrics` (answered by any worker) adds them up.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+LABELS = ("endpoint", "variant", "model_version")
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+SCORE_BUCKETS = tuple(i / 10 for i in range(1, 11))
+
+
+class GatewayMetrics:
+    """The gateway's metric families, with label children cached (labels() is the slow part)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry = registry or CollectorRegistry()
+        def counter(name: str, doc: str, labels=LABELS) -> Counter:
+            return Counter(name, doc, labels, registry=registry)
+
+        self.requests = counter("flightdeck_requests", "Requests answered, by the variant that answered.")
+        self.errors = counter("flightdeck_errors", "Requests a variant failed (exception or timeout).")
+        self.rejected = counter("flightdeck_rejected_requests", "Requests refused with a 4xx.",
+                                ("endpoint", "status"))
+        self.latency = Histogram("flightdeck_request_latency_seconds", "Gateway time per request.",
+                                 LABELS, buckets=LATENCY_BUCKETS, registry=registry)
+        self.scores = Histogram("flightdeck_score", "Scores returned, one per row.",
+                                LABELS, buckets=SCORE_BUCKETS, registry=registry)
+        self.shadow_requests = counter("flightdeck_shadow_requests", "Requests mirrored to a shadow variant.")
+        self.shadow_disagreements = counter(
+            "flightdeck_shadow_disagreements", "Shadow rows whose decision differs from the live answer.")
+        self.shadow_dropped = counter("flightdeck_shadow_dropped", "Mirrored requests dropped: queue full.",
+                                      ("endpoint",))
+        self.fallbacks = counter("flightdeck_fallbacks", "Requests the fallback answered, by the primary that failed.")
+        self.cache_hits = counter("flightdeck_cache_hits", "Responses served from the cache.")
+        self.cache_misses = counter("flightdeck_cache_misses", "Cache lookups that missed.")
+        self.predlog_dropped = Gauge("flightdeck_prediction_log_dropped", "Prediction-log rows dropped.",
+                                     registry=registry, multiprocess_mode="livesum")
+        self.predlog_written = Gauge("flightdeck_prediction_log_written", "Prediction-log rows written.",
+                                     registry=registry, multiprocess_mode="livesum")
+        self.route_version = Gauge("flightdeck_route_version", "Route table version in force.",
+                                   registry=registry, multiprocess_mode="livemax")
+        self._children: dict[tuple, object] = {}
+
+    def child(self, family, *labels: str):
+        """A cached label child of `family`."""
+        key = (id(family), labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = family.labels(*labels)
+        return child
+
+
+def exposition(registry: CollectorRegistry) -> tuple[bytes, str]:
+    """(body, content type) of /metrics: all workers' values in multiprocess mode."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+    return generate_latest(registry), CONTENT_TYPE_LATEST
