@@ -24,58 +24,29 @@ from pydantic import BaseModel, Field
 
 from flightdeck.config import Settings, get_settings
 from flightdeck.serving import payloads
-from flightdeck.serving.errors import MalformedRequestError, PayloadTooLargeError, RequestError
-from flightdeck.serving.gateway import Gateway, Prediction
+from flightdeck.serving.errors import MalformedRequestError, RequestError
+from flightdeck.serving.gateway import Gateway
 from flightdeck.serving.metrics import exposition
 from flightdeck.serving.predlog import Outcome, OutcomeStore
+from flightdeck.serving.scoring import (
+    UNIT_HEADER,
+    ScoringFastPath,
+    check_size,
+    error_reply,
+    json_reply,
+    mlflow_invocations,
+    oip_infer,
+    text_param,
+)
 from flightdeck.serving.stats import StatsStore
 
 log = logging.getLogger(__name__)
 
-UNIT_HEADER = "x-unit-id"
-VARIANT_HEADER = "x-flightdeck-variant"
-REQUEST_ID_HEADER = "x-request-id"
-JSON = "application/json"
 
 
-def _json(content: Any, status: int = 200, headers: dict | None = None) -> Response:
-    return Response(orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY), status, headers, media_type=JSON)
-
-
-def _error(exc: RequestError) -> Response:
-    return _json({"error": str(exc), "error_code": type(exc).__name__, "field": exc.field}, exc.status)
-
-
-def _answer_headers(prediction: Prediction) -> dict[str, str]:
-    return {"x-flightdeck-variant": prediction.variant, "x-flightdeck-model-version": prediction.model_version,
-            "x-flightdeck-route-version": str(prediction.route_version), REQUEST_ID_HEADER: prediction.request_id}
-
-
-def _mlflow_body(prediction: Prediction) -> dict:
-    body = {"predictions": prediction.scores, "variant": prediction.variant,
-            "model_version": prediction.model_version, "route_version": prediction.route_version,
-            "request_id": prediction.request_id, "fallback": prediction.fallback, "cached": prediction.cached}
-    if prediction.row_variants is not None:
-        body["row_variants"] = prediction.row_variants
-    return body
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLargeError(f"body of {declared} bytes exceeds {limit}. Fix: send fewer rows per request.")
-    body = await request.body()
-    if len(body) > limit:
-        raise PayloadTooLargeError(f"body of {len(body)} bytes exceeds {limit}. Fix: send fewer rows per request.")
-    return body
-
-
-def _text(value: Any, name: str) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, str | int):
-        raise MalformedRequestError(f"`{name}` must be a string or an integer.", field=name)
-    return str(value)
+def _json(content: Any, status: int = 200) -> Response:
+    reply = json_reply(content, status)
+    return Response(reply.body, reply.status, media_type="application/json")
 
 
 _bearer = HTTPBearer(auto_error=False)
@@ -116,8 +87,11 @@ class OutcomesIn(BaseModel):
     outcomes: list[OutcomeIn] = Field(..., min_length=1, max_length=100_000)
 
 
-def create_app(settings: Settings | None = None, gateway: Gateway | None = None) -> FastAPI:
-    """The gateway application; builds its Gateway from the settings unless one is given."""
+def create_app(settings: Settings | None = None, gateway: Gateway | None = None) -> ScoringFastPath:
+    """The gateway application; builds its Gateway from the settings unless one is given.
+
+    Returns the FastAPI app behind the ASGI layer that answers the scoring routes.
+    """
     settings = settings or get_settings()
 
     @asynccontextmanager
@@ -147,32 +121,31 @@ def create_app(settings: Settings | None = None, gateway: Gateway | None = None)
 
     @app.exception_handler(RequestError)
     async def _request_error(_: Request, exc: RequestError) -> Response:
-        return _error(exc)
+        reply = error_reply(exc)
+        return Response(reply.body, reply.status, media_type="application/json")
 
     def gw(request: Request) -> Gateway:
         return request.app.state.gateway
 
-    # ---- MLflow scoring-server protocol ----------------------------------------------------
-    async def _invocations(request: Request, endpoint: str | None) -> Response:
-        gateway = gw(request)
-        payload = payloads.parse_json(await _read_body(request, settings.max_body_bytes))
-        columns, params = payloads.columns_from_mlflow(payload, settings.max_batch_rows)
-        prediction = await gateway.predict(
-            endpoint or gateway.default_endpoint, columns,
-            unit_id=request.headers.get(UNIT_HEADER) or _text(params.get("unit_id"), "params.unit_id"),
-            override=request.headers.get(VARIANT_HEADER) or _text(params.get("variant"), "params.variant"),
-            request_id=request.headers.get(REQUEST_ID_HEADER))
-        return _json(_mlflow_body(prediction), headers=_answer_headers(prediction))
+    # ---- scoring (answered by ScoringFastPath; declared here for the OpenAPI document) -------
+    async def _reply(handler, request: Request, *args) -> Response:
+        body = await request.body()
+        try:
+            check_size(request.headers.get("content-length"), len(body), settings.max_body_bytes)
+            reply = await handler(gw(request), settings, *args, body, request.headers)
+        except RequestError as exc:
+            reply = error_reply(exc)
+        return Response(reply.body, reply.status, reply.headers, media_type="application/json")
 
     @app.post("/invocations", tags=["mlflow"])
     async def invocations(request: Request) -> Response:
         """Score rows on the default endpoint; body as for `mlflow models serve`."""
-        return await _invocations(request, None)
+        return await _reply(mlflow_invocations, request, None)
 
     @app.post("/endpoints/{endpoint}/invocations", tags=["mlflow"])
     async def endpoint_invocations(endpoint: str, request: Request) -> Response:
         """Score rows on a named endpoint; body as for `mlflow models serve`."""
-        return await _invocations(request, endpoint)
+        return await _reply(mlflow_invocations, request, endpoint)
 
     @app.get("/ping", tags=["mlflow"])
     @app.get("/health", tags=["mlflow"])
@@ -204,36 +177,15 @@ def create_app(settings: Settings | None = None, gateway: Gateway | None = None)
     async def model_ready(name: str, request: Request) -> Response:
         return _json({"name": name, "ready": gw(request).endpoint_ready(name)})
 
-    async def _infer(request: Request, name: str, model_version: str | None) -> Response:
-        payload = payloads.parse_json(await _read_body(request, settings.max_body_bytes))
-        if not isinstance(payload, dict):
-            raise MalformedRequestError('body must be an object {"inputs": [...]}.')
-        columns = payloads.columns_from_oip_inputs(payload.get("inputs"), settings.max_batch_rows)
-        parameters = payload.get("parameters") or {}
-        if not isinstance(parameters, dict):
-            raise MalformedRequestError("`parameters` must be an object.", field="parameters")
-        request_id = payload.get("id")
-        prediction = await gw(request).predict(
-            name, columns, version=model_version,
-            unit_id=request.headers.get(UNIT_HEADER) or _text(parameters.get("unit_id"), "parameters.unit_id"),
-            override=request.headers.get(VARIANT_HEADER) or _text(parameters.get("variant"), "parameters.variant"),
-            request_id=_text(request_id, "id") or request.headers.get(REQUEST_ID_HEADER), protocol="oip-v2")
-        scores = prediction.scores
-        body = {"model_name": name, "model_version": prediction.model_version, "id": prediction.request_id,
-                "parameters": {"variant": prediction.variant, "route_version": prediction.route_version,
-                               "fallback": prediction.fallback, "cached": prediction.cached},
-                "outputs": [{"name": "probabilities", "datatype": "FP64", "shape": [len(scores)], "data": scores}]}
-        return _json(body, headers=_answer_headers(prediction))
-
     @app.post("/v2/models/{name}/infer", tags=["oip-v2"])
     async def infer(name: str, request: Request) -> Response:
         """OIP v2 inference: one input tensor per feature, shape [n] or [n, 1]."""
-        return await _infer(request, name, None)
+        return await _reply(oip_infer, request, name, None)
 
     @app.post("/v2/models/{name}/versions/{model_version}/infer", tags=["oip-v2"])
     async def infer_version(name: str, model_version: str, request: Request) -> Response:
         """OIP v2 inference pinned to one of the endpoint's model versions."""
-        return await _infer(request, name, model_version)
+        return await _reply(oip_infer, request, name, model_version)
 
     # ---- WebSocket stream ------------------------------------------------------------------
     @app.websocket("/stream/{endpoint}")
@@ -260,8 +212,8 @@ def create_app(settings: Settings | None = None, gateway: Gateway | None = None)
                         raise MalformedRequestError("`rows` must be a list of records.", field="rows")
                     columns = payloads.columns_from_records(records, settings.max_batch_rows, field="rows")
                     prediction = await gateway.predict(
-                        endpoint, columns, unit_id=_text(payload.get("unit_id"), "unit_id") if "rows" in payload
-                        else websocket.headers.get(UNIT_HEADER), protocol="websocket")
+                        endpoint, columns, unit_id=text_param(payload.get("unit_id"), "unit_id") if "rows" in payload
+                        else websocket.headers.get(UNIT_HEADER))
                     reply = {"id": reply_id, "request_id": prediction.request_id, "predictions": prediction.scores,
                              "variant": prediction.variant, "model_version": prediction.model_version,
                              "route_version": prediction.route_version}
@@ -321,7 +273,7 @@ def create_app(settings: Settings | None = None, gateway: Gateway | None = None)
     async def status(request: Request, caller: Admin) -> Response:
         return _json(gw(request).status())
 
-    return app
+    return ScoringFastPath(app, settings)
 
 
 def _refuse(status: int, message: str) -> NoReturn:

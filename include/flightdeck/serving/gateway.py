@@ -14,6 +14,8 @@ route change reaches every worker without a restart and without failing a reques
 from __future__ import annotations
 
 import asyncio
+import gc
+import sys
 import hashlib
 import logging
 import os
@@ -171,6 +173,10 @@ class Gateway:
         await self.refresh_routes()
         loops = (self._poll_routes, self._publish_stats, self._refresh_aliases, self._drain_shadow)
         self._tasks = [asyncio.create_task(loop(), name=loop.__name__) for loop in loops]
+        # Everything loaded so far (MLflow, pandas, models) lives as long as the worker: keep it
+        # out of the garbage collector's full passes, which otherwise stall requests for ms.
+        gc.freeze()
+        sys.setswitchinterval(0.0005)
 
     async def stop(self) -> None:
         """Stop the loops, publish the last sums, flush the prediction log."""
@@ -203,8 +209,8 @@ class Gateway:
                                 "Fix: wait for /v2/health/ready, or register a model / fix the route table.")
         return routes
 
-    def _endpoint(self, name: str) -> Endpoint:
-        routes = self._current()
+    def _endpoint(self, name: str, routes: CompiledRoutes | None = None) -> Endpoint:
+        routes = routes or self._current()
         endpoint = routes.endpoints.get(name)
         if endpoint is None:
             raise UnknownEndpointError(f"no endpoint {name!r}; endpoints are {sorted(routes.endpoints)}. "
@@ -315,12 +321,12 @@ class Gateway:
     # ---- prediction ------------------------------------------------------------------------
     async def predict(self, endpoint: str, columns: dict[str, list], *, unit_id: str | None = None,
                       override: str | None = None, version: str | None = None,
-                      request_id: str | None = None, protocol: str = "rest") -> Prediction:
+                      request_id: str | None = None) -> Prediction:
         """Route, score and record one request. RequestError subclasses are the caller's fault."""
         started = time.perf_counter()
         routes = self._current()
         try:
-            ep = self._endpoint(endpoint)
+            ep = self._endpoint(endpoint, routes)  # the table this request started with, throughout
             if version is not None:
                 override = self._variant_for_version(ep, version)
             choice = ep.router.choose(columns, unit_id, override)
@@ -332,7 +338,9 @@ class Gateway:
                 answers = [await self._answer(ep, ep.variants[name], _take(columns, rows), rows)
                            for name, rows in choice.rows.items()]
         except RequestError as exc:
-            self.metrics.child(self.metrics.rejected, endpoint, str(exc.status)).inc()
+            # Callers choose the endpoint name: never let them mint new label values.
+            label = endpoint if endpoint in routes.endpoints else "(unknown)"
+            self.metrics.child(self.metrics.rejected, label, str(exc.status)).inc()
             raise
         latency = time.perf_counter() - started
         request_id = request_id or uuid.uuid4().hex
@@ -435,14 +443,13 @@ class Gateway:
     # ---- recording -------------------------------------------------------------------------
     def _record(self, ep: Endpoint, answer: _Answer, route_version: int, latency: float, request_id: str,
                 unit_id: str | None, digests: list[str], role: str) -> None:
-        labels = (ep.name, answer.variant, answer.model_version)
-        metrics = self.metrics
+        scores = answer.scores.tolist()
         if role == "live":
-            metrics.child(metrics.requests, *labels).inc()
-            metrics.child(metrics.latency, *labels).observe(latency)
-            score_child = metrics.child(metrics.scores, *labels)
-            for value in answer.scores.tolist():
-                score_child.observe(value)
+            requests, latencies, score_histogram = self.metrics.answered(ep.name, answer.variant, answer.model_version)
+            requests.inc()
+            latencies.observe(latency)
+            for value in scores:
+                score_histogram.observe(value)
         self.stats.record(StatsKey(ep.name, answer.variant, answer.model_version, route_version, role),
                           latency, answer.scores, answer.error)
         now = datetime.now(UTC)
@@ -450,8 +457,8 @@ class Gateway:
         latency_ms = latency * 1000
         self.predlog.submit([
             PredictionRecord(request_id, row, unit_id, ep.name, answer.variant, answer.model_version, route_version,
-                             role, digests[row], float(score), latency_ms, answer.fallback, now)
-            for row, score in zip(rows, answer.scores.tolist(), strict=True)])
+                             role, digests[row], score, latency_ms, answer.fallback, now)
+            for row, score in zip(rows, scores, strict=True)])
 
     def _mirror(self, ep: Endpoint, columns: dict, live_scores: np.ndarray, request_id: str,
                 unit_id: str | None, route_version: int, digests: list[str], answered: str) -> None:

@@ -137,7 +137,6 @@ class InferenceServicer(pb2_grpc.GRPCInferenceServiceServicer):
             override=string_parameter(request.parameters, "variant"),
             version=request.model_version or None,
             request_id=request.id or None,
-            protocol="grpc",
         )
         return infer_response(request.model_name, prediction)
 

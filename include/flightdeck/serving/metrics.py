@@ -56,6 +56,16 @@ class GatewayMetrics:
                                    registry=registry, multiprocess_mode="livemax")
         self._children: dict[tuple, object] = {}
 
+    def answered(self, endpoint: str, variant: str, model_version: str) -> tuple:
+        """(requests, latency, scores) children of one label set, cached together for the hot path."""
+        key = ("answered", endpoint, variant, model_version)
+        children = self._children.get(key)
+        if children is None:
+            labels = (endpoint, variant, model_version)
+            children = self._children[key] = (self.requests.labels(*labels), self.latency.labels(*labels),
+                                               self.scores.labels(*labels))
+        return children
+
     def child(self, family, *labels: str):
         """A cached label child of `family`."""
         key = (id(family), labels)

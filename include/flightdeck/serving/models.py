@@ -31,6 +31,10 @@ class ServedModel:
     name: str
     version: str
     session: ort.InferenceSession
+    plan: runtime.InputPlan = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "plan", runtime.InputPlan.of(self.session))
 
     @property
     def key(self) -> str:
@@ -44,7 +48,7 @@ class ServedModel:
     def feeds(self, columns: dict[str, list]) -> dict[str, np.ndarray]:
         """Columns → feeds; InvalidInputError (422) naming the field when they don't fit."""
         try:
-            return runtime.feeds_from_columns(self.session, columns)
+            return self.plan.feeds(columns)
         except runtime.InvalidInputError as exc:
             raise InvalidInputError(str(exc)) from None
 

@@ -60,17 +60,18 @@ def _from_split(split: Any, max_rows: int) -> Columns:
         raise MalformedRequestError('`dataframe_split` must be {"columns": [...], "data": [[...], ...]}.',
                                     field="dataframe_split")
     names, rows = split["columns"], split["data"]
-    if not all(isinstance(n, str) for n in names) or len(set(names)) != len(names):
+    if not set(map(type, names)) <= {str} or len(set(names)) != len(names):
         raise InvalidInputError("`dataframe_split.columns` must be distinct strings.",
                                 field="dataframe_split.columns")
     _check_rows(len(rows), max_rows)
+    width = len(names)
     for index, row in enumerate(rows):
-        if not isinstance(row, list) or len(row) != len(names):
+        if type(row) is not list or len(row) != width:
             raise InvalidInputError(
                 f"row {index} of `dataframe_split.data` has {len(row) if isinstance(row, list) else 'no'} "
-                f"values for {len(names)} columns. Fix: one value per column in every row.",
+                f"values for {width} columns. Fix: one value per column in every row.",
                 field=f"dataframe_split.data[{index}]")
-    return {name: [row[i] for row in rows] for i, name in enumerate(names)}
+    return dict(zip(names, map(list, zip(*rows)), strict=True))
 
 
 def columns_from_records(records: list, max_rows: int, field: str = "records") -> Columns:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cache
+from pathlib import Path
 
 import pandas as pd
 
@@ -15,6 +16,7 @@ from flightdeck.training.train import fit_pipeline
 
 FEATURES = list(NUMERIC_FEATURES) + list(CATEGORICAL_FEATURES)
 MODEL = "flightdeck-classifier"
+REPO = Path(__file__).resolve().parents[3]
 
 
 @cache

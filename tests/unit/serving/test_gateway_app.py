@@ -360,3 +360,17 @@ def test_not_ready_without_a_champion(serve, settings):
         assert client.get("/v2/health/ready").status_code == 503
         response = client.post("/invocations", json=split(1))
         assert response.status_code == 503 and "nobody" in response.json()["error"]
+
+
+def test_the_declared_routes_answer_like_the_fast_path(settings):
+    """The FastAPI routes behind ScoringFastPath (OpenAPI, or an app mounted without it) agree."""
+    db.upgrade(settings.gateway_db_url)
+    RouteStore(db.engine_for(settings.gateway_db_url)).replace(BLUE_GREEN, author="test")
+    wrapped = create_app(settings, Gateway(settings, ModelPool(FakeRegistry())))
+    with TestClient(wrapped.app) as client:  # the FastAPI app alone
+        answer = client.post("/endpoints/credit/invocations", json=split(2)).json()
+        np.testing.assert_allclose(answer["predictions"], expected_scores(1, records(2)), atol=1e-12)
+        assert client.post("/invocations", content=b"{").status_code == 400
+        assert client.post("/v2/models/credit/infer", json={"inputs": []}).status_code == 400
+        paths = client.get("/openapi.json").json()["paths"]
+        assert {"/invocations", "/v2/models/{name}/infer", "/admin/routes"} <= set(paths)

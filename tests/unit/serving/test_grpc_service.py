@@ -48,10 +48,9 @@ class FakeGateway:
         self.ready = True
 
     async def predict(self, endpoint, columns, *, unit_id=None, override=None, version=None,
-                      request_id=None, protocol="rest"):
+                      request_id=None):
         self.calls.append({"endpoint": endpoint, "columns": columns, "unit_id": unit_id,
-                           "override": override, "version": version, "request_id": request_id,
-                           "protocol": protocol})
+                           "override": override, "version": version, "request_id": request_id})
         if self.error is not None:
             raise self.error
         self._check(endpoint)
@@ -240,9 +239,9 @@ def test_infer_passes_unit_id_override_version_and_request_id():
     response = call(gateway, "ModelInfer", request)
 
     recorded = gateway.calls[0]
-    assert {k: recorded[k] for k in ("endpoint", "unit_id", "override", "version", "request_id", "protocol")} == {
+    assert {k: recorded[k] for k in ("endpoint", "unit_id", "override", "version", "request_id")} == {
         "endpoint": ENDPOINT, "unit_id": "user-9", "override": "champion", "version": "4",
-        "request_id": "req-1", "protocol": "grpc"}
+        "request_id": "req-1"}
     assert (response.model_version, response.id) == ("4", "req-1")
 
 

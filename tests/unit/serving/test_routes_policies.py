@@ -134,3 +134,10 @@ def test_circuit_breaker_opens_then_trials_then_closes():
     assert breaker.allow()
     breaker.success()
     assert breaker.state == "closed" and breaker.allow()
+
+
+def test_the_example_route_file_is_valid():
+    from tests.unit.serving.support import REPO
+
+    table = load_route_file(REPO / "include" / "config" / "routes.example.yaml")
+    assert table.default == "credit" and set(table.endpoints) == {"credit", "credit-experiment", "credit-ensemble"}

@@ -1,0 +1,175 @@
+"""The scoring endpoints (MLflow `/invocations`, OIP v2 `infer`), framework-free.
+
+Each handler takes the gateway, the raw body and the headers and returns a `Reply`. The
+FastAPI app declares the same routes (for its OpenAPI document and for callers that mount
+it directly), and `ScoringFastPath` answers them as a plain ASGI layer in front of it:
+on single-row requests FastAPI's routing and dependency machinery cost about as much as
+scoring, and the gateway's throughput target leaves no room for that.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from flightdeck.config import Settings
+from flightdeck.serving import payloads
+from flightdeck.serving.errors import MalformedRequestError, PayloadTooLargeError, RequestError
+from flightdeck.serving.gateway import Gateway, Prediction
+
+log = logging.getLogger(__name__)
+
+UNIT_HEADER = "x-unit-id"
+VARIANT_HEADER = "x-flightdeck-variant"
+REQUEST_ID_HEADER = "x-request-id"
+_JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    body: bytes
+    headers: dict[str, str]
+
+
+def json_reply(content: Any, status: int = 200, headers: dict[str, str] | None = None) -> Reply:
+    return Reply(status, orjson.dumps(content, option=_JSON_OPTIONS), headers or {})
+
+
+def error_reply(exc: RequestError) -> Reply:
+    return json_reply({"error": str(exc), "error_code": type(exc).__name__, "field": exc.field}, exc.status)
+
+
+def _answer_headers(prediction: Prediction) -> dict[str, str]:
+    return {"x-flightdeck-variant": prediction.variant, "x-flightdeck-model-version": prediction.model_version,
+            "x-flightdeck-route-version": str(prediction.route_version), REQUEST_ID_HEADER: prediction.request_id}
+
+
+def text_param(value: Any, name: str) -> str | None:
+    """A unit id / variant / request id parameter as text; 400 for other JSON types."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise MalformedRequestError(f"`{name}` must be a string or an integer.", field=name)
+    return str(value)
+
+
+async def mlflow_invocations(gateway: Gateway, settings: Settings, endpoint: str | None, body: bytes,
+                             headers: Mapping[str, str]) -> Reply:
+    """MLflow scoring-server body in, {"predictions": [...], "variant", "model_version", ...} out."""
+    columns, params = payloads.columns_from_mlflow(payloads.parse_json(body), settings.max_batch_rows)
+    prediction = await gateway.predict(
+        endpoint or gateway.default_endpoint, columns,
+        unit_id=headers.get(UNIT_HEADER) or text_param(params.get("unit_id"), "params.unit_id"),
+        override=headers.get(VARIANT_HEADER) or text_param(params.get("variant"), "params.variant"),
+        request_id=headers.get(REQUEST_ID_HEADER))
+    answer = {"predictions": prediction.scores, "variant": prediction.variant,
+              "model_version": prediction.model_version, "route_version": prediction.route_version,
+              "request_id": prediction.request_id, "fallback": prediction.fallback, "cached": prediction.cached}
+    if prediction.row_variants is not None:
+        answer["row_variants"] = prediction.row_variants
+    return json_reply(answer, headers=_answer_headers(prediction))
+
+
+async def oip_infer(gateway: Gateway, settings: Settings, name: str, model_version: str | None, body: bytes,
+                    headers: Mapping[str, str]) -> Reply:
+    """Open Inference Protocol v2 inference: one input tensor per feature, shape [n] or [n, 1]."""
+    payload = payloads.parse_json(body)
+    if not isinstance(payload, dict):
+        raise MalformedRequestError('body must be an object {"inputs": [...]}.')
+    columns = payloads.columns_from_oip_inputs(payload.get("inputs"), settings.max_batch_rows)
+    parameters = payload.get("parameters") or {}
+    if not isinstance(parameters, dict):
+        raise MalformedRequestError("`parameters` must be an object.", field="parameters")
+    prediction = await gateway.predict(
+        name, columns, version=model_version,
+        unit_id=headers.get(UNIT_HEADER) or text_param(parameters.get("unit_id"), "parameters.unit_id"),
+        override=headers.get(VARIANT_HEADER) or text_param(parameters.get("variant"), "parameters.variant"),
+        request_id=text_param(payload.get("id"), "id") or headers.get(REQUEST_ID_HEADER))
+    scores = prediction.scores
+    answer = {"model_name": name, "model_version": prediction.model_version, "id": prediction.request_id,
+              "parameters": {"variant": prediction.variant, "route_version": prediction.route_version,
+                             "fallback": prediction.fallback, "cached": prediction.cached},
+              "outputs": [{"name": "probabilities", "datatype": "FP64", "shape": [len(scores)], "data": scores}]}
+    return json_reply(answer, headers=_answer_headers(prediction))
+
+
+def check_size(declared: str | None, received: int, limit: int) -> None:
+    """PayloadTooLargeError (413) when the declared or received body exceeds `limit` bytes."""
+    size = int(declared) if declared is not None and declared.isdigit() else received
+    if max(size, received) > limit:
+        raise PayloadTooLargeError(f"body of {max(size, received)} bytes exceeds {limit}. "
+                                   "Fix: send fewer rows per request.")
+
+
+_ROUTES = [
+    (re.compile(r"^/invocations$"), "mlflow"),
+    (re.compile(r"^/endpoints/([^/]+)/invocations$"), "mlflow"),
+    (re.compile(r"^/v2/models/([^/]+)/infer$"), "oip"),
+    (re.compile(r"^/v2/models/([^/]+)/versions/([^/]+)/infer$"), "oip"),
+]
+
+
+class ScoringFastPath:
+    """ASGI layer answering POSTs to the scoring routes; everything else goes to `app`."""
+
+    def __init__(self, app, settings: Settings) -> None:
+        self.app = app
+        self.settings = settings
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            for pattern, protocol in _ROUTES:
+                match = pattern.match(scope["path"])
+                if match:
+                    reply = await self._score(protocol, match.groups(), scope, receive)
+                    await _send(send, reply)
+                    return
+        await self.app(scope, receive, send)
+
+    async def _score(self, protocol: str, groups: tuple, scope, receive) -> Reply:
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        limit = self.settings.max_body_bytes
+        try:
+            check_size(headers.get("content-length"), 0, limit)
+            body = await _read_body(receive, limit)
+            gateway: Gateway = self.app.state.gateway
+            if protocol == "mlflow":
+                return await mlflow_invocations(gateway, self.settings, groups[0] if groups else None, body, headers)
+            return await oip_infer(gateway, self.settings, groups[0], groups[1] if len(groups) > 1 else None,
+                                   body, headers)
+        except RequestError as exc:
+            return error_reply(exc)
+        except Exception:
+            log.exception("scoring request to %s failed", scope["path"])
+            return json_reply({"error": "internal error; the gateway log has the details"}, 500)
+
+
+async def _read_body(receive, limit: int) -> bytes:
+    chunks, size, more = [], 0, True
+    while more:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise MalformedRequestError("the client went away before sending the whole body.")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        check_size(None, size, limit)
+        chunks.append(chunk)
+        more = message.get("more_body", False)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+_SAFE_HEADER_VALUE = re.compile(r"^[\x21-\x7e]{1,200}$")
+
+
+async def _send(send, reply: Reply) -> None:
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(reply.body)).encode())]
+    # Values may echo the caller's request id: only plain visible ASCII goes into a header.
+    headers += [(k.encode(), v.encode()) for k, v in reply.headers.items() if _SAFE_HEADER_VALUE.match(v)]
+    await send({"type": "http.response.start", "status": reply.status, "headers": headers})
+    await send({"type": "http.response.body", "body": reply.body})
