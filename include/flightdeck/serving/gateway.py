@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import sys
 import hashlib
 import logging
 import os
 import random
+import sys
 import time
 import uuid
 from dataclasses import dataclass, field

@@ -71,7 +71,7 @@ def _from_split(split: Any, max_rows: int) -> Columns:
                 f"row {index} of `dataframe_split.data` has {len(row) if isinstance(row, list) else 'no'} "
                 f"values for {width} columns. Fix: one value per column in every row.",
                 field=f"dataframe_split.data[{index}]")
-    return dict(zip(names, map(list, zip(*rows)), strict=True))
+    return dict(zip(names, map(list, zip(*rows, strict=True)), strict=True))
 
 
 def columns_from_records(records: list, max_rows: int, field: str = "records") -> Columns:
