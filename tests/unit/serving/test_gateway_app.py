@@ -207,10 +207,11 @@ def test_shadow_never_changes_or_slows_the_answer(serve, settings):
                                          "candidate": {"version": "2", "faults": {"latency_ms": 400}}},
         "shadow": {"variant": "candidate", "percent": 100}}}}
     with serve(shadowed) as client:
-        started = time.perf_counter()
         answers = [client.post("/invocations", json={"dataframe_records": rows}).json() for _ in range(5)]
-        elapsed = time.perf_counter() - started
-        assert elapsed < 0.4  # five answers in less than one shadow call: the shadow is off the path
+        # The shadow scores one mirrored request per 0.4 s; had any answer waited for its
+        # shadow, all five shadows would be done by now.
+        shadow_rows = sum(t.rows for t in client.gateway.stats.snapshot() if t.key.role == "shadow")
+        assert shadow_rows < 10
         for answer in answers:
             assert answer["variant"] == "live"
             np.testing.assert_allclose(answer["predictions"], expected_scores(1, rows), atol=1e-12)
@@ -235,9 +236,11 @@ def test_fallback_engages_on_slow_primary_and_recovers(serve):
         for _ in range(2):  # each waits for the budget, then falls back
             answer = client.post("/invocations", json=split(1)).json()
             assert answer["fallback"] is True and answer["model_version"] == "1" and answer["variant"] == "primary"
-        started = time.perf_counter()
+        endpoint = client.gateway._routes.endpoints["credit"]
+        assert endpoint.breakers["primary"].state == "open"
         assert client.post("/invocations", json=split(1)).json()["fallback"] is True
-        assert time.perf_counter() - started < 0.3  # breaker open: no waiting for the slow primary
+        errors = 'flightdeck_errors_total{endpoint="credit",model_version="2",variant="primary"} 2.0'
+        assert errors in client.get("/metrics").text  # breaker open: the slow primary was not tried again
         healthy = {"endpoints": {"credit": {**slow["endpoints"]["credit"],
                                             "variants": {"primary": {"version": "2"}, "safe": {"version": "1"}}}}}
         assert client.put("/admin/routes", headers=AUTH, json={"document": healthy}).status_code == 200
