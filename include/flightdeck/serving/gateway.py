@@ -183,7 +183,10 @@ class Gateway:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        await asyncio.to_thread(self._publish_once)
+        try:
+            await asyncio.to_thread(self._publish_once)
+        except Exception:  # the database may be gone at shutdown; the log drain below still runs
+            log.exception("could not publish the last running sums")
         await asyncio.to_thread(self.predlog.close)
         if self.cache is not None:
             await self.cache.close()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from contextlib import contextmanager
 
 import pytest
 import sqlalchemy as sa
@@ -32,19 +33,35 @@ def postgres_admin():
     admin.dispose()
 
 
-@pytest.fixture
-def postgres_url(postgres_admin):
-    """URL of a new, empty PostgreSQL database `flightdeck_test_<random>`, dropped afterwards."""
+@contextmanager
+def new_database(postgres_admin):
+    """A new, empty PostgreSQL database `flightdeck_test_<random>`; yields its URL, drops it after."""
     from flightdeck.serving import db
 
     name = f"flightdeck_test_{uuid.uuid4().hex[:12]}"
     with postgres_admin.connect() as conn:
         conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
     url = f"{POSTGRES}/{name}"
-    yield url
-    db.dispose_engine(url)
-    with postgres_admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    try:
+        yield url
+    finally:
+        db.dispose_engine(url)
+        with postgres_admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+def postgres_url(postgres_admin):
+    """URL of a new, empty PostgreSQL database, dropped afterwards."""
+    with new_database(postgres_admin) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def module_postgres_url(postgres_admin):
+    """URL of a new, empty PostgreSQL database shared by one test module (e.g. a running gateway)."""
+    with new_database(postgres_admin) as url:
+        yield url
 
 
 @pytest.fixture

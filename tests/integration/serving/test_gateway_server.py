@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-import uuid
 from collections import Counter
 from dataclasses import dataclass
 
@@ -44,22 +43,8 @@ def home(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def database(postgres_admin):
-    from flightdeck.serving import db
-
-    name = f"flightdeck_test_{uuid.uuid4().hex[:12]}"
-    with postgres_admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = f"{postgres_admin.url.render_as_string(hide_password=False).rsplit('/', 1)[0]}/{name}"
-    yield url
-    db.dispose_engine(url)
-    with postgres_admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-
-
-@pytest.fixture(scope="module")
-def server(home, database):
-    with gateway_process(home, database, CANARY, FLIGHTDECK_CACHE_BACKEND="redis",
+def server(home, module_postgres_url):
+    with gateway_process(home, module_postgres_url, CANARY, FLIGHTDECK_CACHE_BACKEND="redis",
                          FLIGHTDECK_REDIS_URL="redis://127.0.0.1:6379/0") as (base, grpc_port):
         yield base, grpc_port
 
@@ -218,11 +203,11 @@ def _requests_total(base: str, variant: str, version: str) -> float:
     return float(match.group(1)) if match else 0.0
 
 
-def test_prediction_log_lands_in_postgres(server, database):
+def test_prediction_log_lands_in_postgres(server, module_postgres_url):
     base, _ = server
     responses = asyncio.run(fire(base, distinct_bodies(300)))
     ids = [r.json()["request_id"] for r in responses]
-    engine = sa.create_engine(database)
+    engine = sa.create_engine(module_postgres_url)
     query = sa.text("SELECT count(*) FROM predictions WHERE request_id = ANY(:ids) AND role = 'live'")
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
@@ -264,7 +249,7 @@ def test_grpc_serves_the_same_scores(server):
     np.testing.assert_allclose(list(reply.outputs[0].contents.fp64_contents), rest["predictions"], atol=1e-12)
 
 
-def test_sticky_assignment_survives_a_restart(home, database, server):
+def test_sticky_assignment_survives_a_restart(home, module_postgres_url, server):
     base, _ = server
     ab = {"endpoints": {"credit": {"policy": "ab", "weights": {"a": 30, "b": 70}, "salt": "restart",
                                    "variants": {"a": {"version": "1"}, "b": {"version": "2"}}}}}
@@ -273,6 +258,6 @@ def test_sticky_assignment_survives_a_restart(home, database, server):
     headers = [{"X-Unit-Id": u} for u in units]
     before = [r.json()["variant"] for r in asyncio.run(fire(base, distinct_bodies(100), headers))]
     # A second server process on the same store (the route table is stored, not in memory).
-    with gateway_process(home, database, CANARY) as (other, _):
+    with gateway_process(home, module_postgres_url, CANARY) as (other, _):
         after = [r.json()["variant"] for r in asyncio.run(fire(other, distinct_bodies(100), headers))]
     assert before == after

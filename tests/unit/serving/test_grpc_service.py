@@ -6,7 +6,6 @@ import asyncio
 import logging
 import socket
 import struct
-from dataclasses import dataclass
 from importlib import metadata
 from types import SimpleNamespace
 
@@ -16,6 +15,7 @@ import pytest
 
 from flightdeck.config import Settings
 from flightdeck.serving import errors
+from flightdeck.serving.gateway import Prediction
 from flightdeck.serving.grpc_service import start_grpc_server
 from flightdeck.serving.protos import grpc_predict_v2_pb2 as pb2
 from flightdeck.serving.protos import grpc_predict_v2_pb2_grpc as pb2_grpc
@@ -23,18 +23,6 @@ from flightdeck.serving.protos import grpc_predict_v2_pb2_grpc as pb2_grpc
 MAX_ROWS = 5
 MAX_BODY_BYTES = 64 * 1024
 ENDPOINT = "default"
-
-
-@dataclass(frozen=True)
-class Prediction:
-    request_id: str
-    endpoint: str
-    scores: np.ndarray
-    variant: str
-    model_version: str
-    route_version: int
-    cached: bool
-    fallback: bool
 
 
 class FakeGateway:
