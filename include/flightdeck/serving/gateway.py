@@ -17,7 +17,6 @@ import asyncio
 import gc
 import hashlib
 import logging
-import os
 import random
 import sys
 import time
@@ -52,7 +51,7 @@ from flightdeck.serving.routes import (
     load_route_file,
     parse_route_table,
 )
-from flightdeck.serving.stats import RunningStats, StatsKey, StatsStore
+from flightdeck.serving.stats import RunningStats, StatsKey, StatsStore, new_worker_id
 from flightdeck.serving.store import RouteStore, StoredRoutes
 
 log = logging.getLogger(__name__)
@@ -150,7 +149,7 @@ class Gateway:
         self.settings = settings
         self.pool = pool
         self.metrics = metrics or GatewayMetrics()
-        self.worker_id = f"{os.uname().nodename}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.worker_id = new_worker_id()
         self.engine = db.engine_for(settings.gateway_db_url)
         self.route_store = RouteStore(self.engine)
         self.stats_store = StatsStore(self.engine)

@@ -153,6 +153,3 @@ def _check_rows(n_rows: int, max_rows: int) -> None:
         raise PayloadTooLargeError(f"{n_rows} rows exceed the limit of {max_rows} per request. "
                                    "Fix: split the batch (or use batch scoring for bulk work).")
 
-
-def row_count(columns: Columns) -> int:
-    return len(next(iter(columns.values())))
