@@ -24,6 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine, make_url
 
+from flightdeck.delivery.window import N_SCORE_BINS
 from flightdeck.errors import ConfigError
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
@@ -65,6 +66,8 @@ BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 metadata = sa.MetaData()
 
+SCORE_BIN_COLUMNS = tuple(f"score_bin_{i}" for i in range(N_SCORE_BINS))
+
 route_tables = sa.Table(
     "route_tables", metadata,
     sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
@@ -90,6 +93,10 @@ variant_stats = sa.Table(
     sa.Column("rows", sa.BigInteger, nullable=False),
     sa.Column("score_sum", sa.Float(53), nullable=False),
     sa.Column("score_sumsq", sa.Float(53), nullable=False),
+    # Rows per score bin (flightdeck.delivery.window.SCORE_EDGES): the score-distribution gate.
+    *(sa.Column(name, sa.BigInteger, nullable=False, server_default="0") for name in SCORE_BIN_COLUMNS),
+    # Shadow rows whose decision differed from the live answer (role "shadow" only).
+    sa.Column("disagreements", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("updated_at", UtcDateTime, nullable=False),
 )
 
@@ -109,6 +116,8 @@ predictions = sa.Table(
     sa.Column("latency_ms", sa.Float(53), nullable=False),
     sa.Column("fallback", sa.Boolean, nullable=False),
     sa.Column("created_at", UtcDateTime, nullable=False),
+    # The row's input as a JSON object (live rows): what a backtest replays through a challenger.
+    sa.Column("features", sa.Text, nullable=True),
     sa.Index("ix_predictions_request_id", "request_id"),
     sa.Index("ix_predictions_unit_id", "unit_id"),
     sa.Index("ix_predictions_endpoint_created_at", "endpoint", "created_at"),

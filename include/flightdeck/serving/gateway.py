@@ -347,9 +347,9 @@ class Gateway:
         latency = time.perf_counter() - started
         request_id = request_id or uuid.uuid4().hex
         scores = _assemble(answers, len(next(iter(columns.values()))))
-        digests = _row_digests(columns)
+        inputs, digests = _row_inputs(columns)
         for answer in answers:
-            self._record(ep, answer, routes.version, latency, request_id, unit_id, digests, "live")
+            self._record(ep, answer, routes.version, latency, request_id, unit_id, digests, "live", inputs)
         if choice.variant is not None:
             self._mirror(ep, columns, scores, request_id, unit_id, routes.version, digests, answers[0].variant)
         single = len(answers) == 1
@@ -444,7 +444,8 @@ class Gateway:
 
     # ---- recording -------------------------------------------------------------------------
     def _record(self, ep: Endpoint, answer: _Answer, route_version: int, latency: float, request_id: str,
-                unit_id: str | None, digests: list[str], role: str) -> None:
+                unit_id: str | None, digests: list[str], role: str, inputs: list[str] | None = None,
+                disagreements: int = 0) -> None:
         scores = answer.scores.tolist()
         if role == "live":
             requests, latencies, score_histogram = self.metrics.answered(ep.name, answer.variant, answer.model_version)
@@ -453,13 +454,14 @@ class Gateway:
             for value in scores:
                 score_histogram.observe(value)
         self.stats.record(StatsKey(ep.name, answer.variant, answer.model_version, route_version, role),
-                          latency, answer.scores, answer.error)
+                          latency, answer.scores, answer.error, disagreements)
         now = datetime.now(UTC)
         rows = answer.rows if answer.rows is not None else range(len(answer.scores))
         latency_ms = latency * 1000
         self.predlog.submit([
             PredictionRecord(request_id, row, unit_id, ep.name, answer.variant, answer.model_version, route_version,
-                             role, digests[row], score, latency_ms, answer.fallback, now)
+                             role, digests[row], score, latency_ms, answer.fallback, now,
+                             inputs[row] if inputs is not None else None)
             for row, score in zip(rows, scores, strict=True)])
 
     def _mirror(self, ep: Endpoint, columns: dict, live_scores: np.ndarray, request_id: str,
@@ -505,7 +507,8 @@ class Gateway:
         if disagreements:
             self.metrics.child(self.metrics.shadow_disagreements, *labels).inc(disagreements)
         self._record(ep, _Answer(variant.name, variant.model.version, scores), job.route_version,
-                     time.perf_counter() - started, job.request_id, job.unit_id, job.digests, "shadow")
+                     time.perf_counter() - started, job.request_id, job.unit_id, job.digests, "shadow",
+                     disagreements=disagreements)
 
     async def _publish_stats(self) -> None:
         while True:
@@ -550,13 +553,13 @@ def _row_labels(answers: list[_Answer], n_rows: int) -> list[str]:
     return labels
 
 
-def _row_digests(columns: dict[str, list]) -> list[str]:
-    """A hash per input row over its fields in name order: the prediction log's input_hash."""
+def _row_inputs(columns: dict[str, list]) -> tuple[list[str], list[str]]:
+    """Per input row: its JSON object (keys in name order), logged for replay, and that text's
+    hash, the prediction log's input_hash."""
     names = sorted(columns)
     ordered = [columns[n] for n in names]
-    n_rows = len(ordered[0])
-    return [hashlib.blake2b(orjson.dumps([names, [col[i] for col in ordered]]), digest_size=16).hexdigest()
-            for i in range(n_rows)]
+    texts = [orjson.dumps(dict(zip(names, values, strict=True))).decode() for values in zip(*ordered, strict=True)]
+    return texts, [hashlib.blake2b(text.encode(), digest_size=16).hexdigest() for text in texts]
 
 
 def _request_digest(columns: dict[str, list]) -> str:

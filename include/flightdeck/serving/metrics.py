@@ -19,9 +19,11 @@ from prometheus_client import (
     multiprocess,
 )
 
+from flightdeck.delivery.window import SCORE_EDGES
+
 LABELS = ("endpoint", "variant", "model_version")
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
-SCORE_BUCKETS = tuple(i / 10 for i in range(1, 11))
+SCORE_BUCKETS = SCORE_EDGES[1:]  # the same bins as the gateway's running sums
 
 
 class GatewayMetrics:

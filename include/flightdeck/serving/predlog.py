@@ -48,6 +48,7 @@ class PredictionRecord(NamedTuple):
     latency_ms: float
     fallback: bool = False
     created_at: datetime | None = None  # None: when it was submitted
+    features: str | None = None  # the row's input as a JSON object (live rows)
 
 
 class PredictionLogWriter:
@@ -271,7 +272,8 @@ def _copy_rows(conn, taken: list[tuple[datetime, Sequence[PredictionRecord]]]) -
                 r.model_version.translate(_COPY_ESCAPES), str(r.route_version),
                 r.role.translate(_COPY_ESCAPES), r.input_hash.translate(_COPY_ESCAPES),
                 repr(float(r.score)), repr(float(r.latency_ms)), "t" if r.fallback else "f",
-                created_at.isoformat())))
+                created_at.isoformat(),
+                "\\N" if r.features is None else r.features.translate(_COPY_ESCAPES))))
     lines.append("")
     cursor = conn.connection.dbapi_connection.cursor()
     try:

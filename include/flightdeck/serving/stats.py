@@ -22,12 +22,15 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
-from flightdeck.serving.db import utcnow, variant_stats, write_transaction
+from flightdeck.delivery.window import N_SCORE_BINS, SCORE_EDGES, VariantWindow, score_bin
+from flightdeck.serving.db import SCORE_BIN_COLUMNS, utcnow, variant_stats, write_transaction
 
 ROLES = ("live", "shadow")
 # Above this many scores, numpy's reductions beat a Python loop over the values.
 _NUMPY_FROM = 32
-_SUMS = ("requests", "errors", "latency_sum", "latency_sumsq", "rows", "score_sum", "score_sumsq")
+_SCALARS = ("requests", "errors", "latency_sum", "latency_sumsq", "rows", "score_sum", "score_sumsq")
+_SUMS = (*_SCALARS, *SCORE_BIN_COLUMNS, "disagreements")
+_BIN_EDGES = np.asarray(SCORE_EDGES[1:-1])
 
 
 class StatsKey(NamedTuple):
@@ -56,6 +59,15 @@ class StatTotals:
     rows: int
     score_sum: float
     score_sumsq: float
+    score_bins: tuple[int, ...] = (0,) * N_SCORE_BINS
+    disagreements: int = 0
+
+    def columns(self) -> dict:
+        """The sums as `variant_stats` columns."""
+        return {"requests": self.requests, "errors": self.errors, "latency_sum": self.latency_sum,
+                "latency_sumsq": self.latency_sumsq, "rows": self.rows, "score_sum": self.score_sum,
+                "score_sumsq": self.score_sumsq, **dict(zip(SCORE_BIN_COLUMNS, self.score_bins, strict=True)),
+                "disagreements": self.disagreements}
 
 
 def new_worker_id() -> str:
@@ -74,22 +86,28 @@ class RunningStats:
         self._sums: dict[StatsKey, list] = {}
         self._lock = threading.Lock()
 
-    def record(self, key: StatsKey, latency_s: float, scores: np.ndarray, error: bool = False) -> None:
-        """Count one request of `key`: its latency, its scores (float64, may be empty), failed or not."""
+    def record(self, key: StatsKey, latency_s: float, scores: np.ndarray, error: bool = False,
+               disagreements: int = 0) -> None:
+        """Count one request of `key`: its latency, its scores (float64, may be empty), failed or
+        not, and for a shadow how many of its rows disagreed with the live answer."""
         n = scores.size
         if n > _NUMPY_FROM:
             score_sum = float(scores.sum())
             score_sumsq = float(np.dot(scores, scores))
+            bins = np.bincount(np.searchsorted(_BIN_EDGES, scores, side="right"), minlength=N_SCORE_BINS)
+            bin_items = [(i, int(c)) for i, c in enumerate(bins.tolist()) if c]
         elif n:  # small requests, the common case: numpy's per-call overhead would dominate
             values = scores.tolist()
             score_sum = sum(values)
             score_sumsq = sum([v * v for v in values])
+            bin_items = [(score_bin(v), 1) for v in values]
         else:
             score_sum = score_sumsq = 0.0
+            bin_items = []
         with self._lock:
             sums = self._sums.get(key)
             if sums is None:
-                sums = self._sums[key] = [0, 0, 0.0, 0.0, 0, 0.0, 0.0]
+                sums = self._sums[key] = [0, 0, 0.0, 0.0, 0, 0.0, 0.0, [0] * N_SCORE_BINS, 0]
             sums[0] += 1
             if error:
                 sums[1] += 1
@@ -98,11 +116,15 @@ class RunningStats:
             sums[4] += n
             sums[5] += score_sum
             sums[6] += score_sumsq
+            bins_total = sums[7]
+            for index, count in bin_items:
+                bins_total[index] += count
+            sums[8] += disagreements
 
     def snapshot(self) -> list[StatTotals]:
         """Absolute totals of every key seen since this object was created."""
         with self._lock:
-            copied = [(key, tuple(sums)) for key, sums in self._sums.items()]
+            copied = [(key, (*sums[:7], tuple(sums[7]), sums[8])) for key, sums in self._sums.items()]
         return [StatTotals(key, *sums) for key, sums in copied]
 
 
@@ -130,6 +152,8 @@ class VariantSummary:
     latency_sumsq: float
     score_sum: float
     score_sumsq: float
+    score_bins: list[int]
+    disagreements: int
     workers: int
     updated_at: datetime | None
 
@@ -138,6 +162,21 @@ class VariantSummary:
         data = asdict(self)
         data["updated_at"] = self.updated_at.isoformat() if self.updated_at else None
         return data
+
+    def window(self) -> VariantWindow:
+        """The counts a metric gate reads (a shadow's rows and disagreements included)."""
+        return window_from_stats(self.to_dict())
+
+
+def window_from_stats(item: dict) -> VariantWindow:
+    """A `VariantWindow` from one entry of GET /stats (`VariantSummary.to_dict`)."""
+    shadow = item.get("role") == "shadow"
+    return VariantWindow(
+        requests=int(item["requests"]), errors=int(item["errors"]), latency_sum=float(item["latency_sum"]),
+        latency_sumsq=float(item["latency_sumsq"]), rows=int(item["rows"]),
+        score_bins=tuple(int(c) for c in item["score_bins"]),
+        shadow_rows=int(item["rows"]) if shadow else 0,
+        shadow_disagreements=int(item["disagreements"]) if shadow else 0)
 
 
 def mean_std(n: int, total: float, total_sq: float) -> tuple[float | None, float | None]:
@@ -163,10 +202,7 @@ class StatsStore:
         if not totals:
             return
         now = utcnow()
-        rows = [{**t.key._asdict(), "worker_id": worker_id, "requests": t.requests, "errors": t.errors,
-                 "latency_sum": t.latency_sum, "latency_sumsq": t.latency_sumsq, "rows": t.rows,
-                 "score_sum": t.score_sum, "score_sumsq": t.score_sumsq, "updated_at": now}
-                for t in totals]
+        rows = [{**t.key._asdict(), "worker_id": worker_id, **t.columns(), "updated_at": now} for t in totals]
         dialect = self.engine.dialect.name
         if dialect == "postgresql":
             insert = postgresql.insert(variant_stats)
@@ -216,4 +252,5 @@ def _summary(endpoint: str, role: str, row) -> VariantSummary:
         latency_mean_s=latency_mean, latency_std_s=latency_std, score_mean=score_mean, score_std=score_std,
         latency_sum=float(row.latency_sum), latency_sumsq=float(row.latency_sumsq),
         score_sum=float(row.score_sum), score_sumsq=float(row.score_sumsq),
+        score_bins=[int(row._mapping[name]) for name in SCORE_BIN_COLUMNS], disagreements=int(row.disagreements),
         workers=int(row.workers), updated_at=row.updated_at)

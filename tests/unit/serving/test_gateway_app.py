@@ -7,6 +7,7 @@ tests/integration/serving/test_gateway_server.py.
 
 from __future__ import annotations
 
+import json
 import time
 from contextlib import contextmanager
 
@@ -225,6 +226,13 @@ def test_shadow_never_changes_or_slows_the_answer(serve, settings):
 
         assert wait_for(lambda: dict(logged()) == {"live": 10, "shadow": 10})
         assert "flightdeck_shadow_requests_total" in client.get("/metrics").text
+        # Live rows keep their input for replay (backtests); shadow rows only point at it.
+        logged_inputs = sa.table("predictions", sa.column("role"), sa.column("features"), sa.column("row_index"))
+        with engine.connect() as conn:
+            features = conn.execute(sa.select(logged_inputs.c.role, logged_inputs.c.features)
+                                    .where(logged_inputs.c.row_index == 0)).all()
+        assert {json.loads(text) == rows[0] for role, text in features if role == "live"} == {True}
+        assert {text for role, text in features if role == "shadow"} == {None}
 
 
 def test_fallback_engages_on_slow_primary_and_recovers(serve):

@@ -42,7 +42,34 @@ def test_record_accumulates_counts_and_sums_per_key():
     assert (a.requests, a.errors, a.rows) == (3, 1, 3)
     assert a.latency_sum == pytest.approx(0.06) and a.latency_sumsq == pytest.approx(0.0014)
     assert a.score_sum == pytest.approx(1.2) and a.score_sumsq == pytest.approx(0.56)
-    assert totals[B2] == StatTotals(B2, 1, 0, 0.5, 0.25, 1, 1.0, 1.0)
+    assert a.score_bins == (0, 0, 1, 0, 1, 0, 1, 0, 0, 0)
+    assert totals[B2] == StatTotals(B2, 1, 0, 0.5, 0.25, 1, 1.0, 1.0, (0,) * 9 + (1,), 0)
+
+
+def test_score_bins_agree_between_the_small_and_the_numpy_path():
+    rng = np.random.default_rng(3)
+    scores = rng.random(500)
+    small, large = RunningStats(), RunningStats()
+    for value in scores:
+        small.record(A1, 0.001, np.array([value]))
+    large.record(A1, 0.001, scores)
+
+    expected = tuple(np.histogram(scores, bins=np.linspace(0, 1, 11))[0].tolist())
+    assert totals_of(small)[A1].score_bins == totals_of(large)[A1].score_bins == expected
+
+
+def test_shadow_disagreements_are_summed_and_published(store):
+    shadow = StatsKey("default", "b", "4", 2, "shadow")
+    stats = RunningStats()
+    stats.record(shadow, 0.01, np.array([0.9, 0.1, 0.8]), disagreements=2)
+    stats.record(shadow, 0.01, np.array([0.7]), disagreements=1)
+    store.publish("w1", stats.snapshot())
+
+    (item,) = store.summary("default", role="shadow")
+    assert (item.rows, item.disagreements) == (4, 3)
+    assert item.score_bins == [0, 1, 0, 0, 0, 0, 0, 1, 1, 1]
+    window = item.window()
+    assert (window.shadow_rows, window.shadow_disagreements, window.rows) == (4, 3, 4)
 
 
 def test_snapshot_is_absolute_and_detached():

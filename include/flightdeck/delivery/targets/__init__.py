@@ -1,0 +1,1 @@
+"""Where a rollout moves traffic: the local gateway (default), AWS Lambda aliases, Kubernetes."""

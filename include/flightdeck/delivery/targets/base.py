@@ -1,0 +1,46 @@
+"""The contract every deployment target keeps.
+
+A rollout has a *baseline* (the version serving today) and a *candidate*. Every method
+sets an absolute state rather than applying a change, so calling it twice, or again after
+the process running it was killed, leaves the target exactly as the plan says: that is
+what makes clearing and re-running a promotion task safe.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class TrafficState:
+    """Who serves what on a target: the baseline, the candidate (if deployed) and its share."""
+
+    target: str
+    baseline: str
+    candidate: str | None
+    candidate_percent: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class DeliveryTarget(Protocol):
+    """A place a model version is rolled out to."""
+
+    name: str
+
+    def state(self) -> TrafficState:
+        """What the target serves now."""
+
+    def deploy(self) -> TrafficState:
+        """Put the candidate beside the baseline with no live traffic (idle colour / 0 % canary)."""
+
+    def set_weight(self, percent: float) -> TrafficState:
+        """Send `percent` (0–100) of live traffic to the candidate, the rest to the baseline."""
+
+    def promote(self) -> TrafficState:
+        """All traffic to the candidate, which becomes the new baseline."""
+
+    def rollback(self) -> TrafficState:
+        """All traffic to the baseline; the candidate takes none."""
