@@ -1,0 +1,54 @@
+"""benchmarks/gates.py still runs end to end and reports every scenario, gate and target, the
+same way twice for one seed (on a few rollouts, so the figures themselves mean nothing here
+and neither the targets nor the timing are checked)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+BENCHMARK = Path(__file__).resolve().parents[2] / "benchmarks" / "gates.py"
+ARGS = ["--runs", "25", "--seed", "3", "--bake-seconds", "120", "--max-seconds", "360"]
+
+
+def _load_benchmark(monkeypatch):
+    spec = importlib.util.spec_from_file_location("gates_benchmark", BENCHMARK)
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, module)  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_benchmark_reports_every_scenario_and_is_deterministic(capsys, monkeypatch):
+    bench = _load_benchmark(monkeypatch)
+    report = bench.main(ARGS)
+    printed = capsys.readouterr().out
+
+    gates = ["sequential", "flagger ≥99 %", "flagger ≥98.5 %"]
+    assert [r["scenario"] for r in report["results"]] == ["aa", "double", "incident"]
+    for result in report["results"]:
+        assert list(result["gates"]) == gates
+        for r in result["gates"].values():
+            assert r["runs"] == 25
+            assert abs(r["rollback_rate"] + r["inconclusive_rate"] + r["promoted_rate"] - 1) < 1e-9
+            assert r["caught_before_50"] == r["rollback_rate"]
+            assert sum(r["rollbacks_by_step"].values()) == round(25 * r["rollback_rate"])
+            assert list(r["rollbacks_by_step"]) == ["5%", "25%", "50%"]
+            assert r["median_decision_s"] > 0
+            assert (r["median_rollback_s"] is None) == (r["rollback_rate"] == 0)
+    assert [(t["scenario"], t["gate"]) for t in report["targets"]] == [
+        (scenario, gate) for scenario in ("aa", "double") for gate in gates]
+    assert all(0 <= t["value"] <= 1 and t["pass"] in (True, False) for t in report["targets"])
+    # Every replayed look agrees between the batch path and evaluate()/decide().
+    assert report["replay"]["total"] > 0 and report["replay"]["agree"] == report["replay"]["total"]
+
+    assert printed.count("target ") == 6 and printed.count("PASS") + printed.count("MISS") == 6
+    assert "median decision s" in printed and "run time" in printed
+
+    again = bench.main(ARGS)
+    capsys.readouterr()
+    assert again == report
+    other = bench.main([*ARGS[:3], "4", *ARGS[4:]])
+    capsys.readouterr()
+    assert other["results"] != report["results"]
