@@ -14,12 +14,19 @@ from typing import Protocol
 
 @dataclass(frozen=True)
 class TrafficState:
-    """Who serves what on a target: the baseline, the candidate (if deployed) and its share."""
+    """Who serves what on a target: the baseline, the candidate (if deployed) and its share.
+
+    `revision` and `changed_at` (epoch seconds) say since when the target has been in this
+    state, where the target knows (the gateway's route version): a metric gate's window starts
+    there, so a re-run of a step that changed nothing keeps the window it had.
+    """
 
     target: str
     baseline: str
     candidate: str | None
     candidate_percent: float
+    revision: int | None = None
+    changed_at: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)

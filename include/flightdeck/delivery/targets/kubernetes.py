@@ -1,0 +1,611 @@
+"""Roll a model out on Kubernetes: one gateway Deployment per model version behind a weighted
+Gateway API `HTTPRoute`.
+
+Each model version gets a ConfigMap (a gateway route table pinned to that version), a
+Deployment of the `flightdeck-gateway` image and a Service, all named `<app>-v<version>`.
+One `HTTPRoute` named `<app>` splits traffic between the baseline's and the candidate's
+Services with backendRef weights (100 - p, p). Objects are named by model version, so
+promotion renames nothing: the candidate's objects simply become the next rollout's baseline.
+
+| method          | route (baseline/candidate) | candidate replicas | baseline replicas |
+|-----------------|----------------------------|--------------------|-------------------|
+| deploy()        | 100 / 0                    | replicas           | replicas          |
+| set_weight(p)   | 100 - p / p                | replicas           | replicas          |
+| promote()       | 0 / 100                    | replicas           | replicas (kept warm for a fast rollback) |
+| rollback()      | 100 / 0                    | 0                  | replicas          |
+
+Every method renders the *whole* desired state and hands it to an applier (server-side
+apply in production: `flightdeck.airflow.k8s_apply`), so re-running a step is harmless.
+Rendering is pure and deterministic: the same state renders byte-identical YAML. Each
+rendered set is validated before it is applied: core objects against the `kubernetes`
+client's models (no unknown fields), the HTTPRoute against a JSON schema of the fields used.
+
+No Airflow here; the `kubernetes` client is imported only to validate.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from collections.abc import Callable, Iterable
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from flightdeck.delivery.targets.base import TrafficState
+from flightdeck.errors import ConfigError, FlightdeckError
+
+Applier = Callable[[list[dict]], None]
+"""Applies manifests in order (create or update; server-side apply in production)."""
+RouteReader = Callable[[str, str], "dict | None"]
+"""(namespace, name) → the live HTTPRoute as a dict, or None when it does not exist."""
+
+GATEWAY_API = "gateway.networking.k8s.io"
+GATEWAY_API_VERSION = f"{GATEWAY_API}/v1"
+ROUTES_DIR = "/etc/flightdeck"
+HOME_DIR = "/opt/flightdeck"  # the image's FLIGHTDECK_HOME, owned by uid 50002
+GATEWAY_UID = 50002  # docker/gateway/Dockerfile
+HTTP_PORT = 8000
+GRPC_PORT = 8081
+DEFAULT_RESOURCES = {"requests": {"cpu": "250m", "memory": "512Mi"},
+                     "limits": {"cpu": "1", "memory": "1Gi"}}
+LABEL_PREFIX = "flightdeck.io"
+
+_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DNS1035_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+_DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+_HOSTNAME = r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+_VERSION = re.compile(r"^[0-9]+$")
+# "-v" + version must fit after the app name in a 63-character Service name.
+_MAX_APP_CHARS = 40
+
+
+class KubernetesTargetError(FlightdeckError):
+    """A Kubernetes rollout cannot proceed; the message names the object and the fix."""
+
+
+class ManifestValidationError(KubernetesTargetError):
+    """A rendered manifest is not a valid Kubernetes object (names each problem by path)."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("rendered manifests are invalid: " + "; ".join(problems)
+                         + ". Fix: correct the KubernetesTarget arguments named above (a bug if none is).")
+
+
+def _default_image() -> str:
+    try:
+        return f"flightdeck-gateway:{metadata.version('flightdeck')}"
+    except metadata.PackageNotFoundError:  # running from a source tree that is not installed
+        return "flightdeck-gateway:local"
+
+
+def _check_name(field: str, value: str, pattern: re.Pattern, max_len: int, kind: str) -> str:
+    if not isinstance(value, str) or len(value) > max_len or not pattern.match(value):
+        raise ConfigError(field, f"{value!r} is not a valid {kind} (at most {max_len} characters)",
+                          "use lower-case letters, digits and '-', starting and ending with an alphanumeric"
+                          + (" and starting with a letter" if pattern is _DNS1035_LABEL else ""))
+    return value
+
+
+def _check_version(field: str, value: str | int) -> str:
+    text = str(value)
+    if not _VERSION.match(text) or len(text) > 12:
+        raise ConfigError(field, f"{text!r} is not a registered model version number",
+                          "pass the MLflow model version, e.g. '7'")
+    return text
+
+
+def _check_percent(percent: float) -> int:
+    """Gateway API weights are integers: the candidate's share is a whole percent."""
+    if isinstance(percent, bool) or not isinstance(percent, int | float) or not math.isfinite(percent) \
+            or not 0 <= percent <= 100:
+        raise ConfigError("percent", f"{percent!r} is not a share between 0 and 100",
+                          "pass the candidate's share of traffic in percent, e.g. 25")
+    if percent != int(percent):
+        raise ConfigError("percent", f"{percent!r} is not a whole number",
+                          "HTTPRoute backend weights are integers: use whole percents on Kubernetes")
+    return int(percent)
+
+
+class KubernetesTarget:
+    """A baseline and a candidate gateway Deployment behind a weighted HTTPRoute.
+
+    Args:
+        namespace: where every object lives (DNS-1123 label).
+        app: base name of the objects: `<app>` (HTTPRoute), `<app>-v<version>` (ConfigMap,
+            Deployment, Service); a DNS-1035 label of at most 40 characters.
+        model_name: the registered model both Deployments serve (FLIGHTDECK_MODEL_NAME).
+        baseline_version, candidate_version: the model versions; each Deployment's route
+            table is pinned to its version.
+        gateway: the Gateway the HTTPRoute attaches to (`gateway_namespace` if elsewhere).
+        hostnames: the HTTPRoute's hostnames; none means every hostname of the Gateway.
+        image: the gateway image (default `flightdeck-gateway:<package version>`).
+        replicas: pods per Deployment while it takes traffic.
+        mlflow_tracking_uri: where the gateway loads models from (FLIGHTDECK_MLFLOW_TRACKING_URI).
+        env: further environment variables for the gateway container.
+        resources: the container's requests and limits.
+        applier: applies a list of manifests; `reader`: reads the live HTTPRoute for
+            `state()`. `ManifestDirectory` provides both for a directory of YAML (GitOps);
+            `flightdeck.airflow.k8s_apply` for a cluster through the Airflow connection.
+    """
+
+    def __init__(self, *, namespace: str, app: str, model_name: str, baseline_version: str | int,
+                 candidate_version: str | int, gateway: str, gateway_namespace: str | None = None,
+                 hostnames: Iterable[str] = (), image: str | None = None, replicas: int = 2,
+                 mlflow_tracking_uri: str | None = None, env: dict[str, str] | None = None,
+                 resources: dict | None = None, applier: Applier | None = None,
+                 reader: RouteReader | None = None, name: str | None = None) -> None:
+        self.namespace = _check_name("namespace", namespace, _DNS1123_LABEL, 63, "DNS-1123 label")
+        self.app = _check_name("app", app, _DNS1035_LABEL, _MAX_APP_CHARS, "DNS-1035 label")
+        if not isinstance(model_name, str) or len(model_name) > 63 or not _LABEL_VALUE.match(model_name) \
+                or not model_name:
+            raise ConfigError("model_name", f"{model_name!r} cannot be a Kubernetes label value",
+                              "use at most 63 letters, digits, '-', '_' or '.', starting and ending alphanumeric")
+        self.model_name = model_name
+        self.baseline_version = _check_version("baseline_version", baseline_version)
+        self.candidate_version = _check_version("candidate_version", candidate_version)
+        if self.baseline_version == self.candidate_version:
+            raise ConfigError("candidate_version", f"equals the baseline ({self.baseline_version})",
+                              "roll out a different model version than the one serving")
+        self.gateway = _check_name("gateway", gateway, _DNS1123_SUBDOMAIN, 253, "DNS-1123 subdomain")
+        self.gateway_namespace = (None if gateway_namespace is None else _check_name(
+            "gateway_namespace", gateway_namespace, _DNS1123_LABEL, 63, "DNS-1123 label"))
+        self.hostnames = [str(h) for h in hostnames]
+        for host in self.hostnames:
+            if len(host) > 253 or not re.match(_HOSTNAME, host):
+                raise ConfigError("hostnames", f"{host!r} is not a hostname", "use e.g. 'scores.example.com'")
+        self.image = image or _default_image()
+        if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 1:
+            raise ConfigError("replicas", f"{replicas!r} is not a positive whole number",
+                              "run at least one pod per Deployment")
+        self.replicas = replicas
+        self.mlflow_tracking_uri = mlflow_tracking_uri
+        self.env = dict(env or {})
+        for key in self.env:
+            if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key):
+                raise ConfigError("env", f"{key!r} is not an environment variable name", "use [A-Za-z_][A-Za-z0-9_]*")
+        self.resources = resources if resources is not None else DEFAULT_RESOURCES
+        self.applier = applier
+        self.reader = reader
+        self.name = name or f"kubernetes:{namespace}/{app}"
+
+    # -- construction across processes ---------------------------------------------------
+
+    def to_dict(self) -> dict:
+        """A JSON-safe description from which `from_dict` rebuilds this target."""
+        return {"kind": "kubernetes", "name": self.name, "namespace": self.namespace, "app": self.app,
+                "model_name": self.model_name, "baseline_version": self.baseline_version,
+                "candidate_version": self.candidate_version, "gateway": self.gateway,
+                "gateway_namespace": self.gateway_namespace, "hostnames": list(self.hostnames),
+                "image": self.image, "replicas": self.replicas, "mlflow_tracking_uri": self.mlflow_tracking_uri,
+                "env": dict(self.env), "resources": self.resources}
+
+    @classmethod
+    def from_dict(cls, data: dict, applier: Applier | None = None,
+                  reader: RouteReader | None = None) -> KubernetesTarget:
+        fields = dict(data)
+        kind = fields.pop("kind", "kubernetes")
+        if kind != "kubernetes":
+            raise ConfigError("kind", f"{kind!r} is not a kubernetes target", "pass KubernetesTarget.to_dict()")
+        return cls(**fields, applier=applier, reader=reader)
+
+    # -- names -----------------------------------------------------------------------------
+
+    def object_name(self, version: str) -> str:
+        """ConfigMap/Deployment/Service name of one model version's gateway."""
+        return f"{self.app}-v{version}"
+
+    @property
+    def route_name(self) -> str:
+        return self.app
+
+    # -- rendering (pure) ------------------------------------------------------------------
+
+    def manifests(self, percent: float, *, candidate_replicas: int | None = None,
+                  validate: bool = True) -> list[dict]:
+        """Every object of the rollout with the candidate at `percent`, in the order to apply.
+
+        Workloads come before the route, so traffic only moves to pods that exist; when the
+        candidate is scaled to zero the route comes first, so traffic leaves it beforehand.
+        """
+        share = _check_percent(percent)
+        replicas = self.replicas if candidate_replicas is None else candidate_replicas
+        workloads = [*self._version_objects(self.baseline_version, self.replicas),
+                     *self._version_objects(self.candidate_version, replicas)]
+        route = self._route(share)
+        # The JSON round trip unshares dicts used in several places (YAML would emit &anchors).
+        documents = json.loads(json.dumps([route, *workloads] if replicas == 0 else [*workloads, route]))
+        if validate:
+            validate_manifests(documents)
+        return documents
+
+    def desired(self, step: str, percent: float = 0) -> list[dict]:
+        """The manifests of a target method: `deploy`, `set_weight` (with `percent`), `promote`, `rollback`."""
+        if step == "deploy":
+            return self.manifests(0)
+        if step == "set_weight":
+            return self.manifests(percent)
+        if step == "promote":
+            return self.manifests(100)
+        if step == "rollback":
+            return self.manifests(0, candidate_replicas=0)
+        raise ConfigError("step", f"{step!r} is not a target method", "use deploy, set_weight, promote or rollback")
+
+    def _labels(self, version: str | None = None) -> dict[str, str]:
+        labels = {"app.kubernetes.io/name": "flightdeck-gateway", "app.kubernetes.io/instance": self.app,
+                  "app.kubernetes.io/part-of": "flightdeck", "app.kubernetes.io/managed-by": "flightdeck",
+                  f"{LABEL_PREFIX}/model": self.model_name}
+        if version is not None:
+            labels[f"{LABEL_PREFIX}/model-version"] = version
+        return labels
+
+    def _selector(self, version: str) -> dict[str, str]:
+        # Selectors are immutable on a Deployment: only labels that never change for it.
+        return {"app.kubernetes.io/name": "flightdeck-gateway", "app.kubernetes.io/instance": self.app,
+                f"{LABEL_PREFIX}/model-version": version}
+
+    def route_table(self, version: str) -> dict:
+        """The gateway's route table (flightdeck.serving.routes) pinned to one model version."""
+        return {"default_endpoint": "default",
+                "endpoints": {"default": {"policy": "single", "allow_override": False,
+                                          "variants": {f"v{version}": {"model": self.model_name,
+                                                                       "version": version}}}}}
+
+    def _version_objects(self, version: str, replicas: int) -> list[dict]:
+        name = self.object_name(version)
+        metadata_ = {"name": name, "namespace": self.namespace, "labels": self._labels(version)}
+        routes_yaml = yaml.safe_dump(self.route_table(version), sort_keys=True)
+        config_map = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata_,
+                      "data": {"routes.yaml": routes_yaml}}
+        env = {"FLIGHTDECK_MODEL_NAME": self.model_name, "FLIGHTDECK_ROUTES_FILE": f"{ROUTES_DIR}/routes.yaml",
+               "FLIGHTDECK_HOME": HOME_DIR, "FLIGHTDECK_GATEWAY_HOST": "0.0.0.0",
+               "FLIGHTDECK_GATEWAY_PORT": str(HTTP_PORT), "FLIGHTDECK_GRPC_PORT": str(GRPC_PORT)}
+        if self.mlflow_tracking_uri:
+            env["FLIGHTDECK_MLFLOW_TRACKING_URI"] = self.mlflow_tracking_uri
+        env.update(self.env)
+        probe = {"httpGet": {"path": "/v2/health/ready", "port": "http"}, "periodSeconds": 5,
+                 "timeoutSeconds": 3, "failureThreshold": 3}
+        container = {
+            "name": "gateway",
+            "image": self.image,
+            "imagePullPolicy": "IfNotPresent",
+            "ports": [{"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"},
+                      {"name": "grpc", "containerPort": GRPC_PORT, "protocol": "TCP"}],
+            "env": [{"name": key, "value": str(value)} for key, value in sorted(env.items())],
+            "readinessProbe": probe,
+            # Loading a model can take a while: liveness only starts once the startup probe passed.
+            "startupProbe": {"httpGet": {"path": "/v2/health/live", "port": "http"}, "periodSeconds": 5,
+                             "timeoutSeconds": 3, "failureThreshold": 36},
+            "livenessProbe": {"httpGet": {"path": "/v2/health/live", "port": "http"}, "periodSeconds": 15,
+                              "timeoutSeconds": 5, "failureThreshold": 4},
+            "resources": self.resources,
+            "securityContext": {"runAsNonRoot": True, "runAsUser": GATEWAY_UID, "runAsGroup": GATEWAY_UID,
+                                "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                                "capabilities": {"drop": ["ALL"]}},
+            # The route store, prediction log and metrics files of one pod live in FLIGHTDECK_HOME.
+            "volumeMounts": [{"name": "routes", "mountPath": ROUTES_DIR, "readOnly": True},
+                             {"name": "home", "mountPath": HOME_DIR},
+                             {"name": "tmp", "mountPath": "/tmp"}],
+        }
+        checksum = hashlib.sha256(routes_yaml.encode()).hexdigest()[:16]  # new route table → new pods
+        deployment = {
+            "apiVersion": "apps/v1", "kind": "Deployment", "metadata": metadata_,
+            "spec": {
+                "replicas": replicas,
+                "revisionHistoryLimit": 3,
+                "selector": {"matchLabels": self._selector(version)},
+                "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+                "template": {
+                    "metadata": {"labels": self._labels(version),
+                                 "annotations": {f"{LABEL_PREFIX}/routes-checksum": checksum}},
+                    "spec": {
+                        "automountServiceAccountToken": False,
+                        "enableServiceLinks": False,
+                        "securityContext": {"runAsNonRoot": True, "runAsUser": GATEWAY_UID,
+                                            "runAsGroup": GATEWAY_UID, "fsGroup": GATEWAY_UID,
+                                            "seccompProfile": {"type": "RuntimeDefault"}},
+                        "terminationGracePeriodSeconds": 30,
+                        "containers": [container],
+                        "volumes": [{"name": "routes", "configMap": {"name": name}},
+                                    {"name": "home", "emptyDir": {"sizeLimit": "1Gi"}},
+                                    {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}}],
+                    },
+                },
+            },
+        }
+        service = {"apiVersion": "v1", "kind": "Service", "metadata": metadata_,
+                   "spec": {"type": "ClusterIP", "selector": self._selector(version),
+                            "ports": [{"name": "http", "port": HTTP_PORT, "targetPort": "http",
+                                       "protocol": "TCP", "appProtocol": "http"}]}}
+        return [config_map, deployment, service]
+
+    def _route(self, percent: int) -> dict:
+        parent = {"group": GATEWAY_API, "kind": "Gateway", "name": self.gateway}
+        if self.gateway_namespace:
+            parent["namespace"] = self.gateway_namespace
+        backends = [{"group": "", "kind": "Service", "name": self.object_name(version), "port": HTTP_PORT,
+                     "weight": weight}
+                    for version, weight in ((self.baseline_version, 100 - percent),
+                                            (self.candidate_version, percent))]
+        spec: dict[str, Any] = {"parentRefs": [parent]}
+        if self.hostnames:
+            spec["hostnames"] = list(self.hostnames)
+        spec["rules"] = [{"matches": [{"path": {"type": "PathPrefix", "value": "/"}}], "backendRefs": backends}]
+        return {"apiVersion": GATEWAY_API_VERSION, "kind": "HTTPRoute",
+                "metadata": {"name": self.route_name, "namespace": self.namespace, "labels": self._labels(),
+                             "annotations": {f"{LABEL_PREFIX}/baseline-version": self.baseline_version,
+                                             f"{LABEL_PREFIX}/candidate-version": self.candidate_version}},
+                "spec": spec}
+
+    # -- the DeliveryTarget protocol -----------------------------------------------------
+
+    def state(self) -> TrafficState:
+        """What the live HTTPRoute sends where (needs a `reader`)."""
+        if self.reader is None:
+            raise KubernetesTargetError(
+                f"{self.name}: no reader to look at the live HTTPRoute. Fix: pass reader= "
+                "(ManifestDirectory(...).read_route, or flightdeck.airflow.k8s_apply.KubernetesHookApplier().read_route).")
+        return self.traffic(self.reader(self.namespace, self.route_name))
+
+    def deploy(self) -> TrafficState:
+        """Candidate Deployment and Service beside the baseline's; route 100 / 0."""
+        return self._apply(self.desired("deploy"))
+
+    def set_weight(self, percent: float) -> TrafficState:
+        """Route 100 - percent / percent."""
+        return self._apply(self.desired("set_weight", percent))
+
+    def promote(self) -> TrafficState:
+        """Route 0 / 100; the baseline Deployment stays up for a fast rollback during the bake."""
+        return self._apply(self.desired("promote"))
+
+    def rollback(self) -> TrafficState:
+        """Route 100 / 0 (applied first), then the candidate Deployment scaled to 0 replicas."""
+        return self._apply(self.desired("rollback"))
+
+    def traffic(self, route: dict | None) -> TrafficState:
+        """Translate an HTTPRoute (live or rendered) into this rollout's TrafficState."""
+        if route is None:
+            return TrafficState(self.name, self.baseline_version, None, 0.0)
+        weights: dict[str, int] = {}
+        for rule in (route.get("spec") or {}).get("rules") or []:
+            for ref in rule.get("backendRefs") or []:
+                # Gateway API: an omitted weight is 1.
+                weights[ref["name"]] = weights.get(ref["name"], 0) + int(ref.get("weight", 1))
+        baseline, candidate = self.object_name(self.baseline_version), self.object_name(self.candidate_version)
+        strangers = sorted(set(weights) - {baseline, candidate})
+        if strangers:
+            raise KubernetesTargetError(
+                f"HTTPRoute {self.namespace}/{self.route_name} sends traffic to {strangers}, which are not "
+                f"this rollout's ({baseline}, {candidate}). Fix: finish or roll back the rollout that owns "
+                "the route, or build this target with its baseline and candidate versions.")
+        total = sum(weights.values())
+        share = 100.0 * weights.get(candidate, 0) / total if total else 0.0
+        return TrafficState(self.name, self.baseline_version,
+                            self.candidate_version if candidate in weights else None, round(share, 4))
+
+    def _apply(self, documents: list[dict]) -> TrafficState:
+        if self.applier is None:
+            raise KubernetesTargetError(
+                f"{self.name}: no applier. Fix: pass applier= (ManifestDirectory(...).apply, or "
+                "flightdeck.airflow.k8s_apply.KubernetesHookApplier()).")
+        self.applier(documents)
+        return self.traffic(next(d for d in documents if d["kind"] == "HTTPRoute"))
+
+
+class _ManifestDumper(yaml.SafeDumper):
+    """SafeDumper writing multi-line strings (the route table in a ConfigMap) as literal blocks."""
+
+
+def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_ManifestDumper.add_representer(str, _represent_str)
+
+
+def to_yaml(documents: list[dict]) -> str:
+    """A multi-document YAML stream; deterministic (sorted keys) so equal states are byte-identical."""
+    return yaml.dump_all(documents, Dumper=_ManifestDumper, sort_keys=True, default_flow_style=False,
+                         explicit_start=True)
+
+
+class ManifestDirectory:
+    """Applies manifests by writing them to files, one per object (GitOps; or a dry run).
+
+    `apply` writes `<root>/<namespace>/<kind>/<name>.yaml` (the directory a GitOps tool such
+    as Argo CD or Flux syncs to a cluster); `read_route` reads the HTTPRoute back, so `state()`
+    works across processes without a cluster.
+    """
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    def path(self, kind: str, namespace: str, name: str) -> Path:
+        return self.root / namespace / kind.lower() / f"{name}.yaml"
+
+    def apply(self, documents: list[dict]) -> None:
+        for document in documents:
+            meta = document["metadata"]
+            path = self.path(document["kind"], meta["namespace"], meta["name"])
+            path.parent.mkdir(parents=True, exist_ok=True)
+            partial = path.with_suffix(".yaml.tmp")
+            partial.write_text(to_yaml([document]))
+            partial.replace(path)  # readers never see half a file
+
+    def read_route(self, namespace: str, name: str) -> dict | None:
+        path = self.path("HTTPRoute", namespace, name)
+        return yaml.safe_load(path.read_text()) if path.exists() else None
+
+    __call__ = apply
+
+
+# -- validation ---------------------------------------------------------------------------
+
+_CORE_MODELS = {("v1", "ConfigMap"): "V1ConfigMap", ("apps/v1", "Deployment"): "V1Deployment",
+                ("v1", "Service"): "V1Service"}
+
+_NAME = {"type": "string", "minLength": 1, "maxLength": 253, "pattern": _DNS1123_SUBDOMAIN.pattern}
+_LABEL_NAME = {"type": "string", "minLength": 1, "maxLength": 63, "pattern": _DNS1123_LABEL.pattern}
+_STRING_MAP = {"type": "object", "additionalProperties": {"type": "string"}}
+
+HTTPROUTE_SCHEMA: dict = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "HTTPRoute (gateway.networking.k8s.io/v1), the fields flightdeck renders",
+    "type": "object",
+    "required": ["apiVersion", "kind", "metadata", "spec"],
+    "additionalProperties": False,
+    "properties": {
+        "apiVersion": {"const": GATEWAY_API_VERSION},
+        "kind": {"const": "HTTPRoute"},
+        "metadata": {"type": "object", "required": ["name", "namespace"], "additionalProperties": False,
+                     "properties": {"name": _NAME, "namespace": _LABEL_NAME, "labels": _STRING_MAP,
+                                    "annotations": _STRING_MAP}},
+        "spec": {
+            "type": "object", "required": ["parentRefs", "rules"], "additionalProperties": False,
+            "properties": {
+                "parentRefs": {"type": "array", "minItems": 1, "maxItems": 32, "items": {
+                    "type": "object", "required": ["name"], "additionalProperties": False,
+                    "properties": {"group": {"const": GATEWAY_API}, "kind": {"const": "Gateway"},
+                                   "name": _NAME, "namespace": _LABEL_NAME,
+                                   "sectionName": _NAME}}},
+                "hostnames": {"type": "array", "maxItems": 16, "items": {
+                    "type": "string", "minLength": 1, "maxLength": 253, "pattern": _HOSTNAME}},
+                "rules": {"type": "array", "minItems": 1, "maxItems": 16, "items": {
+                    "type": "object", "additionalProperties": False, "required": ["backendRefs"],
+                    "properties": {
+                        "matches": {"type": "array", "maxItems": 64, "items": {
+                            "type": "object", "additionalProperties": False, "properties": {
+                                "path": {"type": "object", "required": ["type", "value"],
+                                         "additionalProperties": False, "properties": {
+                                             "type": {"enum": ["Exact", "PathPrefix", "RegularExpression"]},
+                                             "value": {"type": "string", "pattern": "^/", "maxLength": 1024}}}}}},
+                        "backendRefs": {"type": "array", "minItems": 1, "maxItems": 16, "items": {
+                            "type": "object", "required": ["name", "port"], "additionalProperties": False,
+                            "properties": {"group": {"const": ""}, "kind": {"const": "Service"},
+                                           "name": _NAME, "namespace": _LABEL_NAME,
+                                           "port": {"type": "integer", "minimum": 1, "maximum": 65535},
+                                           "weight": {"type": "integer", "minimum": 0, "maximum": 1000000}}}},
+                    }}},
+            }},
+    },
+}
+
+_PRIMITIVES: dict[str, tuple[type, ...]] = {"str": (str,), "int": (int,), "bool": (bool,), "float": (int, float),
+                                            "datetime": (str,), "date": (str,)}
+
+
+def _strict_check(value: Any, type_name: str, path: str, problems: list[str]) -> None:
+    """Check `value` against a kubernetes client model type: no unknown fields, right JSON types."""
+    from kubernetes import client
+
+    if type_name == "object":  # IntOrString, quantities, free-form
+        return
+    container = re.match(r"^(list|dict)[\[(](.*)[\])]$", type_name)
+    if container:
+        kind, inner = container.groups()
+        if kind == "list":
+            if not isinstance(value, list):
+                problems.append(f"{path}: expected a list")
+                return
+            for i, item in enumerate(value):
+                _strict_check(item, inner, f"{path}[{i}]", problems)
+        else:
+            if not isinstance(value, dict):
+                problems.append(f"{path}: expected a mapping")
+                return
+            inner_value = inner.split(",", 1)[1].strip()
+            for key, item in value.items():
+                _strict_check(item, inner_value, f"{path}.{key}", problems)
+        return
+    if type_name in _PRIMITIVES:
+        wanted = _PRIMITIVES[type_name]
+        if not isinstance(value, wanted) or (bool not in wanted and isinstance(value, bool)):
+            problems.append(f"{path}: expected {type_name}, got {type(value).__name__}")
+        return
+    model = getattr(client, type_name)
+    if not isinstance(value, dict):
+        problems.append(f"{path}: expected an object ({type_name})")
+        return
+    by_json_key = {json_key: attr for attr, json_key in model.attribute_map.items()}
+    for key, item in value.items():
+        if key not in by_json_key:
+            problems.append(f"{path}.{key}: unknown field of {type_name}")
+        else:
+            _strict_check(item, model.openapi_types[by_json_key[key]], f"{path}.{key}", problems)
+
+
+class _Response:
+    """What ApiClient.deserialize reads: a body in `.data`."""
+
+    def __init__(self, document: dict) -> None:
+        self.data = json.dumps(document)
+
+
+def validate_manifests(documents: list[dict]) -> None:
+    """Raise ManifestValidationError naming every problem of a rendered rollout.
+
+    Core objects: no field unknown to the `kubernetes` client's models (recursively), JSON
+    types as the models declare, and deserialisation into the model (required fields).
+    HTTPRoute: HTTPROUTE_SCHEMA. Across objects: selectors match pod labels, the route's
+    backends are rendered Services on a port they expose, and its weights sum to 100.
+    """
+    import jsonschema
+    from kubernetes import client
+
+    problems: list[str] = []
+    api = client.ApiClient()
+    services: dict[str, set[int]] = {}
+    for index, document in enumerate(documents):
+        kind = document.get("kind")
+        where = f"{kind} {(document.get('metadata') or {}).get('name')}"
+        if kind == "HTTPRoute":
+            validator = jsonschema.Draft202012Validator(HTTPROUTE_SCHEMA)
+            for error in sorted(validator.iter_errors(document), key=lambda e: list(e.absolute_path)):
+                field = ".".join(str(p) for p in error.absolute_path) or "(document)"
+                problems.append(f"{where}: {field}: {error.message}")
+            continue
+        model = _CORE_MODELS.get((document.get("apiVersion"), kind))
+        if model is None:
+            problems.append(f"document {index}: {document.get('apiVersion')}/{kind} is not a kind flightdeck renders")
+            continue
+        before = len(problems)
+        _strict_check(document, model, where, problems)
+        if len(problems) == before:
+            try:
+                api.deserialize(_Response(document), model)
+            except (ValueError, TypeError) as exc:
+                problems.append(f"{where}: as {model}: {exc}")
+        spec = document.get("spec") or {}
+        if kind == "Deployment":
+            selector = (spec.get("selector") or {}).get("matchLabels") or {}
+            labels = ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
+            if not selector or any(labels.get(k) != v for k, v in selector.items()):
+                problems.append(f"{where}: selector {selector} does not match the pod labels {labels}")
+        if kind == "Service":
+            services[document["metadata"]["name"]] = {p.get("port") for p in spec.get("ports") or []}
+            selector = spec.get("selector") or {}
+            pods = [d for d in documents if d.get("kind") == "Deployment"
+                    and all(((d["spec"]["template"]["metadata"].get("labels")) or {}).get(k) == v
+                            for k, v in selector.items())]
+            if not selector or len(pods) != 1:
+                problems.append(f"{where}: selector {selector} matches {len(pods)} rendered Deployments, not 1")
+    for route in (d for d in documents if d.get("kind") == "HTTPRoute"):
+        for rule in (route.get("spec") or {}).get("rules") or []:
+            refs = rule.get("backendRefs") or []
+            for ref in refs:
+                if ref.get("port") not in services.get(ref.get("name"), set()):
+                    problems.append(f"HTTPRoute {route['metadata'].get('name')}: backend {ref.get('name')}:"
+                                    f"{ref.get('port')} is not a rendered Service port")
+            total = sum(ref.get("weight", 1) for ref in refs)
+            if total != 100:
+                problems.append(f"HTTPRoute {route['metadata'].get('name')}: weights sum to {total}, not 100")
+    if problems:
+        raise ManifestValidationError(problems)
