@@ -62,6 +62,13 @@ class VersionConflictError(RequestError):
 
 
 class VariantFailedError(RequestError):
-    """The chosen model failed or timed out and the endpoint has no fallback to answer instead."""
+    """The chosen model failed or timed out and the endpoint has no fallback to answer instead.
+
+    Names the variant and model version that failed, so the failure is counted against them."""
 
     status = 503
+
+    def __init__(self, message: str, variant: str | None = None, model_version: str | None = None) -> None:
+        super().__init__(message)
+        self.variant = variant
+        self.model_version = model_version

@@ -343,6 +343,10 @@ class Gateway:
             # Callers choose the endpoint name: never let them mint new label values.
             label = endpoint if endpoint in routes.endpoints else "(unknown)"
             self.metrics.child(self.metrics.rejected, label, str(exc.status)).inc()
+            if isinstance(exc, VariantFailedError) and exc.variant is not None:
+                # A failure with no fallback is the variant's error: the release gates must see it.
+                self.stats.record(StatsKey(endpoint, exc.variant, exc.model_version, routes.version, "live"),
+                                  time.perf_counter() - started, _NO_SCORES, error=True)
             raise
         latency = time.perf_counter() - started
         request_id = request_id or uuid.uuid4().hex
@@ -387,7 +391,8 @@ class Gateway:
             except Exception as exc:
                 self._failed(ep, variant, exc)
                 raise VariantFailedError(f"variant {variant.name!r} of endpoint {ep.name!r} failed: {exc}. "
-                                         "Fix: retry; configure a fallback to answer for it.") from None
+                                         "Fix: retry; configure a fallback to answer for it.",
+                                         variant.name, variant.model.version) from None
         else:
             breaker = ep.breakers[variant.name]
             scores = None
@@ -543,6 +548,9 @@ def _assemble(answers: list[_Answer], n_rows: int) -> np.ndarray:
     for answer in answers:
         scores[answer.rows] = answer.scores
     return scores
+
+
+_NO_SCORES = np.empty(0)
 
 
 def _row_labels(answers: list[_Answer], n_rows: int) -> list[str]:

@@ -125,6 +125,9 @@ def log_run(params: TrainParams, validation: dict, evaluation: dict, registry: R
                             run_name=f"{params.model_type}-{params.window_end}")
 
 
+GOLDEN_ROWS = 200
+
+
 def export_onnx(params: TrainParams, staging: Path, registry: Registry, run_id: str) -> dict:
     """Convert to ONNX, prove parity on `parity_rows` rows, and attach the artifact to the run."""
     settings = get_settings()
@@ -137,6 +140,13 @@ def export_onnx(params: TrainParams, staging: Path, registry: Registry, run_id: 
     example = frame[list(FEATURES)].head(5)
     model_uri = registry.log_onnx_model(run_id, model, example, scores[:5])
     registry.client.log_metric(run_id, "onnx_parity_max_abs_diff", parity.max_abs_diff)
+    # Golden rows with the scikit-learn scores: a promotion's pre-flight re-scores them through
+    # the registered artifact, so parity is re-proved on the bytes that will serve.
+    from flightdeck.delivery.preflight import GOLDEN_SCORES_FILE, golden_scores_document
+
+    golden = frame[list(FEATURES)].head(GOLDEN_ROWS)
+    registry.log_json(run_id, golden_scores_document(golden, pipeline.predict_proba(golden)[:, 1]),
+                      GOLDEN_SCORES_FILE)
     # What batch monitoring compares each scored day against (feature and score drift).
     registry.log_json(run_id, build_reference_profile(frame[list(FEATURES)], scores), REFERENCE_PROFILE)
     log.info("ONNX parity on %d rows: max |dp| = %.2e (tolerance %.0e)", parity.rows, parity.max_abs_diff,
