@@ -83,11 +83,29 @@ def test_parses_fast_without_loading_heavy_libraries(path):
 
 
 def test_every_dag_has_tags_owner_and_retries(dagbag):
+    from airflow.providers.standard.operators.hitl import HITLOperator
+
     for dag_id, dag in dagbag.dags.items():
         assert dag.tags, f"{dag_id} has no tags"
         for task in dag.tasks:
             assert task.owner not in ("", "airflow"), f"{dag_id}.{task.task_id} has no owner"
-            assert task.retries >= 1, f"{dag_id}.{task.task_id} has no retries"
+            if isinstance(task, HITLOperator):
+                # A retry would ask the human again after a rejection or a timeout.
+                assert task.retries == 0, f"{dag_id}.{task.task_id}: a human gate must not retry"
+            else:
+                assert task.retries >= 1, f"{dag_id}.{task.task_id} has no retries"
+
+
+@pytest.mark.parametrize("dag_id", ["promote_canary", "promote_blue_green"])
+def test_rollback_hangs_off_every_step_but_never_off_the_branch(dagbag, dag_id):
+    dag = dagbag.dags[dag_id]
+    rollback = dag.get_task("rollback")
+    assert rollback.trigger_rule == "one_failed"
+    assert "choose_approval" not in rollback.upstream_task_ids and "skip_approval" not in rollback.upstream_task_ids
+    guarded = {t.task_id for t in dag.tasks} - {"rollback", "choose_approval", "skip_approval", "finish"}
+    assert guarded <= rollback.upstream_task_ids, guarded - rollback.upstream_task_ids
+    assert dag.get_task("promote" if dag_id == "promote_canary" else "cut_over").trigger_rule == \
+        "none_failed_min_one_success"
 
 
 def test_dag_files_read_their_doc(dagbag):

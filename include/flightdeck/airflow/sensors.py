@@ -9,7 +9,7 @@ from typing import Any
 from airflow.sdk import BaseSensorOperator
 from airflow.sdk.exceptions import AirflowFailException
 
-from flightdeck.airflow.triggers import PartitionTrigger, partition_ready
+from flightdeck.airflow.triggers import MetricGateTrigger, PartitionTrigger, partition_ready
 from flightdeck.data.layout import partition_path
 
 
@@ -46,3 +46,53 @@ class PartitionSensor(BaseSensorOperator):
             f"input partition for ds={self.ds} not found at {event['path']} after waiting "
             f"{timedelta(seconds=self.timeout)}. Fix: land the day's data there (or generate it) "
             f"and clear this task, or score another day.")
+
+
+class MetricGateSensor(BaseSensorOperator):
+    """The metric gate of one rollout step: waits (deferred) until the gate decides.
+
+    `rollout` is the resolved plan and `step_state` what the step's traffic task returned
+    (both XComs). The window starts where the step's traffic state began, so clearing this
+    task re-evaluates the same window. "fail" fails the task (and the rollback runs);
+    "inconclusive" fails it too unless the plan says `on_inconclusive: ask`, in which case it
+    passes with the report marked, and the approval gate becomes mandatory.
+    `baseline_gates` (post-promotion bake): task ids of earlier gates whose last baseline
+    window stands in for the baseline, which no longer takes traffic.
+    """
+
+    template_fields = ("rollout", "step_state")
+    ui_color = "#fce8b2"
+
+    def __init__(self, *, rollout: Any, step_state: Any, final: bool = False, bake_seconds_key: str = "bake_seconds",
+                 baseline_gates: list[str] | None = None, **kwargs: Any) -> None:
+        kwargs.setdefault("timeout", 7 * 24 * 3600)  # the trigger owns the step's deadline
+        super().__init__(**kwargs)
+        self.rollout = rollout
+        self.step_state = step_state
+        self.final = final
+        self.bake_seconds_key = bake_seconds_key
+        self.baseline_gates = baseline_gates or []
+
+    def poke(self, context: Any) -> bool:  # pragma: no cover - always deferred, see execute
+        return False
+
+    def execute(self, context: Any) -> dict | None:
+        from flightdeck.airflow.release import gate_trigger_arguments
+
+        if not self.step_state.get("in_plan", True):
+            self.log.info("step not in this plan: nothing to gate")
+            return {"decision": "not_in_plan"}
+        fixed = None
+        if self.baseline_gates:
+            reports = [r for r in (context["ti"].xcom_pull(task_ids=self.baseline_gates) or []) if r and
+                       r.get("baseline")]
+            if reports:
+                fixed = reports[-1]["baseline"]
+        arguments = gate_trigger_arguments(self.rollout, self.step_state, final=self.final,
+                                           bake_seconds_key=self.bake_seconds_key, fixed_baseline=fixed)
+        self.defer(trigger=MetricGateTrigger(**arguments), method_name="execute_complete")
+
+    def execute_complete(self, context: Any, event: dict[str, Any]) -> dict:
+        from flightdeck.airflow.release import gate_outcome
+
+        return gate_outcome(self.rollout, event, self.log)

@@ -148,11 +148,12 @@ class GatewayTarget:
                             revision=int(stored["version"]), changed_at=_epoch(stored["created_at"]))
 
     def variant_names(self) -> tuple[str, str]:
-        """(baseline variant, candidate variant) names in the stats of the current table."""
-        if self.strategy == "canary":
-            return "stable", "canary"
+        """(baseline variant, candidate variant): the names under which the current table serves
+        each version ("" when it does not serve it), as the metric sources label them."""
         stored = self.client.routes()
-        return self._colours(stored["document"]["endpoints"].get(self.endpoint))
+        spec = stored["document"]["endpoints"].get(self.endpoint) or {"variants": {}}
+        names = {v.get("version"): name for name, v in spec["variants"].items()}
+        return names.get(self.baseline, ""), names.get(self.candidate, "")
 
 
 def _other(colour: str) -> str:

@@ -1,0 +1,62 @@
+"""
+### promote_blue_green
+
+Switch the gateway from the champion to a candidate model version in one move, after
+watching the candidate on mirrored traffic:
+
+pre-flight (artifact, ONNX parity, prediction-log compatibility: the switch must not break
+the log's readers) → offline backtest on logged traffic → deploy the candidate as the
+**idle colour**, mirrored as a shadow → **metric gate** on the shadow (errors, score
+distribution and disagreement with the live colour) → **human approval** with the gate
+report → **cut-over** (one route switch; both colours stay loaded) → `champion` moves →
+post-switch bake against the old colour's numbers → done.
+
+Any failure, rejection or approval timeout runs **rollback**: one switch back to the old
+colour, aliases as they were, an audit tag, an alert.
+"""
+
+from __future__ import annotations
+
+import pendulum
+from airflow.providers.standard.operators.empty import EmptyOperator
+from airflow.sdk import DAG, chain
+
+from flightdeck.airflow import release as r
+from flightdeck.airflow.defaults import DEFAULT_ARGS
+from flightdeck.airflow.sensors import MetricGateSensor
+
+with DAG(
+    dag_id="promote_blue_green",
+    description="Blue-green promotion: shadow gate, human approval, instant cut-over and rollback.",
+    doc_md=__doc__,
+    schedule=None,
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    tags=["flightdeck", "release", "blue-green"],
+    params=r.rollout_params("blue_green"),
+) as dag:
+    rollout = r.resolve_rollout("blue_green")
+    checked = r.preflight(rollout)
+    backtested = r.backtest(rollout)
+    deployed = r.deploy(rollout)
+    idle = r.set_weight.override(task_id="step_1_weight")(rollout, 1)
+    shadow_gate = MetricGateSensor(task_id="step_1_gate", rollout=rollout, step_state=idle)
+    chain(rollout, checked, backtested, deployed, idle, shadow_gate)
+
+    summary = r.summarise_gates(rollout, ["step_1_gate"])
+    route = r.choose_approval(rollout, summary)
+    approve = r.ReleaseApprovalOperator(
+        task_id="approve", rollout=rollout,
+        subject="Switch {{ params.model_name }} to {{ params.candidate }}?",
+        body="{{ ti.xcom_pull(task_ids='summarise_gates')['markdown'] }}")
+    skip_approval = EmptyOperator(task_id="skip_approval")
+    switched = r.promote.override(task_id="cut_over")(rollout)
+    bake = MetricGateSensor(task_id="post_promotion_gate", rollout=rollout, step_state=switched, final=True,
+                            bake_seconds_key="post_promotion_bake_seconds", baseline_gates=["step_1_gate"])
+    done = r.finish(rollout)
+    chain(shadow_gate, summary, route, [approve, skip_approval], switched, bake, done)
+
+    undo = r.rollback()
+    chain([rollout, checked, backtested, deployed, idle, shadow_gate, summary, approve, switched, bake], undo)

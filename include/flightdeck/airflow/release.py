@@ -1,0 +1,356 @@
+"""The tasks of the promotion DAGs (promote_canary, promote_blue_green): thin adapters over
+`flightdeck.delivery`, so each step is testable without a scheduler.
+
+The gateway is reached through the Airflow connection `flightdeck_gateway`, an http
+connection whose password is an admin token of the gateway, e.g.
+`AIRFLOW_CONN_FLIGHTDECK_GATEWAY='http://:TOKEN@127.0.0.1:8000'`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import timedelta
+from typing import Any
+
+from airflow.providers.standard.operators.hitl import ApprovalOperator
+from airflow.sdk import Connection, TriggerRule, task
+from airflow.sdk.exceptions import AirflowFailException, AirflowNotFoundException
+
+from flightdeck.airflow.defaults import fail_fast_on_user_error
+from flightdeck.airflow.notify import send_alert
+
+log = logging.getLogger(__name__)
+
+GATEWAY_CONN_ID = "flightdeck_gateway"
+
+
+# ---- helpers the tasks share -------------------------------------------------------------
+def _rollout(data: dict):
+    from flightdeck.delivery.plan import ResolvedRollout
+
+    return ResolvedRollout.from_dict(data)
+
+
+def _registry():
+    from flightdeck.registry import Registry
+
+    return Registry.from_settings()
+
+
+def gateway_url_and_token() -> tuple[str, str | None]:
+    """Base URL and admin token of the gateway, from the `flightdeck_gateway` connection."""
+    try:
+        conn = Connection.get(GATEWAY_CONN_ID)
+    except AirflowNotFoundException:
+        raise AirflowFailException(
+            f"no Airflow connection {GATEWAY_CONN_ID!r}. Fix: define it, e.g. "
+            f"AIRFLOW_CONN_{GATEWAY_CONN_ID.upper()}='http://:ADMIN_TOKEN@127.0.0.1:8000'.") from None
+    scheme = conn.conn_type if conn.conn_type in ("http", "https") else "http"
+    port = f":{conn.port}" if conn.port else ""
+    return f"{scheme}://{conn.host}{port}", conn.password or None
+
+
+def make_target(rollout):
+    """The deployment target of a rollout: the local gateway (default) or Kubernetes."""
+    plan = rollout.plan
+    if plan.target == "kubernetes":
+        return _kubernetes_target(rollout)
+    from flightdeck.delivery.targets.gateway import GatewayTarget
+    from flightdeck.serving.client import GatewayClient
+
+    url, token = gateway_url_and_token()
+    return GatewayTarget(GatewayClient(url, token), plan.endpoint, plan.model_name, rollout.baseline_version,
+                         rollout.candidate_version, plan.strategy, shadow_percent=plan.shadow_percent,
+                         author_comment=f"[{plan.strategy} rollout]", candidate_faults=plan.drill_faults)
+
+
+def _kubernetes_target(rollout):
+    from flightdeck.delivery.targets.kubernetes import KubernetesTarget, ManifestDirectory
+
+    options = dict(rollout.plan.target_options)
+    manifests_dir, conn_id = options.pop("manifests_dir", None), options.pop("kubernetes_conn_id", None)
+    if manifests_dir:
+        writer = ManifestDirectory(manifests_dir)
+        applier, reader = writer.apply, writer.read_route
+    else:
+        from flightdeck.airflow.k8s_apply import KubernetesHookApplier
+
+        applier = KubernetesHookApplier(conn_id or "kubernetes_default")
+        reader = applier.read_route
+    return KubernetesTarget(model_name=rollout.plan.model_name, baseline_version=rollout.baseline_version,
+                            candidate_version=rollout.candidate_version, applier=applier, reader=reader, **options)
+
+
+def _variant_names(target, rollout) -> tuple[str, str]:
+    """(baseline, candidate) variant labels in the metrics: the gateway names them per route
+    table; each Kubernetes Deployment serves one variant named after its version."""
+    if hasattr(target, "variant_names"):
+        return target.variant_names()
+    return f"v{rollout.baseline_version}", f"v{rollout.candidate_version}"
+
+
+def _source_config(plan) -> dict:
+    if plan.metrics_source == "prometheus":
+        return {"kind": "prometheus", "url": plan.prometheus_url, "endpoint": plan.endpoint}
+    url, _ = gateway_url_and_token()
+    return {"kind": "gateway", "url": url, "endpoint": plan.endpoint}
+
+
+def gate_trigger_arguments(rollout_data: dict, step_state: dict, *, final: bool, bake_seconds_key: str,
+                           fixed_baseline: dict | None) -> dict:
+    """The MetricGateTrigger's arguments for one step (JSON-safe)."""
+    from flightdeck.delivery.release import WindowSelector
+
+    rollout = _rollout(rollout_data)
+    plan = rollout.plan
+    state = step_state["state"]
+    started_at = state.get("changed_at") or step_state.get("at") or time.time()
+    baseline_variant, candidate_variant = step_state["variants"]
+    shadowing = plan.strategy == "blue_green" and state["candidate_percent"] == 0
+    selector = WindowSelector(baseline_variant=baseline_variant, baseline_version=rollout.baseline_version,
+                              candidate_variant=candidate_variant, candidate_version=rollout.candidate_version,
+                              candidate_role="shadow" if shadowing else "live")
+    bake = getattr(plan, bake_seconds_key)
+    return {"source": _source_config(plan), "selector": selector.to_dict(),
+            "since": {"route_version": state.get("revision") or 0, "epoch": started_at},
+            "gates": plan.gates.model_dump(mode="json"), "alpha": plan.gates.alpha_per_window(plan.gate_windows),
+            "started_at": started_at, "bake_seconds": bake, "max_seconds": max(plan.max_step_seconds, bake),
+            "final": final or bool(step_state.get("last")), "look_seconds": plan.look_seconds, "fixed_baseline": fixed_baseline}
+
+
+def gate_outcome(rollout_data: dict, event: dict, task_log) -> dict:
+    """Turn the trigger's event into the sensor's result: fail the task or return the report."""
+    from flightdeck.delivery.gates import GateReport
+
+    plan = _rollout(rollout_data).plan
+    decision = event["decision"]
+    report = GateReport.from_dict(event["report"]).to_markdown() if event.get("report") else ""
+    task_log.info("gate decision: %s — %s\n%s", decision, event.get("reason"), report)
+    if decision == "pass":
+        return event
+    if decision == "inconclusive" and plan.gates.on_inconclusive == "ask":
+        return {**event, "needs_human": True}
+    raise AirflowFailException(f"metric gate {decision}: {event.get('reason')}\n{report}")
+
+
+# ---- tasks -------------------------------------------------------------------------------
+@task
+def resolve_rollout(strategy: str, params=None, dag_run=None) -> dict:
+    """Validate the Params and pin baseline (champion) and candidate to versions."""
+    from flightdeck.delivery.plan import RolloutPlan
+    from flightdeck.delivery.release import resolve
+
+    values = {**params, **(dag_run.conf or {}), "strategy": strategy}
+    with fail_fast_on_user_error():
+        rollout = resolve(RolloutPlan.parse(values), _registry())
+    log.info("rollout of %s v%s over v%s (%s, target %s)", rollout.plan.model_name, rollout.candidate_version,
+             rollout.baseline_version, strategy, rollout.plan.target)
+    return rollout.to_dict()
+
+
+@task
+def preflight(rollout_data: dict) -> dict:
+    """The candidate's artifact exists, loads and keeps parity; its inputs suit the prediction log."""
+    from flightdeck.config import get_settings
+    from flightdeck.delivery.preflight import check_artifact, check_log_compatibility
+    from flightdeck.serving.db import engine_for
+
+    rollout = _rollout(rollout_data)
+    registry = _registry()
+    with fail_fast_on_user_error():
+        candidate = check_artifact(registry, rollout.plan.model_name, rollout.candidate_version)
+        baseline = check_artifact(registry, rollout.plan.model_name, rollout.baseline_version)
+        compatibility = check_log_compatibility(engine_for(get_settings().gateway_db_url), baseline.inputs,
+                                                candidate.inputs)
+        compatibility.raise_for_incompatible()
+    return {"candidate": candidate.to_dict(), "baseline": baseline.to_dict(),
+            "log_compatibility": compatibility.to_dict()}
+
+
+@task
+def backtest(rollout_data: dict) -> dict:
+    """Replay recent logged traffic through champion and candidate; stop if the candidate is worse."""
+    from flightdeck.config import get_settings
+    from flightdeck.delivery.backtest import backtest_versions
+    from flightdeck.serving.db import engine_for
+
+    rollout = _rollout(rollout_data)
+    plan = rollout.plan
+    with fail_fast_on_user_error():
+        report = backtest_versions(_registry(), engine_for(get_settings().gateway_db_url), plan.model_name,
+                                   plan.endpoint, rollout.baseline_version, rollout.candidate_version,
+                                   plan.backtest)
+        log.info("backtest:\n%s", report.to_markdown())
+        report.enforce(plan.on_backtest_insufficient)
+    return report.to_dict()
+
+
+def _step_result(rollout, target, state, in_plan: bool = True, last: bool = False) -> dict:
+    """What a traffic task hands its gate: the state, the variant names, and whether this is the
+    plan's last step (whose gate must establish non-inferiority, not only the absence of harm)."""
+    return {"in_plan": in_plan, "last": last, "state": state.to_dict(),
+            "variants": list(_variant_names(target, rollout)), "at": time.time()}
+
+
+@task
+def deploy(rollout_data: dict) -> dict:
+    """The candidate beside the baseline with no live traffic (idle colour / 0 % canary)."""
+    rollout = _rollout(rollout_data)
+    target = make_target(rollout)
+    return _step_result(rollout, target, target.deploy())
+
+
+@task
+def set_weight(rollout_data: dict, step: int) -> dict:
+    """Step `step` (1-based) of the plan: the candidate's share of traffic. Re-running it is a no-op."""
+    rollout = _rollout(rollout_data)
+    percents = rollout.plan.step_percents
+    target = make_target(rollout)
+    if step > len(percents):
+        return _step_result(rollout, target, target.state(), in_plan=False)
+    return _step_result(rollout, target, target.set_weight(percents[step - 1]), last=step == len(percents))
+
+
+@task
+def summarise_gates(rollout_data: dict, gate_task_ids: list[str], ti=None) -> dict:
+    """The gate reports of every step, for the approver (markdown) and the branch."""
+    from flightdeck.delivery.gates import GateReport
+
+    rollout = _rollout(rollout_data)
+    lines = [f"## Promote {rollout.plan.model_name} v{rollout.candidate_version} over "
+             f"v{rollout.baseline_version} ({rollout.plan.strategy})", ""]
+    needs_human = False
+    for task_id in gate_task_ids:
+        event = ti.xcom_pull(task_ids=task_id) or {}
+        if event.get("decision") in (None, "not_in_plan"):
+            continue
+        needs_human = needs_human or bool(event.get("needs_human"))
+        lines += [f"### {task_id}: {event['decision']} after {event.get('elapsed_s')} s — {event.get('reason')}",
+                  GateReport.from_dict(event["report"]).to_markdown(), ""]
+    return {"markdown": "\n".join(lines), "needs_human": needs_human}
+
+
+@task.branch
+def choose_approval(rollout_data: dict, summary: dict) -> str:
+    """Ask a human unless the plan turned approval off and no gate asked for one."""
+    plan = _rollout(rollout_data).plan
+    if plan.require_approval or summary["needs_human"]:
+        return "approve"
+    return "skip_approval"
+
+
+class ReleaseApprovalOperator(ApprovalOperator):
+    """The human gate before 100 %: approvers and timeout come from the run's plan.
+
+    A rejection fails the task (`fail_on_reject`), as does a timeout, so the rollback runs.
+    The body carries the gate reports.
+    """
+
+    template_fields = (*ApprovalOperator.template_fields, "rollout")
+
+    def __init__(self, *, rollout: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("retries", 0)  # a retry would ask again after a timeout or a reject
+        super().__init__(fail_on_reject=True, **kwargs)
+        self.rollout = rollout
+
+    def execute(self, context):
+        plan = _rollout(self.rollout).plan
+        self.response_timeout = timedelta(minutes=plan.approval_timeout_minutes)
+        if plan.approvers:
+            self.assigned_users = [{"id": name, "name": name} for name in plan.approvers]
+        return super().execute(context)
+
+
+@task(trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)
+def promote(rollout_data: dict) -> dict:
+    """All traffic to the candidate; `champion` moves to it and the old champion becomes `previous`."""
+    from flightdeck.delivery.release import promote_aliases
+
+    rollout = _rollout(rollout_data)
+    target = make_target(rollout)
+    result = _step_result(rollout, target, target.promote())
+    result["aliases"] = promote_aliases(rollout, _registry())
+    return result
+
+
+@task
+def finish(rollout_data: dict, run_id=None) -> dict:
+    """Record and announce the promotion."""
+    from flightdeck.delivery.release import audit
+
+    rollout = _rollout(rollout_data)
+    record = audit(rollout, _registry(), run_id, "promoted", "every gate passed")
+    send_alert(f"flightdeck: {rollout.plan.model_name} v{rollout.candidate_version} promoted",
+               f"{rollout.plan.strategy} rollout {run_id} finished: v{rollout.candidate_version} is champion, "
+               f"v{rollout.baseline_version} is previous.")
+    return record
+
+
+@task(trigger_rule=TriggerRule.ONE_FAILED, retries=5, retry_delay=timedelta(seconds=10))
+def rollback(run_id=None, ti=None) -> dict:
+    """All traffic back to the baseline, aliases as they were, an audit record and an alert.
+
+    Runs when any step upstream failed (it hangs off every step, never off the branch).
+    Retried harder than other tasks: it is the way back.
+    """
+    from flightdeck.delivery.release import audit, restore_aliases
+
+    rollout_data = ti.xcom_pull(task_ids="resolve_rollout")
+    if not rollout_data:
+        log.warning("the rollout never resolved: no traffic moved, nothing to roll back")
+        return {"rolled_back": False}
+    rollout = _rollout(rollout_data)
+    state = make_target(rollout).rollback()
+    registry = _registry()
+    aliases = restore_aliases(rollout, registry)
+    record = audit(rollout, registry, run_id, "rolled_back", "a step failed; its log says which gate and why")
+    send_alert(f"flightdeck: rollout of {rollout.plan.model_name} v{rollout.candidate_version} rolled back",
+               f"{rollout.plan.strategy} rollout {run_id}: a step failed. All traffic is on "
+               f"v{rollout.baseline_version}; aliases {aliases}.")
+    return {"rolled_back": True, "state": state.to_dict(), "aliases": aliases, "audit": record}
+
+
+def rollout_params(strategy: str) -> dict:
+    """The Params of a promotion DAG: the fields of `RolloutPlan`, checked in the trigger form
+    and again, fully, by `resolve_rollout`."""
+    from airflow.sdk import Param
+
+    from flightdeck.config import get_settings
+
+    canary = strategy == "canary"
+    params = {
+        "model_name": Param(get_settings().model_name, type="string", description="Registered model."),
+        "candidate": Param("challenger", type="string", description="Version number or alias to promote."),
+        "target": Param("gateway", enum=["gateway", "kubernetes"],
+                        description="Where traffic moves: the local gateway, or Kubernetes (see target_options)."),
+        "target_options": Param({}, type="object", description="kubernetes: namespace, app, gateway, "
+                                "optional manifests_dir and kubernetes_conn_id."),
+        "endpoint": Param("default", type="string", description="Gateway endpoint the rollout owns."),
+        "bake_seconds": Param(300, type="number", minimum=0, description="Minimum time per step."),
+        "max_step_seconds": Param(1800, type="number", exclusiveMinimum=0,
+                                  description="A gate still undecided after this long is inconclusive."),
+        "look_seconds": Param(15, type="number", exclusiveMinimum=0, description="Time between gate looks."),
+        "post_promotion_bake_seconds": Param(300, type="number", minimum=0),
+        "metrics_source": Param("gateway", enum=["gateway", "prometheus"],
+                                description="Read gate metrics from the gateway's /stats or from Prometheus."),
+        "prometheus_url": Param(None, type=["null", "string"], description="Needed for metrics_source prometheus."),
+        "gates": Param({}, type="object", description="Gate settings (flightdeck.delivery.gates.GateSettings)."),
+        "backtest": Param({}, type="object",
+                          description="Backtest settings (flightdeck.delivery.backtest.BacktestSettings)."),
+        "on_backtest_insufficient": Param("skip", enum=["skip", "fail"]),
+        "require_approval": Param(True, type="boolean", description="Ask a human before 100 %."),
+        "approvers": Param([], type="array", items={"type": "string"},
+                           description="Airflow users who may approve; empty = any user with access."),
+        "approval_timeout_minutes": Param(60, type="number", exclusiveMinimum=0,
+                                          description="No answer in time rolls back."),
+        "drill_faults": Param(None, type=["null", "object"],
+                              description="Drills only: {latency_ms, error_rate} injected into the candidate."),
+    }
+    if canary:
+        params["steps"] = Param([5, 25, 50], type="array", items={"type": "number"}, minItems=1,
+                                maxItems=5, description="% of traffic per step, increasing, each below 100.")
+    else:
+        params["shadow_percent"] = Param(100, type="number", minimum=0, maximum=100,
+                                         description="Share of live traffic mirrored to the idle colour.")
+    return params

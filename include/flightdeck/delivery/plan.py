@@ -1,0 +1,132 @@
+"""A rollout plan: what the promotion DAGs were asked to do, validated in one place.
+
+The DAGs' Params map one to one onto `RolloutPlan`; `RolloutPlan.parse` turns a bad Param
+into a `RolloutPlanError` naming the field and the fix before any traffic moves. The
+resolved form (`ResolvedRollout`) adds what the plan found when it started (baseline and
+candidate versions, the aliases as they were) so every later task, in whatever process,
+works from the same facts and a rollback can restore them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from flightdeck.delivery.backtest import BacktestSettings
+from flightdeck.delivery.gates import GateSettings
+from flightdeck.delivery.limits import MAX_STEPS
+from flightdeck.errors import FlightdeckError
+
+Strategy = Literal["canary", "blue_green"]
+
+
+class RolloutPlanError(FlightdeckError):
+    """A promotion was asked for with Params that cannot work."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RolloutPlan(_Strict):
+    """One promotion of a candidate model version towards `champion`."""
+
+    strategy: Strategy
+    model_name: str = Field(..., min_length=1)
+    candidate: str = Field("challenger", min_length=1, description="Version number or alias of the candidate.")
+    target: Literal["gateway", "lambda", "kubernetes"] = "gateway"
+    endpoint: str = Field("default", min_length=1, description="Gateway endpoint the rollout owns.")
+    target_options: dict = Field(default_factory=dict, description=(
+        "kubernetes: namespace, app, gateway (the Gateway API gateway), optional manifests_dir "
+        "(write manifests for a GitOps tool instead of applying them) and kubernetes_conn_id."))
+    steps: list[float] = Field(default_factory=lambda: [5.0, 25.0, 50.0],
+                               description="Canary: % of traffic per step, increasing, each in (0, 100).")
+    bake_seconds: float = Field(300, ge=0, description="Minimum time each step runs before its gate may pass.")
+    max_step_seconds: float = Field(1800, gt=0, description="A step's gate is inconclusive after this long.")
+    look_seconds: float = Field(15, gt=0, le=3600, description="Time between two looks of a gate.")
+    max_duration_seconds: float = Field(6 * 3600, gt=0, description="Whole rollout, steps and bake included.")
+    shadow_percent: float = Field(100, ge=0, le=100,
+                                  description="Blue-green: share of live traffic mirrored to the idle colour.")
+    post_promotion_bake_seconds: float = Field(300, ge=0)
+    metrics_source: Literal["gateway", "prometheus"] = "gateway"
+    prometheus_url: str | None = None
+    gates: GateSettings = Field(default_factory=GateSettings)
+    backtest: BacktestSettings = Field(default_factory=BacktestSettings)
+    on_backtest_insufficient: Literal["skip", "fail"] = Field(
+        "skip", description="No or too few labelled logged rows: go on (logged as a warning) or stop.")
+    require_approval: bool = Field(True, description="Ask a human before 100 %. Off only for tests and drills.")
+    approvers: list[str] = Field(default_factory=list, description="Airflow users who may answer; empty = anyone.")
+    approval_timeout_minutes: float = Field(60, gt=0, description="No answer in time = rejected (rolls back).")
+    drill_faults: dict[str, float] | None = Field(
+        None, description="Drills and tests only: faults injected into the candidate on the gateway "
+                          "({latency_ms, error_rate}), to rehearse an automatic rollback.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RolloutPlan:
+        if self.strategy == "canary":
+            if not 1 <= len(self.steps) <= MAX_STEPS:
+                raise ValueError(f"steps: a canary takes 1 to {MAX_STEPS} steps, got {len(self.steps)}")
+            if any(not 0 < s < 100 for s in self.steps):
+                raise ValueError("steps: each step is a share of traffic strictly between 0 and 100")
+            if any(b <= a for a, b in zip(self.steps, self.steps[1:], strict=False)):
+                raise ValueError(f"steps must increase, got {self.steps}")
+        if self.max_step_seconds < self.bake_seconds:
+            raise ValueError("max_step_seconds must be at least bake_seconds")
+        if self.target == "kubernetes":
+            missing = {"namespace", "app", "gateway"} - set(self.target_options)
+            if missing:
+                raise ValueError(f"target_options: target kubernetes needs {sorted(missing)}")
+            if self.strategy != "canary":
+                raise ValueError("target kubernetes runs canaries only: the route has no mirror for a "
+                                 "blue-green shadow step")
+            if self.metrics_source != "prometheus":
+                raise ValueError("target kubernetes reads its gates from Prometheus: set metrics_source "
+                                 "prometheus and prometheus_url")
+        if self.target == "lambda":
+            raise ValueError("target lambda: the alias routing exists (flightdeck.delivery.targets.aws_lambda) "
+                             "but its gates need CloudWatch metrics, which the promotion DAGs do not read yet; "
+                             "use target gateway or kubernetes")
+        if self.metrics_source == "prometheus" and not self.prometheus_url:
+            raise ValueError("metrics_source prometheus needs prometheus_url")
+        return self
+
+    @property
+    def step_percents(self) -> list[float]:
+        """Traffic share of each gated step: the canary's steps, or blue-green's one shadow step (0 %)."""
+        return list(self.steps) if self.strategy == "canary" else [0.0]
+
+    @property
+    def gate_windows(self) -> int:
+        """How many gate windows share the rollout's false-rollback budget: steps + post-promotion bake."""
+        return len(self.step_percents) + 1
+
+    @classmethod
+    def parse(cls, values: dict) -> RolloutPlan:
+        """Validate Params; RolloutPlanError names every bad field."""
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(str(p) for p in err['loc']) or 'plan'}: {err['msg']}"
+                                 for err in exc.errors())
+            raise RolloutPlanError(f"rollout Params are invalid: {problems}. Fix: correct those Params "
+                                   "and trigger again.") from None
+
+
+@dataclass(frozen=True)
+class ResolvedRollout:
+    """A plan plus what it found when it started: the facts every later task works from."""
+
+    plan: RolloutPlan
+    baseline_version: str
+    candidate_version: str
+    aliases_before: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "plan": self.plan.model_dump(mode="json")}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ResolvedRollout:
+        return cls(plan=RolloutPlan.model_validate(data["plan"]), baseline_version=data["baseline_version"],
+                   candidate_version=data["candidate_version"], aliases_before=dict(data["aliases_before"]))

@@ -1,0 +1,172 @@
+"""A world for promotion tests: a real MLflow registry with three versions, a real gateway
+(uvicorn workers on PostgreSQL), a load generator, and labelled traffic in the prediction log.
+
+Versions: 1 = champion (seed 1), 2 = a good challenger (seed 2), 3 = a challenger whose scores
+are shifted upwards (trained with the positives repeated), for the score-distribution gate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections import Counter
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+
+import aiohttp
+import onnx
+import pandas as pd
+
+from flightdeck.config import Settings
+from flightdeck.data.generator import generate_partition
+from flightdeck.data.schema import LABEL
+from flightdeck.serving.client import GatewayClient
+from tests.integration.serving.gateway_server import TOKEN, gateway_process
+from tests.unit.serving.support import FEATURES, MODEL, onnx_model
+
+CHAMPION_ROUTES = {"endpoints": {"default": {"policy": "single", "variants": {"champion": {"alias": "champion"}}}}}
+
+
+@cache
+def labelled_rows(n: int = 4000, seed: int = 21) -> pd.DataFrame:
+    frame = generate_partition("2026-02-10", rows=n * 2, seed=seed)[[*FEATURES, LABEL]].dropna()
+    return frame.head(n).reset_index(drop=True)
+
+
+@cache
+def shifted_model() -> bytes:
+    """A model whose scores sit well above the champion's: the positives count six times."""
+    from flightdeck.training.export import to_onnx
+    from flightdeck.training.train import fit_pipeline
+
+    train = generate_partition("2026-01-15", rows=2000, seed=3).dropna()
+    train = pd.concat([train] + [train[train[LABEL] == 1]] * 5, ignore_index=True)
+    return to_onnx(fit_pipeline(train, "logistic_regression", seed=3), MODEL).SerializeToString()
+
+
+def register_versions(home: Path) -> None:
+    from flightdeck.registry import Registry
+
+    registry = Registry.from_settings(Settings(home=home))
+    example = pd.DataFrame(labelled_rows()[FEATURES].head(2))
+    for key, model in (("1", onnx_model(1)), ("2", onnx_model(2)), ("3", shifted_model())):
+        run_id = registry.log_run(f"release-test-{key}", {"model": key}, {"onnx_parity_max_abs_diff": 0.0}, {},
+                                  run_name=f"release-{key}")
+        uri = registry.log_onnx_model(run_id, onnx.load_from_string(model), example, [0.5, 0.5])
+        registry.register(MODEL, uri, run_id, training_key=f"release-test-{key}")
+
+
+@dataclass
+class Load:
+    """Single-row requests at a steady rate from a background thread; counts answers by status."""
+
+    base_url: str
+    rate: float
+    statuses: Counter = field(default_factory=Counter)
+    versions: Counter = field(default_factory=Counter)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def start(self) -> Load:
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=30)
+
+    async def _run(self) -> None:
+        rows = labelled_rows()[FEATURES].to_dict(orient="records")
+        interval = 1 / self.rate
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=32)) as session:
+            pending: set[asyncio.Task] = set()
+            next_at = time.monotonic()
+            i = 0
+            while not self._stop.is_set():
+                body = {"dataframe_records": [rows[i % len(rows)]]}
+                pending.add(asyncio.create_task(self._one(session, body)))
+                pending = {t for t in pending if not t.done()}
+                i += 1
+                next_at += interval
+                await asyncio.sleep(max(next_at - time.monotonic(), 0))
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _one(self, session: aiohttp.ClientSession, body: dict) -> None:
+        try:
+            async with session.post(f"{self.base_url}/invocations", json=body,
+                                    timeout=aiohttp.ClientTimeout(total=10)) as response:
+                self.statuses[response.status] += 1
+                if response.status == 200:
+                    self.versions[(await response.json())["model_version"]] += 1
+        except (aiohttp.ClientError, TimeoutError):
+            self.statuses["connection-error"] += 1
+
+
+@dataclass
+class ReleaseWorld:
+    home: Path
+    database_url: str
+    base_url: str
+    prometheus_url: str | None = None  # a real Prometheus scraping the gateway every second
+
+    def client(self) -> GatewayClient:
+        return GatewayClient(self.base_url, TOKEN)
+
+    def registry(self):
+        from flightdeck.registry import Registry
+
+        return Registry.from_settings(Settings(home=self.home))
+
+    @property
+    def env(self) -> dict:
+        """What Airflow tasks need to reach this world."""
+        host = self.base_url.removeprefix("http://")
+        return {"FLIGHTDECK_HOME": str(self.home), "FLIGHTDECK_GATEWAY_DATABASE_URL": self.database_url,
+                "AIRFLOW_CONN_FLIGHTDECK_GATEWAY": f"http://:{TOKEN}@{host}"}
+
+    def reset(self, candidate: str) -> None:
+        """Champion v1, challenger `candidate`, the endpoint serving the champion alone."""
+        registry = self.registry()
+        registry.client.set_registered_model_alias(MODEL, "champion", "1")
+        registry.client.set_registered_model_alias(MODEL, "challenger", candidate)
+        if "previous" in registry.aliases(MODEL):
+            registry.client.delete_registered_model_alias(MODEL, "previous")
+        with self.client() as client:
+            client.replace_routes(CHAMPION_ROUTES, comment="test reset")
+
+    def log_labelled_traffic(self, n: int = 600) -> None:
+        """Score `n` labelled rows through the gateway and record their outcomes (for the backtest)."""
+        rows = labelled_rows()
+        with self.client() as client:
+            outcomes = []
+            for start in range(0, n, 50):
+                chunk = rows.iloc[start:start + 50]
+                for record, label in zip(chunk[FEATURES].to_dict(orient="records"), chunk[LABEL], strict=True):
+                    answer = client.invocations([record])
+                    outcomes.append({"request_id": answer["request_id"], "label": float(label)})
+            client.record_outcomes(outcomes)
+
+    @contextmanager
+    def load(self, rate: float = 250):
+        load = Load(self.base_url, rate).start()
+        try:
+            yield load
+        finally:
+            load.stop()
+
+
+@contextmanager
+def release_world(home: Path, database_url: str, workers: int = 2, prometheus: bool = False):
+    from tests.integration.prometheus import prometheus_server
+
+    register_versions(home)
+    with gateway_process(home, database_url, CHAMPION_ROUTES, workers=workers) as (base_url, _), \
+            (prometheus_server([base_url.removeprefix("http://")]) if prometheus else nullcontext()) as prom:
+        world = ReleaseWorld(home, database_url, base_url, prom)
+        world.log_labelled_traffic()
+        yield world
