@@ -103,9 +103,9 @@ class Airflow:
                    for part in ("metadatabase", "scheduler", "triggerer", "dag_processor"))
 
 
-@pytest.fixture(scope="module")
-def airflow(tmp_path_factory):
-    root = tmp_path_factory.mktemp("standalone")
+@contextlib.contextmanager
+def standalone_airflow(root: Path, **extra_env: str):
+    """A migrated SQLite Airflow under `root` (not yet started) with this repo's DAGs; stopped after."""
     port = free_port()
     env = {
         **os.environ,
@@ -121,6 +121,7 @@ def airflow(tmp_path_factory):
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
         "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
         "FLIGHTDECK_HOME": str(root / "flightdeck"),
+        **extra_env,
     }
     (root / "airflow").mkdir()
     instance = Airflow(root, env, port)
@@ -134,3 +135,9 @@ def airflow(tmp_path_factory):
         yield instance
     finally:
         instance.stop()
+
+
+@pytest.fixture(scope="module")
+def airflow(tmp_path_factory):
+    with standalone_airflow(tmp_path_factory.mktemp("standalone")) as instance:
+        yield instance

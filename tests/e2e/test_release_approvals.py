@@ -1,0 +1,171 @@
+"""The promotion DAGs under a real scheduler (`airflow standalone`), where the human gate is
+real: approvals are answered through the REST API (PATCH …/hitlDetails), as the UI does.
+
+One gateway, one MLflow registry and one Airflow serve every test of the module; each test
+resets the champion and the route table first.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import httpx
+import pytest
+
+from tests.e2e.conftest import standalone_airflow
+from tests.integration.release.world import release_world
+from tests.integration.serving.conftest import new_database, postgres_admin  # noqa: F401 (fixture)
+from tests.unit.serving.support import MODEL
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
+
+FAST = {"bake_seconds": 3, "max_step_seconds": 60, "look_seconds": 1, "post_promotion_bake_seconds": 3,
+        "gates": {"min_requests": 100, "min_requests_hard_fail": 30, "min_rows_for_distribution": 200},
+        "backtest": {"auc_margin": 0.05, "logloss_margin": 1.0, "min_labelled_rows": 200}}
+FINISHED = {"success", "failed"}
+
+
+class AirflowApi:
+    """The Airflow REST API as a user would call it (a token from the simple auth manager)."""
+
+    def __init__(self, port: int) -> None:
+        self.base = f"http://127.0.0.1:{port}"
+        self.http = httpx.Client(base_url=f"{self.base}/api/v2", timeout=30)
+        self.login()
+
+    def login(self) -> None:
+        token = httpx.get(f"{self.base}/auth/token", timeout=30).json()["access_token"]
+        self.http.headers["Authorization"] = f"Bearer {token}"
+
+    def call(self, method: str, path: str, **kwargs) -> dict:
+        response = self.http.request(method, path, **kwargs)
+        if response.status_code == 401:  # a restarted api-server may sign with a new key
+            self.login()
+            response = self.http.request(method, path, **kwargs)
+        assert response.status_code < 300, f"{method} {path}: {response.status_code} {response.text[:2000]}"
+        return response.json()
+
+    def trigger(self, dag_id: str, conf: dict) -> str:
+        return self.call("POST", f"/dags/{dag_id}/dagRuns", json={"logical_date": None, "conf": conf})["dag_run_id"]
+
+    def run_state(self, dag_id: str, run_id: str) -> str:
+        return self.call("GET", f"/dags/{dag_id}/dagRuns/{run_id}")["state"]
+
+    def task_states(self, dag_id: str, run_id: str) -> dict[str, str]:
+        items = self.call("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances")["task_instances"]
+        return {ti["task_id"]: ti["state"] for ti in items}
+
+    def wait(self, predicate, timeout: float, what: str):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = predicate()
+            if value:
+                return value
+            time.sleep(2)
+        raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory, postgres_admin):  # noqa: F811
+    root = tmp_path_factory.mktemp("release-e2e")
+    with new_database(postgres_admin) as url, release_world(root / "world", url) as world, \
+            standalone_airflow(root, **world.env) as airflow:
+        airflow.start()
+        airflow.cli("dags", "reserialize")
+        for dag_id in ("promote_canary", "promote_blue_green"):
+            airflow.cli("dags", "unpause", dag_id)
+        yield world, airflow, AirflowApi(airflow.port)
+
+
+def finish(api: AirflowApi, dag_id: str, run_id: str, timeout: float = 400) -> dict[str, str]:
+    api.wait(lambda: api.run_state(dag_id, run_id) in FINISHED, timeout, f"{dag_id} run {run_id} to finish")
+    return api.task_states(dag_id, run_id)
+
+
+def awaiting_approval(api: AirflowApi, dag_id: str, run_id: str) -> dict:
+    """The pending HITL request of the run's `approve` task, once the task waits for it."""
+    def pending():
+        states = api.task_states(dag_id, run_id)
+        assert api.run_state(dag_id, run_id) not in FINISHED, f"run ended before asking: {states}"
+        if states.get("approve") != "awaiting_input":
+            return None
+        details = api.call("GET", "/dags/~/dagRuns/~/hitlDetails", params={"response_received": False})
+        return next((d for d in details["hitl_details"] if d["task_instance"]["dag_run_id"] == run_id), None)
+    return api.wait(pending, 400, f"the approval of {run_id}")
+
+
+def respond(api: AirflowApi, dag_id: str, run_id: str, option: str) -> None:
+    api.call("PATCH", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/approve/-1/hitlDetails",
+             json={"chosen_options": [option], "params_input": {}})
+
+
+def champion(world) -> str:
+    return world.registry().aliases(MODEL)["champion"]
+
+
+def served_version(world) -> str:
+    with world.client() as client:
+        spec = client.routes()["document"]["endpoints"]["default"]
+    live = spec.get("active") or next(iter(spec["variants"]))
+    assert spec["policy"] in ("single", "blue_green"), f"left half-switched: {spec}"
+    return spec["variants"][live]["version"]
+
+
+def test_an_approved_canary_is_promoted(setup):
+    world, _, api = setup
+    world.reset(candidate="2")
+    with world.load():
+        run_id = api.trigger("promote_canary", {**FAST, "steps": [50]})
+        request = awaiting_approval(api, "promote_canary", run_id)
+        # The approver sees the gate report in the request's body.
+        assert "step_1_gate: pass" in request["body"] and "error_rate" in request["body"]
+        respond(api, "promote_canary", run_id, "Approve")
+        states = finish(api, "promote_canary", run_id)
+    assert api.run_state("promote_canary", run_id) == "success", states
+    assert states["post_promotion_gate"] == "success" and states["rollback"] == "skipped"
+    assert (champion(world), served_version(world)) == ("2", "2")
+
+
+def test_a_rejected_approval_rolls_back(setup):
+    world, _, api = setup
+    world.reset(candidate="2")
+    with world.load():
+        run_id = api.trigger("promote_blue_green", FAST)
+        awaiting_approval(api, "promote_blue_green", run_id)
+        respond(api, "promote_blue_green", run_id, "Reject")
+        states = finish(api, "promote_blue_green", run_id)
+    assert states["approve"] == "failed" and states["rollback"] == "success", states
+    assert states["cut_over"] != "success"
+    assert (champion(world), served_version(world)) == ("1", "1")
+
+
+def test_an_approval_timeout_rolls_back(setup):
+    world, _, api = setup
+    world.reset(candidate="2")
+    with world.load():
+        run_id = api.trigger("promote_blue_green", {**FAST, "approval_timeout_minutes": 0.1})
+        states = finish(api, "promote_blue_green", run_id)
+    assert states["approve"] == "failed" and states["rollback"] == "success", states
+    assert (champion(world), served_version(world)) == ("1", "1")
+
+
+def test_killed_mid_step_then_resumed_ends_promoted_or_rolled_back_never_split(setup):
+    world, airflow, api = setup
+    world.reset(candidate="2")
+    with world.load():
+        run_id = api.trigger("promote_blue_green", {**FAST, "bake_seconds": 25, "max_step_seconds": 90,
+                                                    "require_approval": False})
+        api.wait(lambda: api.task_states("promote_blue_green", run_id).get("step_1_gate") == "deferred", 300,
+                 "the shadow gate to defer")
+        os.killpg(airflow.process.pid, signal.SIGKILL)  # scheduler, triggerer, workers: all gone at once
+        airflow.process.wait(timeout=30)
+        airflow.start()
+        states = finish(api, "promote_blue_green", run_id, timeout=500)
+    outcome = (champion(world), served_version(world))
+    assert outcome in {("1", "1"), ("2", "2")}, f"half-switched: {outcome} {states}"
+    if api.run_state("promote_blue_green", run_id) == "success":
+        assert outcome == ("2", "2") and states["rollback"] == "skipped"
+    else:
+        assert outcome == ("1", "1") and states["rollback"] == "success"
