@@ -63,6 +63,8 @@ demo: $(STAMP)  ## generate data, train_register, batch_score 7 days, then a gat
 	flightdeck summary
 	@echo "== real-time gateway on the champion =="
 	flightdeck gateway-demo
+	@echo "== release: canary promotion of a second version (approved through the REST API), then an automatic rollback =="
+	flightdeck release-demo
 
 test: $(STAMP)  ## run every test (unit, DAG, static, integration on SQLite and PostgreSQL)
 	$(BIN)/python -m pytest

@@ -109,6 +109,17 @@ def _gateway_demo(args: argparse.Namespace) -> None:
     run(get_settings())
 
 
+def _release_demo(args: argparse.Namespace) -> None:
+    from flightdeck.config import get_settings
+    from flightdeck.delivery.demo import run
+
+    try:
+        run(get_settings(), rate=args.rate)
+    except KeyboardInterrupt:
+        print("release demo interrupted: the load, Airflow and the gateway were stopped", file=sys.stderr)
+        sys.exit(130)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="flightdeck", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -145,6 +156,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("gateway-demo", help="start the gateway, call every protocol, stop it")
     demo.set_defaults(func=_gateway_demo)
+
+    release_demo = commands.add_parser(
+        "release-demo", help="canary-promote a second version under load with airflow standalone, approve it "
+                             "through the REST API, then watch a broken challenger roll back")
+    release_demo.add_argument("--rate", type=float, default=200.0, help="background requests per second")
+    release_demo.set_defaults(func=_release_demo)
 
     summary = commands.add_parser("summary", help="print the MLflow store, versions and aliases")
     summary.add_argument("--model-name")

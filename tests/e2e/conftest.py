@@ -120,6 +120,9 @@ def standalone_airflow(root: Path, **extra_env: str):
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
         "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
+        # Free log-server ports: two Airflows on one machine (a demo, a test) must not clash.
+        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
         "FLIGHTDECK_HOME": str(root / "flightdeck"),
         **extra_env,
     }

@@ -11,6 +11,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from flightdeck.airflow.triggers import MetricGateTrigger, PartitionTrigger, partition_ready
 from flightdeck.data.layout import partition_path
+from flightdeck.errors import FlightdeckError
 
 
 class PartitionSensor(BaseSensorOperator):
@@ -90,7 +91,18 @@ class MetricGateSensor(BaseSensorOperator):
                 fixed = reports[-1]["baseline"]
         arguments = gate_trigger_arguments(self.rollout, self.step_state, final=self.final,
                                            bake_seconds_key=self.bake_seconds_key, fixed_baseline=fixed)
-        self.defer(trigger=MetricGateTrigger(**arguments), method_name="execute_complete")
+        trigger = MetricGateTrigger(**arguments)
+        # One look before deferring: a gate that has already decided (a re-run after the bake,
+        # a canary failing at once) answers here, and a trigger that would fire within a second
+        # of deferring cannot race the scheduler's bookkeeping of the deferral.
+        try:
+            outcome = trigger.look()
+        except FlightdeckError as exc:
+            self.log.warning("metric source not answering yet (%s); deferring", exc)
+        else:
+            if outcome["decision"] != "wait":
+                return self.execute_complete(context, outcome)
+        self.defer(trigger=trigger, method_name="execute_complete")
 
     def execute_complete(self, context: Any, event: dict[str, Any]) -> dict:
         from flightdeck.airflow.release import gate_outcome

@@ -33,14 +33,14 @@ import numpy as np
 import onnxruntime as ort
 import pandas as pd
 import sqlalchemy as sa
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.engine import Engine
 
 from flightdeck import runtime
 from flightdeck.config import get_settings
 from flightdeck.delivery.gates import psi
 from flightdeck.delivery.window import SCORE_EDGES
-from flightdeck.errors import ConfigError, FlightdeckError
+from flightdeck.errors import FlightdeckError
 from flightdeck.serving.db import UtcDateTime, predictions
 
 # The prediction log's one definition of "the label of a prediction" (latest outcome by
@@ -74,16 +74,6 @@ class BacktestSettings(BaseModel):
         None, gt=0, lt=1, description="Threshold of the agreement rate; default settings.decision_threshold.")
     fidelity_tolerance: float = Field(
         1e-9, ge=0, description="Largest |replayed − logged| champion score still counted as the same.")
-
-    @classmethod
-    def parse(cls, values: dict) -> BacktestSettings:
-        """Validate a mapping (e.g. a Param); ConfigError names every bad field."""
-        try:
-            return cls.model_validate(values)
-        except ValidationError as exc:
-            problems = "; ".join(f"{'.'.join(str(p) for p in err['loc']) or 'backtest'}: {err['msg']}"
-                                 for err in exc.errors())
-            raise ConfigError("backtest settings", problems, "correct those fields") from None
 
     def since(self, now: datetime | None = None) -> datetime:
         """Start of the replay window: `lookback` before `now` (UTC)."""

@@ -56,10 +56,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, NamedTuple
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from flightdeck.delivery.window import N_SCORE_BINS, SCORE_EDGES, VariantWindow
-from flightdeck.errors import ConfigError
 
 Status = Literal["insufficient", "undecided", "pass", "fail"]
 Outcome = Literal["fail", "wait", "pass", "inconclusive"]
@@ -151,23 +150,6 @@ class GateSettings(BaseModel):
             raise ValueError(f"n_windows must be a positive integer, got {n_windows!r}")
         return self.alpha / n_windows
 
-    @classmethod
-    def parse(cls, values: dict[str, Any]) -> GateSettings:
-        """Validate a mapping (Airflow params, run conf); raise ConfigError naming each bad key."""
-        cleaned = {k: v for k, v in values.items() if v is not None and v != ""}
-        try:
-            return cls.model_validate(cleaned)
-        except ValidationError as exc:
-            problems = []
-            for error in exc.errors():
-                name = ".".join(str(part) for part in error["loc"]) or "gate settings"
-                message = "unknown setting" if error["type"] == "extra_forbidden" else error["msg"]
-                problems.append((name, message))
-            names = ", ".join(name for name, _ in problems)
-            detail = "; ".join(f"{name}: {message}" for name, message in problems)
-            raise ConfigError(names, f"invalid gate settings ({detail})",
-                              f"correct the named setting(s); known settings are "
-                              f"{', '.join(cls.model_fields)}") from None
 
 
 # ------------------------------------------------------------------------------ formulas

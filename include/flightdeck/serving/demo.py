@@ -19,7 +19,7 @@ from flightdeck.config import Settings
 from flightdeck.errors import ConfigError
 
 
-def _port_free(host: str, port: int) -> bool:
+def port_free(host: str, port: int) -> bool:
     with socket.socket() as sock:
         return sock.connect_ex((host, port)) != 0
 
@@ -43,7 +43,7 @@ def run(settings: Settings) -> None:
 
     host, port, grpc_port = settings.gateway_host, settings.gateway_port, settings.grpc_port
     for name, value in (("FLIGHTDECK_GATEWAY_PORT", port), ("FLIGHTDECK_GRPC_PORT", grpc_port)):
-        if value and not _port_free(host, value):
+        if value and not port_free(host, value):
             raise ConfigError(name, f"port {value} on {host} is in use", f"set {name} to a free port")
     rows = _sample_rows(settings, 3)
     token = secrets.token_urlsafe(16)  # this run only; never written anywhere
@@ -58,7 +58,7 @@ def run(settings: Settings) -> None:
                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         with GatewayClient(base, token) as client:
-            _wait_ready(client, server, log_path)
+            wait_ready(client, server, log_path)
             routes = client.routes()
             endpoint = next(iter(routes["document"]["endpoints"]))
             print(f"route table v{routes['version']}: {json.dumps(routes['document'])}")
@@ -79,7 +79,7 @@ def run(settings: Settings) -> None:
                 print(f"GET /stats/{endpoint}: variant {variant['variant']} v{variant['model_version']}: "
                       f"{variant['requests']} requests, mean score {variant['score_mean']:.4f}")
             print(f"metrics : {base}/metrics (Prometheus); API docs: {base}/docs; "
-                  f"prediction log: {_redacted(settings.gateway_db_url)} table predictions")
+                  f"prediction log: {redacted(settings.gateway_db_url)} table predictions")
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         try:
@@ -90,7 +90,7 @@ def run(settings: Settings) -> None:
         print(f"gateway stopped (exit {server.returncode})")
 
 
-def _wait_ready(client, server: subprocess.Popen, log_path: Path, timeout: float = 120) -> None:
+def wait_ready(client, server: subprocess.Popen, log_path: Path, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if server.poll() is not None:
@@ -117,7 +117,7 @@ def _rounded(values) -> list[float]:
     return [round(float(v), 4) for v in values]
 
 
-def _redacted(url: str) -> str:
+def redacted(url: str) -> str:
     from sqlalchemy.engine import make_url
 
     return make_url(url).render_as_string(hide_password=True)

@@ -377,7 +377,8 @@ class Gateway:
         """One variant's scores, from the cache, the model, or the fallback when the model fails."""
         feeds = variant.model.feeds(columns)  # validates: InvalidInputError is the caller's
         key = None
-        if self.cache is not None:
+        # A variant with injected faults is never answered from the cache: a drill must hit the faults.
+        if self.cache is not None and variant.faults is None:
             key = cache_key(variant.model.key, _request_digest(columns))
             hit = await self.cache.get(key)
             self.metrics.child(self.metrics.cache_hits if hit is not None else self.metrics.cache_misses,

@@ -1,5 +1,5 @@
 """A world for promotion tests: a real MLflow registry with three versions, a real gateway
-(uvicorn workers on PostgreSQL), a load generator, and labelled traffic in the prediction log.
+(uvicorn workers on PostgreSQL), a steady load, and labelled traffic in the prediction log.
 
 Versions: 1 = champion (seed 1), 2 = a good challenger (seed 2), 3 = a challenger whose scores
 are shifted upwards (trained with the positives repeated), for the score-distribution gate.
@@ -7,16 +7,11 @@ are shifted upwards (trained with the positives repeated), for the score-distrib
 
 from __future__ import annotations
 
-import asyncio
-import threading
-import time
-from collections import Counter
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-import aiohttp
 import onnx
 import pandas as pd
 
@@ -24,6 +19,7 @@ from flightdeck.config import Settings
 from flightdeck.data.generator import generate_partition
 from flightdeck.data.schema import LABEL
 from flightdeck.serving.client import GatewayClient
+from flightdeck.serving.load import Load
 from tests.integration.serving.gateway_server import TOKEN, gateway_process
 from tests.unit.serving.support import FEATURES, MODEL, onnx_model
 
@@ -57,54 +53,6 @@ def register_versions(home: Path) -> None:
                                   run_name=f"release-{key}")
         uri = registry.log_onnx_model(run_id, onnx.load_from_string(model), example, [0.5, 0.5])
         registry.register(MODEL, uri, run_id, training_key=f"release-test-{key}")
-
-
-@dataclass
-class Load:
-    """Single-row requests at a steady rate from a background thread; counts answers by status."""
-
-    base_url: str
-    rate: float
-    statuses: Counter = field(default_factory=Counter)
-    versions: Counter = field(default_factory=Counter)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
-
-    def start(self) -> Load:
-        self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread:
-            self._thread.join(timeout=30)
-
-    async def _run(self) -> None:
-        rows = labelled_rows()[FEATURES].to_dict(orient="records")
-        interval = 1 / self.rate
-        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=32)) as session:
-            pending: set[asyncio.Task] = set()
-            next_at = time.monotonic()
-            i = 0
-            while not self._stop.is_set():
-                body = {"dataframe_records": [rows[i % len(rows)]]}
-                pending.add(asyncio.create_task(self._one(session, body)))
-                pending = {t for t in pending if not t.done()}
-                i += 1
-                next_at += interval
-                await asyncio.sleep(max(next_at - time.monotonic(), 0))
-            await asyncio.gather(*pending, return_exceptions=True)
-
-    async def _one(self, session: aiohttp.ClientSession, body: dict) -> None:
-        try:
-            async with session.post(f"{self.base_url}/invocations", json=body,
-                                    timeout=aiohttp.ClientTimeout(total=10)) as response:
-                self.statuses[response.status] += 1
-                if response.status == 200:
-                    self.versions[(await response.json())["model_version"]] += 1
-        except (aiohttp.ClientError, TimeoutError):
-            self.statuses["connection-error"] += 1
 
 
 @dataclass
@@ -153,7 +101,7 @@ class ReleaseWorld:
 
     @contextmanager
     def load(self, rate: float = 250):
-        load = Load(self.base_url, rate).start()
+        load = Load(self.base_url, labelled_rows()[FEATURES].to_dict(orient="records"), rate).start()
         try:
             yield load
         finally:

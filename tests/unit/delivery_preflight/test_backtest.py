@@ -9,6 +9,7 @@ from functools import cache
 import numpy as np
 import pandas as pd
 import pytest
+from pydantic import ValidationError
 
 from flightdeck import runtime
 from flightdeck.data.generator import generate_partition
@@ -20,7 +21,6 @@ from flightdeck.delivery.backtest import (
     backtest_versions,
     load_replay,
 )
-from flightdeck.errors import ConfigError
 from flightdeck.serving import db
 from flightdeck.serving.predlog import Outcome, OutcomeStore, PredictionLogWriter, PredictionRecord
 from flightdeck.training.export import to_onnx
@@ -217,12 +217,13 @@ def test_an_empty_log_is_insufficient(engine):
     assert "n/a" in report.to_markdown()
 
 
-def test_settings_are_validated_with_a_typed_error():
-    assert BacktestSettings.parse({"auc_margin": 0.02}).auc_margin == 0.02
-    with pytest.raises(ConfigError, match="auc_margin"):
-        BacktestSettings.parse({"auc_margin": -1})
-    with pytest.raises(ConfigError, match="unknown"):
-        BacktestSettings.parse({"unknown": 1})
+def test_settings_are_validated():
+    # Users set them through the rollout Params: RolloutPlan.parse names the field (test_plan.py).
+    assert BacktestSettings(auc_margin=0.02).auc_margin == 0.02
+    with pytest.raises(ValidationError, match="auc_margin"):
+        BacktestSettings(auc_margin=-1)
+    with pytest.raises(ValidationError, match="unknown"):
+        BacktestSettings(unknown=1)
     settings = BacktestSettings()
     assert BacktestSettings.model_validate(settings.model_dump(mode="json")) == settings
     assert settings.since(T0) == T0 - timedelta(days=7)

@@ -334,6 +334,16 @@ def test_cache_hits_and_misses(serve):
         assert 'flightdeck_cache_misses_total{endpoint="credit",model_version="1",variant="blue"} 1.0' in metrics
 
 
+def test_a_variant_with_injected_faults_bypasses_the_cache(serve):
+    failing = {"endpoints": {"credit": {"policy": "single",
+                                        "variants": {"drill": {"version": "1", "faults": {"error_rate": 1.0}}}}}}
+    with serve(failing) as client:
+        statuses = [client.post("/invocations", json=split(2)).status_code for _ in range(3)]
+        assert statuses == [503, 503, 503]  # never a cached answer that skips the drill
+        stats = client.gateway.stats.snapshot()
+        assert [(t.requests, t.errors) for t in stats] == [(3, 3)]  # failures count in the gates' sums
+
+
 def test_metrics_stats_log_and_outcomes(serve):
     with serve(BLUE_GREEN, cache_backend="off") as client:
         ids = [client.post("/invocations", json=split(2)).json()["request_id"] for _ in range(3)]
