@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from datetime import UTC, datetime
 
 import pytest
 
@@ -54,22 +55,22 @@ def finish(api: AirflowRest, dag_id: str, run_id: str, timeout: float = 400) -> 
     return api.task_states(dag_id, run_id)
 
 
-def awaiting_approval(api: AirflowRest, dag_id: str, run_id: str) -> dict:
-    """The pending HITL request of the run's `approve` task, once the task waits for it."""
+def awaiting_approval(api: AirflowRest, dag_id: str, run_id: str) -> tuple[dict, datetime]:
+    """The pending HITL request of the run's `approve` task once the task waits for it, and when
+    it was first seen waiting."""
     def pending():
         states = api.task_states(dag_id, run_id)
         assert api.run_state(dag_id, run_id) not in FINISHED, f"run ended before asking: {states}"
         if states.get("approve") != "awaiting_input":
             return None
         return api.pending_approval(dag_id, run_id)
-    return wait(pending, 400, f"the approval of {run_id}")
+    request = wait(pending, 400, f"the approval of {run_id}")
+    return request, datetime.now(UTC)
 
 
-def respond(api: AirflowRest, dag_id: str, run_id: str, option: str) -> None:
-    # A human never answers within a second of the request; an answer that quick can race the
-    # scheduler's bookkeeping of the parked task (seen here: the task was then marked failed).
-    time.sleep(5)
-    api.respond(dag_id, run_id, option)
+def respond(api: AirflowRest, dag_id: str, run_id: str, option: str, parked_since: datetime) -> None:
+    # Answered once the scheduler has processed the task's parking, as a human's answer would be.
+    api.respond(dag_id, run_id, option, parked_since=parked_since)
 
 
 def champion(world) -> str:
@@ -89,10 +90,10 @@ def test_an_approved_canary_is_promoted(setup):
     world.reset(candidate="2")
     with world.load():
         run_id = api.trigger("promote_canary", {**FAST, "steps": [50]})
-        request = awaiting_approval(api, "promote_canary", run_id)
+        request, parked = awaiting_approval(api, "promote_canary", run_id)
         # The approver sees the gate report in the request's body.
         assert "step_1_gate: pass" in request["body"] and "error_rate" in request["body"]
-        respond(api, "promote_canary", run_id, "Approve")
+        respond(api, "promote_canary", run_id, "Approve", parked)
         states = finish(api, "promote_canary", run_id)
     assert api.run_state("promote_canary", run_id) == "success", states
     assert states["post_promotion_gate"] == "success" and states["rollback"] == "skipped"
@@ -104,8 +105,8 @@ def test_a_rejected_approval_rolls_back(setup):
     world.reset(candidate="2")
     with world.load():
         run_id = api.trigger("promote_blue_green", FAST)
-        awaiting_approval(api, "promote_blue_green", run_id)
-        respond(api, "promote_blue_green", run_id, "Reject")
+        _, parked = awaiting_approval(api, "promote_blue_green", run_id)
+        respond(api, "promote_blue_green", run_id, "Reject", parked)
         states = finish(api, "promote_blue_green", run_id)
     assert states["approve"] == "failed" and states["rollback"] == "success", states
     assert states["cut_over"] != "success"

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
+from datetime import datetime
 from urllib.parse import quote
 
 import httpx
@@ -94,7 +96,39 @@ class AirflowRest:
     def task_states(self, dag_id: str, run_id: str) -> dict[str, str | None]:
         return {ti["task_id"]: ti["state"] for ti in self.task_instances(dag_id, run_id)}
 
-    def respond(self, dag_id: str, run_id: str, option: str, task_id: str = "approve") -> None:
-        """Answer the run's pending approval with `option` ("Approve" or "Reject")."""
+    def scheduler_heartbeat(self) -> datetime | None:
+        """The scheduler's latest heartbeat (GET /monitor/health), None when it has none."""
+        health = httpx.get(f"{self.base}/api/v2/monitor/health", timeout=10).json()
+        beat = (health.get("scheduler") or {}).get("latest_scheduler_heartbeat")
+        return datetime.fromisoformat(beat) if beat else None
+
+    def wait_for_scheduler_loops(self, since: datetime, loops: int = 2, timeout: float = 120) -> None:
+        """Wait until the scheduler has beaten `loops` times after `since`.
+
+        A HITL task parks itself in `awaiting_input` and its process exits; the scheduler then
+        processes that exit in a later loop. An answer given before that re-queues the task,
+        and the stale exit event marks the re-queued task failed (seen on 3.3.2 when a busy
+        scheduler took 5 s to get there). Two heartbeats after the task parked mean at least
+        one whole loop ran after it.
+        """
+        seen: set[datetime] = set()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            beat = self.scheduler_heartbeat()
+            if beat is not None and beat > since:
+                seen.add(beat)
+                if len(seen) >= loops:
+                    return
+            time.sleep(0.5)
+        raise AirflowApiError(f"the scheduler did not beat {loops} times in {timeout:.0f} s; is it running?")
+
+    def respond(self, dag_id: str, run_id: str, option: str, task_id: str = "approve",
+                parked_since: datetime | None = None) -> None:
+        """Answer the run's pending approval with `option` ("Approve" or "Reject").
+
+        `parked_since`: when the task was seen waiting; the answer then waits for the scheduler
+        to have processed the parking (see `wait_for_scheduler_loops`)."""
+        if parked_since is not None:
+            self.wait_for_scheduler_loops(parked_since)
         self.call("PATCH", f"{self.run_path(dag_id, run_id)}/taskInstances/{task_id}/-1/hitlDetails",
                   json={"chosen_options": [option], "params_input": {}})

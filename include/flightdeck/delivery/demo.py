@@ -24,6 +24,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -68,11 +69,6 @@ GROUPED_STATES = ("upstream_failed", "skipped")
 ANNOTATED = ("resolve_rollout", "backtest", "deploy", "promote", "rollback")
 RUN_TIMEOUT_SECONDS = 600
 STOP_TIMEOUT_SECONDS = 30
-# An answer given within a second of the task parking itself in `awaiting_input` can be
-# failed by an Airflow scheduler race: the task process's stale "success" exit event is
-# processed after the answer has re-queued the task, and the task is marked failed (state
-# mismatch, seen in this demo's runs). A human takes longer than this to read the report.
-APPROVER_READING_SECONDS = 5
 RUN_NOTE = "flightdeck release-demo"  # marks the demo's runs (an interrupted demo's are failed on the next start)
 
 
@@ -520,7 +516,7 @@ def _follow(api: AirflowRest, run_id: str, on_approval: str) -> tuple[str, dict[
         if now.get("approve") == "awaiting_input" and not answered:
             request = api.pending_approval(DAG_ID, run_id)
             if request is not None:
-                _answer(api, run_id, request, on_approval)
+                _answer(api, run_id, request, on_approval, parked_since=datetime.now(UTC))
                 answered = True
         state = api.run_state(DAG_ID, run_id)
         if state in FINISHED:
@@ -534,7 +530,7 @@ def _start_order(ti: dict) -> tuple:
     return (ti.get("start_date") is None, ti.get("start_date") or "", ti["task_id"])
 
 
-def _answer(api: AirflowRest, run_id: str, request: dict, option: str) -> None:
+def _answer(api: AirflowRest, run_id: str, request: dict, option: str, parked_since: datetime) -> None:
     say("")
     say(f"approval requested: {request.get('subject')}")
     say(indented(request.get("body") or ""))
@@ -544,8 +540,7 @@ def _answer(api: AirflowRest, run_id: str, request: dict, option: str) -> None:
             'approve/-1/hitlDetails {"chosen_options": ["Approve"]}')
     else:
         say("this run should have been rolled back before asking anyone: rejecting it")
-    time.sleep(APPROVER_READING_SECONDS)
-    api.respond(DAG_ID, run_id, option)
+    api.respond(DAG_ID, run_id, option, parked_since=parked_since)
 
 
 def _report_markdown(event: dict) -> str:

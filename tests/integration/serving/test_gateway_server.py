@@ -79,12 +79,14 @@ class Answer:
 
 
 async def fire(base: str, bodies: list[dict], headers: list[dict] | None = None,
-               concurrency: int = 32) -> list[Answer | Exception]:
+               concurrency: int = 32, fresh_connections: bool = False) -> list[Answer | Exception]:
     """POST every body to /endpoints/credit/invocations over `concurrency` connections.
 
     aiohttp, not httpx: the client must outpace two gateway workers on the same two cores.
+    `fresh_connections`: a new connection per request, so the kernel spreads them over the
+    workers (kept-alive connections may all have been accepted by one worker).
     """
-    connector = aiohttp.TCPConnector(limit=concurrency)
+    connector = aiohttp.TCPConnector(limit=concurrency, force_close=fresh_connections)
     async with aiohttp.ClientSession(base, connector=connector, timeout=aiohttp.ClientTimeout(total=30)) as session:
         gate = asyncio.Semaphore(concurrency)
 
@@ -159,11 +161,21 @@ def test_route_changes_under_load_drop_nothing(server):
     ]
 
     async def scenario():
-        load = asyncio.create_task(fire(base, distinct_bodies(6_000), concurrency=16))
+        changed = asyncio.Event()
+
+        async def load():  # until after the last change, however fast the gateway answers
+            answers = []
+            while not changed.is_set():
+                answers += await fire(base, distinct_bodies(500), concurrency=16)
+            return answers + await fire(base, distinct_bodies(1_000), concurrency=16)
+
+        running = asyncio.create_task(load())
         for table in tables:
             await asyncio.sleep(0.6)
             await asyncio.to_thread(put_routes, base, table, "under load", False)
-        return await load
+        await asyncio.sleep(1.0)  # every worker polls the last table within route_poll_seconds
+        changed.set()
+        return await running
 
     responses = asyncio.run(scenario())
     failures = [r for r in responses if not isinstance(r, Answer) or r.status != 200]
@@ -183,7 +195,7 @@ def test_metrics_and_stats_add_up_over_workers(server):
                                                          "variants": {"blue": {"version": "1"},
                                                                       "green": {"version": "2"}}}}})
     before = _requests_total(base, "blue", "1")
-    responses = asyncio.run(fire(base, distinct_bodies(500)))
+    responses = asyncio.run(fire(base, distinct_bodies(500), fresh_connections=True))
     assert {r.status for r in responses} == {200}
     assert _requests_total(base, "blue", "1") - before == 500
     deadline = time.monotonic() + 10
