@@ -42,7 +42,7 @@ $(STAMP): requirements.txt pyproject.toml
 
 venv: $(STAMP)  ## create .venv and install the pinned requirements and the package
 
-demo: $(STAMP)  ## generate data, train_register, batch_score 7 days, then a gateway tour; SQLite Airflow, local MLflow, Dask LocalCluster
+demo: $(STAMP)  ## generate data, train_register, batch_score 7 days, a gateway tour, then a canary promotion and a rollback; SQLite Airflow, local MLflow, Dask LocalCluster
 	flightdeck generate-data --start $(DEMO_DATA_START) --end $(DEMO_DATA_END) --rows-per-day $(DEMO_ROWS_PER_DAY)
 	flightdeck generate-data --start $(DEMO_DRIFT_START) --end $(DEMO_DATA_END) --rows-per-day $(DEMO_ROWS_PER_DAY) \
 	  --scenario feature_drift
