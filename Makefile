@@ -6,6 +6,10 @@ PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(CURDIR)/$(VENV)/bin
 STAMP  := $(VENV)/.installed
+# checkov's pins clash with Airflow's: it gets a venv of its own (terraform/ and docker/ checks).
+CHECKOV_VENV  := .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
+export FLIGHTDECK_CHECKOV := $(CURDIR)/$(CHECKOV_VENV)/bin/checkov
 
 # Embedded mode: every store lives under .flightdeck/ in this checkout.
 export FLIGHTDECK_HOME ?= $(CURDIR)/.flightdeck
@@ -40,6 +44,11 @@ $(STAMP): requirements.txt pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
+$(CHECKOV_STAMP): requirements-checkov.txt
+	test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet -r requirements-checkov.txt
+	touch $(CHECKOV_STAMP)
+
 venv: $(STAMP)  ## create .venv and install the pinned requirements and the package
 
 demo: $(STAMP)  ## generate data, train_register, batch_score 7 days, a gateway tour, then a canary promotion and a rollback; SQLite Airflow, local MLflow, Dask LocalCluster
@@ -66,7 +75,7 @@ demo: $(STAMP)  ## generate data, train_register, batch_score 7 days, a gateway 
 	@echo "== release: canary promotion of a second version (approved through the REST API), then an automatic rollback =="
 	flightdeck release-demo
 
-test: $(STAMP)  ## run every test (unit, DAG, static, integration on SQLite and PostgreSQL)
+test: $(STAMP) $(CHECKOV_STAMP)  ## run every test (unit, DAG, static, integration on SQLite and PostgreSQL)
 	$(BIN)/python -m pytest
 
 test-fast: $(STAMP)  ## unit, DAG and static tests only
@@ -92,7 +101,9 @@ proto: $(STAMP)  ## regenerate the OIP v2 gRPC stubs from grpc_predict_v2.proto
 
 lock: $(STAMP)  ## regenerate requirements.txt from requirements.in
 	$(BIN)/uv pip compile requirements.in -o requirements.txt \
-	  --python-version 3.11 --python-platform x86_64-manylinux_2_28
+	  --python-version 3.11 --python-platform x86_64-manylinux_2_35
+	$(BIN)/uv pip compile requirements-checkov.in -o requirements-checkov.txt \
+	  --python-version 3.11 --python-platform x86_64-manylinux_2_35
 
 clean:  ## remove the local stores (keeps .venv)
 	rm -rf .flightdeck
