@@ -77,6 +77,10 @@ class Settings(BaseSettings):
     alias_refresh_seconds: float = Field(30.0, gt=0, description="How often aliases are re-resolved.")
     shadow_queue_size: int = Field(1000, gt=0, description="Shadow requests waiting before drops.")
 
+    # Experiments (flightdeck.experiments).
+    experiments_dir: Path | None = Field(
+        None, description="Experiment definitions (YAML); default include/config/experiments/ of this repository.")
+
     @field_validator("home", mode="after")
     @classmethod
     def _absolute_home(cls, value: Path) -> Path:
@@ -102,6 +106,10 @@ class Settings(BaseSettings):
     @property
     def reports_dir(self) -> Path:
         return self.home / "reports"
+
+    @property
+    def experiment_definitions_dir(self) -> Path:
+        return (self.experiments_dir or Path(__file__).resolve().parents[1] / "config" / "experiments").expanduser()
 
     @property
     def tracking_uri(self) -> str:
