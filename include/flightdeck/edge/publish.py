@@ -1,0 +1,38 @@
+"""Publish an exported artifact as a signed OTA bundle (export side of `edge.bundle`)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from flightdeck.edge.bundle import FORMATS, Published, build_manifest, publish
+from flightdeck.edge.errors import EdgeError
+from flightdeck.edge.export import REPORT, SELF_TEST_TOLERANCE
+from flightdeck.edge.store import open_store
+
+MIN_AGENT_VERSION = "1.0.0"
+
+
+def publish_artifact(export_dir: Path, fmt: str, store_uri: str, key: Ed25519PrivateKey, rollout_percent: float,
+                     channel: str = "stable", min_agent_version: str = MIN_AGENT_VERSION) -> Published:
+    """Sign the `fmt` artifact of an export folder and publish it to the store's channel."""
+    folder = Path(export_dir) / fmt
+    if fmt not in FORMATS:
+        raise EdgeError(f"format {fmt!r} is not one of {sorted(FORMATS)}. Fix: choose one of them.")
+    if not folder.is_dir():
+        raise EdgeError(f"{export_dir} has no {fmt} artifact (it has {sorted(p.name for p in Path(export_dir).iterdir() if p.is_dir())}). "
+                        "Fix: publish a format the export produced (onnx_int8 exists only when something was quantised).")
+    report = json.loads((Path(export_dir) / REPORT).read_text())
+    if report["misses"]:
+        raise EdgeError(f"the export of {report['model_name']} v{report['model_version']} missed its gates "
+                        f"({'; '.join(report['misses'])}). Fix: do not publish it; re-export after fixing the model.")
+    files = {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+    row = next((r for r in report["rows"] if r["name"] == fmt), {})
+    manifest = build_manifest(model_name=report["model_name"], model_version=report["model_version"], fmt=fmt,
+                              files=files, rollout_percent=rollout_percent, min_agent_version=min_agent_version,
+                              self_test_tolerance=SELF_TEST_TOLERANCE[fmt],
+                              source={"mlflow_run_id": report["source_run_id"], "auc": row.get("auc"),
+                                      "champion_auc": report["champion_auc"]})
+    return publish(open_store(store_uri), manifest, files, key, channel)
