@@ -77,6 +77,10 @@ class Settings(BaseSettings):
     alias_refresh_seconds: float = Field(30.0, gt=0, description="How often aliases are re-resolved.")
     shadow_queue_size: int = Field(1000, gt=0, description="Shadow requests waiting before drops.")
 
+    # The stream scorer (flightdeck.streaming).
+    stream_alerts: str = Field("flightdeck:alerts", min_length=1,
+                               description="Redis stream the scorer publishes drift alerts to (watched by Airflow).")
+
     # Experiments (flightdeck.experiments).
     experiments_dir: Path | None = Field(
         None, description="Experiment definitions (YAML); default include/config/experiments/ of this repository.")

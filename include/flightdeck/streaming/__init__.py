@@ -1,0 +1,1 @@
+"""Streaming inference: the stream scorer and its broker adapters (Redis Streams, Kafka, SQL sink)."""

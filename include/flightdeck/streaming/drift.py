@@ -1,0 +1,164 @@
+"""Drift investigation: what a `score_drift` alert from the stream scorer means, in one report.
+
+The scorer publishes an alert when a closed window's score PSI against its reference (the
+first closed window of the same model version) crosses `drift_alert_psi`; the alert is the
+window record. An investigation reads the alert, pulls that window's results from the
+scorer's output stream and its reference window from the scorer's window state, and
+writes a short report: score distribution then and now, the features whose means moved
+most, and the entities with the highest scores in the window.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from flightdeck.errors import FlightdeckError
+
+SCAN_PAGE = 1000
+
+
+class InvalidAlertError(FlightdeckError):
+    """A drift alert cannot be read; the message names the field and the fix."""
+
+
+@dataclass(frozen=True)
+class DriftAlert:
+    """One `score_drift` alert: the window (kind, [start, end), model version) and its PSI."""
+
+    entry_id: str  # the alert's id in the alert stream
+    kind: str
+    start: float
+    end: float
+    model_version: str
+    score_psi: float
+    record: dict
+
+
+def parse_alert(payload: dict) -> DriftAlert:
+    """A trigger payload (`{"stream", "id", "data": {"data": "<alert JSON>"}}`) as a DriftAlert."""
+    try:
+        body = json.loads(payload["data"]["data"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InvalidAlertError(f"alert payload {str(payload)[:200]} has no JSON 'data' field ({exc}). Fix: "
+                                "publish alerts with `flightdeck stream --alerts <stream>`.") from None
+    missing = [k for k in ("alert", "kind", "start", "end", "model_version", "score_psi") if k not in body]
+    if missing:
+        raise InvalidAlertError(f"alert {payload.get('id')} lacks {missing}. Fix: publish the scorer's window "
+                                "record (flightdeck stream) to the alert stream.")
+    if body["alert"] != "score_drift":
+        raise InvalidAlertError(f"alert {payload.get('id')} is {body['alert']!r}, not 'score_drift'. Fix: "
+                                "point the drift investigation at the drift-alert stream only.")
+    return DriftAlert(str(payload.get("id")), body["kind"], float(body["start"]), float(body["end"]),
+                      str(body["model_version"]), float(body["score_psi"]), body)
+
+
+def window_results(client, output_stream: str, alert: DriftAlert, max_scan: int = 200_000) -> list[dict]:
+    """The results of the alert's window (event time in [start, end), same model version).
+
+    The alert was written in the same atomic commit as the batch that closed its window, so
+    every result of the window precedes the alert: scan the output stream backwards from the
+    alert's append time until a whole page lies before the window (events arrive roughly in
+    event-time order; a straggler older than one page is missed, which a report can bear).
+    """
+    found, cursor, scanned = [], f"{alert.entry_id.split('-')[0]}-18446744073709551615", 0
+    while scanned < max_scan:
+        page = client.xrevrange(output_stream, max=cursor, min="-", count=SCAN_PAGE)
+        if not page:
+            break
+        rows = [json.loads(fields[b"data"]) for _, fields in page]
+        found += [r for r in rows if alert.start <= r["event_time"] < alert.end
+                  and r["model_version"] == alert.model_version]
+        scanned += len(page)
+        if all(r["event_time"] < alert.start for r in rows) or len(page) < SCAN_PAGE:
+            break
+        cursor = f"({page[-1][0].decode()}"
+    return found[::-1]
+
+
+def reference_window(records: list[dict], alert: DriftAlert) -> dict | None:
+    """The reference of the alert's window: the earliest closed window of the same kind and version."""
+    same = [r for r in records if r["kind"] == alert.kind and r["model_version"] == alert.model_version
+            and r["start"] < alert.start and r["count"]]
+    return min(same, key=lambda r: r["start"]) if same else None
+
+
+def investigate(alert: DriftAlert, results: list[dict], reference: dict | None, top: int = 5) -> dict:
+    """The report of one alert (JSON-ready): window, reference, feature shifts, top entities."""
+    window = alert.record
+    shifts = []
+    if reference:
+        for name, mean in window.get("feature_means", {}).items():
+            before = reference.get("feature_means", {}).get(name)
+            if before is not None:
+                shifts.append({"feature": name, "reference_mean": before, "window_mean": mean,
+                               "relative_change": (mean - before) / abs(before) if before else None})
+        shifts.sort(key=lambda s: -abs(s["relative_change"] or 0.0))
+    ranked = sorted(results, key=lambda r: -r["score"])[:top]
+    return {
+        "alert_id": alert.entry_id, "kind": alert.kind, "start": alert.start, "end": alert.end,
+        "model_version": alert.model_version, "score_psi": alert.score_psi,
+        "window": {k: window.get(k) for k in ("count", "score_mean", "score_std", "score_bins", "late_events")},
+        "reference": None if reference is None else {
+            k: reference.get(k) for k in ("start", "end", "count", "score_mean", "score_std", "score_bins")},
+        "results_found": len(results),
+        "positive_rate": sum(r["label"] for r in results) / len(results) if results else None,
+        "feature_shifts": shifts,
+        "top_entities": [{"entity_id": r["entity_id"], "event_id": r["event_id"], "score": r["score"]}
+                         for r in ranked],
+    }
+
+
+def summary(report: dict) -> str:
+    """A few lines for a person: what drifted, by how much, and where to look first."""
+    lines = [f"{report['kind']} window [{report['start']:.0f}, {report['end']:.0f}) of model version "
+             f"{report['model_version']}: score PSI {report['score_psi']:.3f}",
+             f"window: {report['window']['count']} events, mean score {report['window']['score_mean']:.3f}"]
+    if report["reference"]:
+        lines.append(f"reference [{report['reference']['start']:.0f}, ...): {report['reference']['count']} events, "
+                     f"mean score {report['reference']['score_mean']:.3f}")
+    for shift in report["feature_shifts"][:3]:
+        change = shift["relative_change"]
+        lines.append(f"feature {shift['feature']}: mean {shift['reference_mean']:.3g} -> {shift['window_mean']:.3g}"
+                     + (f" ({change:+.0%})" if change is not None else ""))
+    lines.append(f"{report['results_found']} results of the window found in the output stream")
+    return "\n".join(lines)
+
+
+def write_report(report: dict, folder: Path) -> Path:
+    """`folder/drift-<alert id>.json` (written whole, then renamed into place)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"drift-{report['alert_id']}.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(report, indent=2))
+    tmp.replace(path)
+    return path
+
+
+def read_alert(client, stream: str, entry_id: str) -> dict:
+    """The payload of one alert already in `stream` (for a manual re-investigation)."""
+    page = client.xrange(stream, min=entry_id, max=entry_id)
+    if not page:
+        raise InvalidAlertError(f"{stream} has no entry {entry_id!r}. Fix: pass the id of an alert in that stream "
+                                "(XRANGE shows them).")
+    entry, fields = page[0]
+    return {"stream": stream, "id": entry.decode(), "data": {k.decode(): v.decode() for k, v in fields.items()}}
+
+
+def investigate_payload(redis_url: str, payload: dict, output_stream: str, state_prefix: str,
+                        folder: Path) -> dict:
+    """Parse one alert, pull its window and reference, write the report; returns report + path + summary."""
+    from flightdeck.streaming.redis_streams import connect
+
+    alert = parse_alert(payload)
+    client = connect(redis_url)
+    try:
+        results = window_results(client, output_stream, alert)
+        records = [json.loads(v) for v in client.hvals(f"{state_prefix}:windows")]
+    finally:
+        client.close()
+    report = investigate(alert, results, reference_window(records, alert))
+    return {"report": str(write_report(report, folder)), "summary": summary(report), "alert_id": alert.entry_id,
+            "score_psi": alert.score_psi}

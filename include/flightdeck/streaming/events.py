@@ -1,0 +1,129 @@
+"""Feature events on the wire: decoding, validation and the records the scorer writes.
+
+An event is one JSON object: the entity id (`customer_id`), the event time (`event_time`,
+ISO-8601 or epoch seconds), an optional `event_id`, and every model feature at top level
+(flightdeck.data.schema). Validation is per event, so one bad event is dead-lettered with
+its reason while the rest of its batch is scored.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from flightdeck.data.schema import CATEGORICAL_FEATURES, ENTITY_ID, EVENT_TIME, NUMERIC_FEATURES
+from flightdeck.errors import FlightdeckError
+
+EVENT_ID = "event_id"
+
+
+class InvalidEventError(FlightdeckError):
+    """An event cannot be scored; the message is the dead-letter reason."""
+
+
+@dataclass(frozen=True)
+class Record:
+    """One message as a broker delivered it: where it sits (`offset`) and its raw bytes."""
+
+    offset: str
+    value: bytes
+    timestamp: float | None = None  # when the broker appended it (epoch seconds), if known
+
+
+@dataclass(frozen=True)
+class Event:
+    """A validated feature event."""
+
+    offset: str
+    event_id: str
+    entity_id: str
+    event_time: float  # epoch seconds, UTC
+    features: dict
+
+
+@dataclass(frozen=True)
+class ScoredEvent:
+    """One result: which event, which model version scored it, and the score."""
+
+    offset: str
+    event_id: str
+    entity_id: str
+    event_time: float
+    score: float
+    label: int
+    model_version: str
+    variant: str
+    entity_events: int  # the entity's event count including this one (per-entity state)
+    entity_mean_score: float  # rolling mean of the entity's last scores (per-entity state)
+
+    def to_json(self) -> str:
+        return json.dumps(self.__dict__, separators=(",", ":"))
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """An event that failed validation, kept with the reason and its raw bytes."""
+
+    offset: str
+    reason: str
+    value: bytes
+
+    def to_json(self) -> str:
+        return json.dumps({"offset": self.offset, "reason": self.reason,
+                           "value": self.value.decode("utf-8", "replace")}, separators=(",", ":"))
+
+
+def parse_event(record: Record) -> Event:
+    """Decode and validate one record; InvalidEventError names the field and the fix."""
+    try:
+        body = json.loads(record.value)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise InvalidEventError(f"not JSON ({exc}). Fix: publish one JSON object per event.") from None
+    if not isinstance(body, dict):
+        raise InvalidEventError("not a JSON object. Fix: publish one JSON object per event.")
+    entity = body.get(ENTITY_ID)
+    if not isinstance(entity, str) or not entity:
+        raise InvalidEventError(f"field {ENTITY_ID!r} is missing or not a string. Fix: send the entity id.")
+    features = {}
+    for name in NUMERIC_FEATURES:
+        value = body.get(name)
+        if type(value) not in (int, float) or not math.isfinite(value):
+            raise InvalidEventError(f"field {name!r} must be a finite number, got {value!r}. "
+                                    "Fix: send every numeric feature as a number.")
+        features[name] = float(value)
+    for name in CATEGORICAL_FEATURES:
+        value = body.get(name)
+        if not isinstance(value, str):
+            raise InvalidEventError(f"field {name!r} must be a string, got {value!r}. "
+                                    "Fix: send the category as text.")
+        features[name] = value
+    event_id = body.get(EVENT_ID)
+    return Event(offset=record.offset, event_id=str(event_id) if event_id is not None else record.offset,
+                 entity_id=entity, event_time=_epoch(body.get(EVENT_TIME)), features=features)
+
+
+def _epoch(value) -> float:
+    if type(value) in (int, float) and math.isfinite(value):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            pass
+        else:
+            return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+    raise InvalidEventError(f"field {EVENT_TIME!r} must be ISO-8601 or epoch seconds, got {value!r}. "
+                            "Fix: stamp each event with the time it happened.")
+
+
+def encode_event(row: dict) -> bytes:
+    """One event as bytes (for producers and tests); timestamps become ISO-8601 strings."""
+    def default(value):
+        if hasattr(value, "isoformat"):
+            return value.isoformat()
+        if hasattr(value, "item"):
+            return value.item()
+        raise TypeError(f"cannot encode {type(value).__name__}")
+    return json.dumps(row, default=default, separators=(",", ":")).encode()

@@ -1,0 +1,95 @@
+"""Build a stream scorer from settings-like options (what `flightdeck stream` runs)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from flightdeck.errors import ConfigError
+from flightdeck.streaming.broker import Backend
+from flightdeck.streaming.models import ModelRouter, StaticModel
+from flightdeck.streaming.scorer import ScorerConfig, StreamScorer
+from flightdeck.streaming.windows import Windows
+
+
+@dataclass(frozen=True)
+class StreamOptions:
+    """Where to read, where to write, which model, and the window definitions."""
+
+    broker: str = "redis"  # redis | kafka
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    kafka_bootstrap: str | None = None
+    input: str = "flightdeck:events"
+    output: str = "flightdeck:scores"
+    dead_letter: str = "flightdeck:dead-letters"
+    alerts: str | None = "flightdeck:alerts"
+    sink: str = "broker"  # broker | sql
+    database_url: str | None = None
+    consumer: str = "stream-scorer"
+    model_file: Path | None = None
+    model_version: str = "file"
+    routes_file: Path | None = None
+    endpoint: str | None = None
+    poll_seconds: float = 30.0
+    tumbling_s: float = 60.0
+    sliding_s: float = 300.0
+    slide_s: float = 60.0
+    allowed_lateness_s: float = 10.0
+    config: ScorerConfig = ScorerConfig()
+
+
+def default_windows(o: StreamOptions) -> list[Windows]:
+    return [Windows("tumbling", o.tumbling_s, None, o.allowed_lateness_s),
+            Windows("sliding", o.sliding_s, o.slide_s, o.allowed_lateness_s)]
+
+
+def model_router(o: StreamOptions) -> ModelRouter:
+    from flightdeck.config import get_settings
+
+    settings = get_settings()
+    if o.model_file is not None:
+        try:
+            registry = StaticModel(Path(o.model_file).read_bytes(), o.model_version)
+        except OSError as exc:
+            raise ConfigError("--model-file", f"cannot read {o.model_file} ({exc})", "pass an ONNX file") from None
+        return ModelRouter(registry, settings.model_name, poll_seconds=o.poll_seconds)
+    from flightdeck.registry import Registry
+    from flightdeck.serving.routes import default_route_table, load_route_file
+
+    routes = (lambda: load_route_file(o.routes_file)) if o.routes_file else default_route_table
+    return ModelRouter(Registry.from_settings(settings), settings.model_name, routes, o.endpoint, o.poll_seconds)
+
+
+def backend(o: StreamOptions):
+    """The source and sink the options name."""
+    if o.sink == "sql":
+        from flightdeck.streaming.sql import SqlSink, create_tables
+
+        if not o.database_url:
+            raise ConfigError("--database-url", "the SQL sink needs a database", "pass a PostgreSQL URL")
+        create_tables(o.database_url)
+        sink = SqlSink(o.database_url, o.consumer)
+    elif o.sink != "broker":
+        raise ConfigError("--sink", f"unknown sink {o.sink!r}", "use broker or sql")
+    if o.broker == "redis":
+        from flightdeck.streaming.redis_streams import RedisSink, RedisStreamSource, connect
+
+        client = connect(o.redis_url)
+        if o.sink == "broker":
+            sink = RedisSink(client, o.output, o.dead_letter, f"flightdeck:stream:{o.consumer}", o.alerts)
+        return Backend(RedisStreamSource(client, o.input), sink)
+    if o.broker == "kafka":
+        if not o.kafka_bootstrap:
+            raise ConfigError("--kafka-bootstrap", "no Kafka bootstrap servers", "pass host:port")
+        from flightdeck.streaming.kafka import KafkaSource, KafkaTransactionalBackend
+
+        if o.sink == "sql":
+            return Backend(KafkaSource(o.kafka_bootstrap, o.input), sink)
+        return KafkaTransactionalBackend(o.kafka_bootstrap, o.input, o.output, o.dead_letter,
+                                         f"{o.input}.scorer-state", o.consumer, f"flightdeck-{o.consumer}", o.alerts)
+    raise ConfigError("--broker", f"unknown broker {o.broker!r}", "use redis or kafka")
+
+
+def build_scorer(o: StreamOptions, metrics=None) -> StreamScorer:
+    """A ready scorer (call `.run()`)."""
+    return StreamScorer(backend(o), model_router(o), default_windows(o), o.config, metrics)

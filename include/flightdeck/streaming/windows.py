@@ -1,0 +1,136 @@
+"""Event-time windows of score statistics per model version, a watermark, and late events.
+
+Windows are tumbling (`slide == size`) or sliding (`slide < size`, each event in
+`size / slide` windows). The watermark is the largest event time seen minus
+`allowed_lateness`; a window closes (its record is emitted) once the watermark passes its
+end. Late-event policy: an event whose window has already closed is still scored and its
+result written, but it does not change the closed window's statistics; it is *counted* in
+that window's `late_events`, and the window record is emitted again with the new count.
+Nothing is dropped silently.
+
+Drift per window: PSI of the window's score histogram against a reference histogram
+(`reference_bins`, e.g. the training profile's; default the first closed window of the same
+model version), using batch monitoring's `population_stability_index`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from flightdeck.batch.monitoring import population_stability_index
+from flightdeck.data.schema import NUMERIC_FEATURES
+from flightdeck.delivery.window import N_SCORE_BINS, score_bin
+from flightdeck.errors import ConfigError
+
+
+@dataclass
+class _Agg:
+    count: int = 0
+    score_sum: float = 0.0
+    score_sumsq: float = 0.0
+    bins: list[int] = field(default_factory=lambda: [0] * N_SCORE_BINS)
+    feature_sums: dict[str, float] = field(default_factory=dict)
+
+
+class Windows:
+    """One window definition's open aggregates, watermark and late counts (JSON-serialisable)."""
+
+    def __init__(self, kind: str, size_s: float, slide_s: float | None = None, allowed_lateness_s: float = 0.0,
+                 reference_bins: list[float] | None = None, drift_features: tuple[str, ...] = NUMERIC_FEATURES[:4]):
+        slide_s = size_s if slide_s is None else slide_s
+        if size_s <= 0 or slide_s <= 0 or slide_s > size_s:
+            raise ConfigError(f"windows.{kind}", f"size {size_s} s, slide {slide_s} s",
+                              "use size > 0 and 0 < slide <= size")
+        if allowed_lateness_s < 0:
+            raise ConfigError("allowed_lateness", f"{allowed_lateness_s} s", "use 0 or more seconds")
+        self.kind, self.size, self.slide, self.lateness = kind, float(size_s), float(slide_s), float(allowed_lateness_s)
+        self.reference_bins = reference_bins
+        self.drift_features = drift_features
+        self.max_event_time = -math.inf
+        self._open: dict[tuple[float, str], _Agg] = {}
+        self._closed: dict[tuple[float, str], dict] = {}  # emitted records, kept for late counts
+        self._references: dict[str, list[int]] = {}
+        self.late_total = 0
+
+    @property
+    def watermark(self) -> float:
+        return self.max_event_time - self.lateness
+
+    def starts(self, t: float) -> list[float]:
+        """Starts of every window that holds event time `t`."""
+        last = math.floor(t / self.slide) * self.slide
+        return [last - k * self.slide for k in range(int(math.ceil(self.size / self.slide)))
+                if last - k * self.slide + self.size > t]
+
+    def add(self, t: float, model_version: str, score: float, features: dict) -> list[dict]:
+        """Account one scored event; returns window records re-emitted because of a late event."""
+        reemitted = []
+        watermark = self.watermark
+        for start in self.starts(t):
+            key = (start, model_version)
+            if start + self.size <= watermark:  # that window has closed: late
+                self.late_total += 1
+                record = self._closed.get(key) or self._record(start, model_version, _Agg())
+                record["late_events"] += 1
+                self._closed[key] = record
+                reemitted.append(record)
+                continue
+            agg = self._open.get(key)
+            if agg is None:
+                agg = self._open[key] = _Agg()
+            agg.count += 1
+            agg.score_sum += score
+            agg.score_sumsq += score * score
+            agg.bins[score_bin(score)] += 1
+            for name in self.drift_features:
+                agg.feature_sums[name] = agg.feature_sums.get(name, 0.0) + features[name]
+        self.max_event_time = max(self.max_event_time, t)
+        return reemitted
+
+    def close_ready(self) -> list[dict]:
+        """Records of windows the watermark has passed (each emitted once here)."""
+        watermark = self.watermark
+        ready = sorted(k for k in self._open if k[0] + self.size <= watermark)
+        records = []
+        for key in ready:
+            record = self._record(key[0], key[1], self._open.pop(key))
+            self._closed[key] = record
+            records.append(record)
+        # Keep closed records long enough to count stragglers, not forever.
+        horizon = watermark - 10 * self.size
+        for key in [k for k in self._closed if k[0] + self.size < horizon]:
+            del self._closed[key]
+        return records
+
+    def _record(self, start: float, version: str, agg: _Agg) -> dict:
+        mean = agg.score_sum / agg.count if agg.count else None
+        std = math.sqrt(max(agg.score_sumsq / agg.count - mean * mean, 0.0)) if agg.count else None
+        reference = self.reference_bins or self._references.setdefault(version, agg.bins) if agg.count else None
+        psi = population_stability_index(reference, agg.bins) if agg.count and reference else None
+        return {"kind": self.kind, "start": start, "end": start + self.size, "model_version": version,
+                "count": agg.count, "score_mean": mean, "score_std": std, "score_bins": list(agg.bins),
+                "score_psi": psi, "feature_means": {k: v / agg.count for k, v in agg.feature_sums.items()},
+                "late_events": 0}
+
+    # -- persistence (written in the same atomic commit as results and offsets) --------------
+    def state(self) -> dict:
+        return {"max_event_time": None if self.max_event_time == -math.inf else self.max_event_time,
+                "late_total": self.late_total, "references": self._references,
+                "open": [[s, v, a.count, a.score_sum, a.score_sumsq, a.bins, a.feature_sums]
+                         for (s, v), a in self._open.items()],
+                "closed": [[s, v, r] for (s, v), r in self._closed.items()]}
+
+    def restore(self, state: dict | None) -> None:
+        if not state:
+            return
+        self.max_event_time = -math.inf if state["max_event_time"] is None else state["max_event_time"]
+        self.late_total = state["late_total"]
+        self._references = state["references"]
+        self._open = {(s, v): _Agg(c, ss, sq, list(b), dict(f)) for s, v, c, ss, sq, b, f in state["open"]}
+        self._closed = {(s, v): r for s, v, r in state["closed"]}
+
+
+def window_key(record: dict) -> str:
+    """Identity of a window record: kind, start and model version."""
+    return f"{record['kind']}|{record['start']:.3f}|{record['model_version']}"

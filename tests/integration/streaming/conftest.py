@@ -1,0 +1,65 @@
+"""Stream scorer fixtures: one real ONNX model, generated events, a Redis key prefix per test, PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+import redis
+
+from tests.integration.serving.conftest import postgres_admin, postgres_url  # noqa: F401 - fixtures
+from tests.unit.serving.support import onnx_model
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+@pytest.fixture(scope="session")
+def model_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("stream-model") / "model.onnx"
+    path.write_bytes(onnx_model(1))
+    return path
+
+
+@pytest.fixture(scope="session")
+def base_events() -> list[dict]:
+    from flightdeck.streaming.producer import generated_events
+
+    return [json.loads(v) for v in generated_events(2000)]
+
+
+def events(base: list[dict], n: int) -> list[bytes]:
+    """`n` events cycling over `base`, each with its own event id."""
+    out = []
+    for i in range(n):
+        row = dict(base[i % len(base)])
+        row["event_id"] = f"e{i}"
+        out.append(json.dumps(row).encode())
+    return out
+
+
+@pytest.fixture
+def redis_prefix():
+    """A fresh key prefix; every key under it is deleted afterwards."""
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        client.ping()
+    except redis.ConnectionError as exc:
+        pytest.skip(f"Redis at {REDIS_URL} is not reachable ({exc})")
+    prefix = f"fdtest-{uuid.uuid4().hex[:10]}"
+    yield prefix
+    keys = list(client.scan_iter(f"{prefix}*")) + list(client.scan_iter(f"flightdeck:stream:{prefix}*"))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+def publish(prefix: str, values: list[bytes]) -> None:
+    client = redis.Redis.from_url(REDIS_URL)
+    pipe = client.pipeline(transaction=False)
+    for i, value in enumerate(values, 1):
+        pipe.xadd(f"{prefix}:in", {"data": value})
+        if i % 5000 == 0:
+            pipe.execute()
+    pipe.execute()
+    client.close()

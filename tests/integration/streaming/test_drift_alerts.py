@@ -1,0 +1,155 @@
+"""Event-driven drift investigation: the scorer publishes a drift alert, the Redis stream trigger
+turns it into an event, the investigation reads the window back; and the DAG's asset has the
+watcher wired so a running triggerer watches the alert stream."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+import redis
+
+from flightdeck.airflow.streaming import RedisStreamTrigger, alerts_from_context
+from flightdeck.streaming.broker import Backend
+from flightdeck.streaming.drift import (
+    InvalidAlertError,
+    investigate_payload,
+    parse_alert,
+    read_alert,
+)
+from flightdeck.streaming.models import ModelRouter, StaticModel
+from flightdeck.streaming.redis_streams import RedisSink, RedisStreamSource
+from flightdeck.streaming.scorer import ScorerConfig, StreamScorer
+from flightdeck.streaming.windows import Windows
+from tests.integration.streaming.conftest import REDIS_URL, publish
+from tests.unit.serving.support import onnx_model
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
+T0 = 1_800_000_000
+
+
+def _drifting_events(base: list[dict]) -> list[bytes]:
+    """200 events in [0, 60), the same 200 in [60, 120) with credit scores 250 points lower, one at 200 s."""
+    values = []
+    for i in range(401):
+        row = dict(base[i % 200])
+        row.update(event_id=f"e{i}", event_time=T0 + (i * 0.29 if i < 200 else 60 + (i - 200) * 0.29))
+        if 200 <= i < 400:
+            row["credit_score"] = row["credit_score"] - 250.0
+        if i == 400:
+            row["event_time"] = T0 + 200
+        values.append(json.dumps(row).encode())
+    return values
+
+
+async def _next_events(trigger: RedisStreamTrigger, n: int, produce) -> list:
+    runner = trigger.run().__aiter__()
+    first = asyncio.ensure_future(runner.__anext__())
+    await asyncio.sleep(0.3)  # the trigger has pinned "now" and is blocked in XREAD
+    produce()
+    got = [await asyncio.wait_for(first, 10)]
+    while len(got) < n:
+        got.append(await asyncio.wait_for(runner.__anext__(), 10))
+    await runner.aclose()
+    return got
+
+
+def test_a_drifting_window_publishes_an_alert_that_the_trigger_fires_and_the_investigation_explains(
+        redis_prefix, base_events, tmp_path):
+    publish(redis_prefix, _drifting_events(base_events))
+    client = redis.Redis.from_url(REDIS_URL)
+    sink = RedisSink(client, f"{redis_prefix}:out", f"{redis_prefix}:dead", f"{redis_prefix}:state",
+                     alert_stream=f"{redis_prefix}:alerts")
+    scorer = StreamScorer(Backend(RedisStreamSource(client, f"{redis_prefix}:in"), sink),
+                          ModelRouter(StaticModel(onnx_model(1), "7"), "m"), [Windows("tumbling", 60)],
+                          ScorerConfig(batch_size=100, poll_timeout_s=0.1, drift_alert_psi=0.2))
+    trigger = RedisStreamTrigger(REDIS_URL, f"{redis_prefix}:alerts", block_ms=200)
+    (event,) = asyncio.run(_next_events(trigger, 1, lambda: scorer.run(idle_stop_s=0.3)))
+
+    assert client.xlen(f"{redis_prefix}:alerts") == 1  # the reference window itself raises nothing
+    alert = parse_alert(event.payload)
+    assert (alert.kind, alert.start, alert.model_version) == ("tumbling", T0 + 60.0, "7")
+    assert alert.score_psi > 0.2 and alert.record["count"] == 200
+
+    outcome = investigate_payload(REDIS_URL, event.payload, f"{redis_prefix}:out", f"{redis_prefix}:state",
+                                  tmp_path)
+    report = json.loads(open(outcome["report"]).read())
+    assert report["results_found"] == 200 and report["reference"]["start"] == T0
+    assert report["feature_shifts"][0]["feature"] == "credit_score"
+    shift = report["feature_shifts"][0]
+    assert shift["window_mean"] == pytest.approx(shift["reference_mean"] - 250.0)
+    assert report["window"]["score_mean"] > report["reference"]["score_mean"]
+    assert "score PSI" in outcome["summary"] and "credit_score" in outcome["summary"]
+    # A manual re-investigation reads the same payload back from the alert stream.
+    assert read_alert(client, f"{redis_prefix}:alerts", event.payload["id"]) == event.payload
+    with pytest.raises(InvalidAlertError, match="has no entry"):
+        read_alert(client, f"{redis_prefix}:alerts", "1-0")
+    client.close()
+
+
+class _StateStore:
+    """The triggerer's asset state store for one watched asset (aget/aset), kept in memory."""
+
+    def __init__(self) -> None:
+        self.values: dict = {}
+
+    async def aget(self, key, default=None):
+        return self.values.get(key, default)
+
+    async def aset(self, key, value):
+        self.values[key] = value
+
+
+def test_the_trigger_fires_per_entry_and_resumes_after_the_last_one_it_fired(redis_prefix):
+    client = redis.Redis.from_url(REDIS_URL)
+    stream = f"{redis_prefix}:alerts"
+    client.xadd(stream, {"data": "old"})  # before the watcher started: not an event
+    trigger = RedisStreamTrigger(REDIS_URL, stream, block_ms=200)
+    assert RedisStreamTrigger(**trigger.serialize()[1]).serialize() == trigger.serialize()
+    trigger.asset_state_store = store = _StateStore()
+    events = asyncio.run(_next_events(trigger, 2, lambda: [client.xadd(stream, {"data": d}) for d in "ab"]))
+    assert [e.payload["data"]["data"] for e in events] == ["a", "b"]
+    # An id is stored once the triggerer has taken its event and asked for the next one; the
+    # watcher stopped right after firing "b", so "b" may fire again: at least once, never lost.
+    assert store.values["last_id"] == events[0].payload["id"]
+
+    client.xadd(stream, {"data": "c"})  # appended while the triggerer was down
+    restarted = RedisStreamTrigger(REDIS_URL, stream, block_ms=200)
+    restarted.asset_state_store = store
+    again = asyncio.run(_next_events(restarted, 2, lambda: None))
+    assert [e.payload["data"]["data"] for e in again] == ["b", "c"]
+    client.close()
+
+
+def test_alerts_from_context_reads_the_trigger_payloads_of_the_asset_events():
+    from types import SimpleNamespace
+
+    payload = {"stream": "s", "id": "1-0", "data": {"data": "{}"}}
+    events = {"asset": [SimpleNamespace(extra={"from_trigger": True, "payload": payload}),
+                        SimpleNamespace(extra={"manual": True})]}
+    assert alerts_from_context({"triggering_asset_events": events}) == [payload]
+    assert alerts_from_context({}) == []
+    with pytest.raises(InvalidAlertError, match="lacks"):
+        parse_alert(payload)
+    with pytest.raises(InvalidAlertError, match="no JSON"):
+        parse_alert({"id": "1-0", "data": {"other": "x"}})
+
+
+def test_the_investigation_dag_is_scheduled_on_the_watched_alert_asset():
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    from flightdeck.airflow.streaming import ALERT_STREAM, DRIFT_ALERT_ASSET
+    from tests.integration.conftest import REPO
+
+    bag = DagBag(dag_folder=str(REPO / "dags" / "stream_drift_investigation.py"))
+    assert not bag.import_errors
+    dag = bag.dags["stream_drift_investigation"]
+    (asset,) = dag.timetable.asset_condition.objects
+    assert asset.name == DRIFT_ALERT_ASSET
+    (watcher,) = asset.watchers
+    assert isinstance(watcher.trigger, RedisStreamTrigger) and watcher.trigger.stream == ALERT_STREAM
+    # What the dag-processor stores and the triggerer later instantiates from the classpath.
+    serialized = json.dumps(DagSerialization.serialize_dag(dag))
+    assert "flightdeck.airflow.streaming.RedisStreamTrigger" in serialized and ALERT_STREAM in serialized
