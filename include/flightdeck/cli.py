@@ -8,7 +8,10 @@ import sys
 from datetime import date
 from pathlib import Path
 
+from flightdeck.edge.cli import register as edge_commands
 from flightdeck.errors import FlightdeckError
+from flightdeck.serverless.cli import register as serverless_commands
+from flightdeck.streaming.cli import register as streaming_commands
 
 
 def _generate(args: argparse.Namespace) -> None:
@@ -166,6 +169,10 @@ def build_parser() -> argparse.ArgumentParser:
     summary = commands.add_parser("summary", help="print the MLflow store, versions and aliases")
     summary.add_argument("--model-name")
     summary.set_defaults(func=_summary)
+
+    # Each deployment pattern registers its own commands; their handlers import lazily.
+    for register in (edge_commands, serverless_commands, streaming_commands):
+        register(commands)
     return parser
 
 

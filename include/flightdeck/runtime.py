@@ -2,6 +2,10 @@
 
 Batch scoring, the gateway, the stream scorer, the Lambda handler and the edge agent all
 call `score` on the same artifact, so one input row gets one score on every surface.
+
+pandas is imported only by the DataFrame path (`to_feeds` / `score`): the column path
+(`InputPlan`, `score_feeds`) needs numpy and ONNX Runtime alone, which keeps the Lambda
+handler's package small and its cold start short (importing pandas costs ~0.3 s there).
 """
 
 from __future__ import annotations
@@ -10,19 +14,28 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import onnxruntime as ort
-import pandas as pd
 
 from flightdeck.errors import FlightdeckError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 # Output name of the positive-class probability tensor, fixed by `training.export.to_onnx`.
 PROBABILITIES = "probabilities"
 
 
 class InvalidInputError(FlightdeckError):
-    """Rows handed to the model do not carry the columns or types the artifact expects."""
+    """Rows handed to the model do not carry the columns or types the artifact expects.
+
+    `field` names the column at fault when there is one (callers answer with it)."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        self.field = field
+        super().__init__(message)
 
 
 def load_session(model: bytes | str | Path, intra_op_threads: int = 1) -> ort.InferenceSession:
@@ -48,6 +61,8 @@ def input_columns(session: ort.InferenceSession) -> list[str]:
 
 def to_feeds(session: ort.InferenceSession, frame: pd.DataFrame) -> dict[str, np.ndarray]:
     """Turn a DataFrame into ONNX feeds: one [n, 1] tensor per input column."""
+    import pandas as pd
+
     missing = [c for c in input_columns(session) if c not in frame.columns]
     if missing:
         raise InvalidInputError(
@@ -98,7 +113,8 @@ class InputPlan:
         missing = [c for c in (*self.numeric, *self.strings) if c not in columns]
         if missing:
             raise InvalidInputError(
-                f"input is missing column(s) {missing}. Fix: send every feature the model was trained on.")
+                f"input is missing column(s) {missing}. Fix: send every feature the model was trained on.",
+                field=missing[0])
         if len({len(columns[c]) for c in (*self.numeric, *self.strings)}) > 1:
             raise InvalidInputError("input columns have different lengths. Fix: one value per row in every column.")
         lists = [columns[name] for name in self.numeric]
@@ -118,7 +134,7 @@ class InputPlan:
             values = columns[name]
             if not set(map(type, values)) <= _STRINGS:
                 raise InvalidInputError(
-                    f"column {name!r} must hold strings only. Fix: send the category as text.")
+                    f"column {name!r} must hold strings only. Fix: send the category as text.", field=name)
             feeds[name] = np.array(values, dtype=object).reshape(-1, 1)
         return feeds
 
@@ -134,7 +150,8 @@ def _numeric(name: str, values: Sequence) -> np.ndarray:
     except (TypeError, ValueError):  # ragged nested lists
         raw = np.asarray(values, dtype=object)
     if raw.ndim != 1:
-        raise InvalidInputError(f"column {name!r} must be a flat list of numbers. Fix: one value per row.")
+        raise InvalidInputError(f"column {name!r} must be a flat list of numbers. Fix: one value per row.",
+                                field=name)
     if raw.dtype.kind in "iuf":
         array = raw.astype(np.float64, copy=False)
     elif raw.dtype.kind == "O" and all(v is None or (type(v) is not bool and isinstance(v, int | float))
@@ -142,11 +159,11 @@ def _numeric(name: str, values: Sequence) -> np.ndarray:
         array = raw.astype(np.float64)  # numbers mixed with null: null becomes NaN, refused below
     else:
         raise InvalidInputError(f"column {name!r} must be numeric, got strings, booleans, lists or objects. "
-                                "Fix: send numbers only.")
+                                "Fix: send numbers only.", field=name)
     if not np.isfinite(array).all():
         raise InvalidInputError(
             f"column {name!r} has {int((~np.isfinite(array)).sum())} missing or non-finite value(s). "
-            "Fix: send a finite number for every feature.")
+            "Fix: send a finite number for every feature.", field=name)
     return array
 
 

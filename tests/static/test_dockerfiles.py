@@ -15,8 +15,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 DOCKER_DIR = ROOT / "docker"
 HADOLINT_CONFIG = DOCKER_DIR / ".hadolint.yaml"
-DOCKERFILES = sorted(DOCKER_DIR.rglob("Dockerfile*"))
-EXPECTED = ["docker/airflow/Dockerfile", "docker/gateway/Dockerfile", "docker/mlflow/Dockerfile"]
+DOCKERFILES = sorted({*DOCKER_DIR.rglob("Dockerfile*"), *DOCKER_DIR.rglob("*.Dockerfile")})
+EXPECTED = ["docker/airflow/Dockerfile", "docker/gateway/Dockerfile", "docker/mlflow/Dockerfile",
+            "docker/lambda.Dockerfile"]
 
 
 def hadolint_binary() -> str:

@@ -52,10 +52,12 @@ def gateway_url_and_token() -> tuple[str, str | None]:
 
 
 def make_target(rollout):
-    """The deployment target of a rollout: the local gateway (default) or Kubernetes."""
+    """The deployment target of a rollout: the local gateway (default), Kubernetes or a Lambda alias."""
     plan = rollout.plan
     if plan.target == "kubernetes":
         return _kubernetes_target(rollout)
+    if plan.target == "lambda":
+        return _lambda_target(rollout)
     from flightdeck.delivery.targets.gateway import GatewayTarget
     from flightdeck.serving.client import GatewayClient
 
@@ -82,6 +84,22 @@ def _kubernetes_target(rollout):
                             candidate_version=rollout.candidate_version, applier=applier, reader=reader, **options)
 
 
+def _lambda_target(rollout):
+    """The function's alias; the candidate is the version serverless_package published for the
+    candidate model version (found by its Description), the baseline what the alias serves."""
+    from flightdeck.delivery.targets.aws_lambda import LambdaAliasTarget
+
+    options = rollout.plan.target_options
+    client = None
+    if options.get("aws_conn_id"):
+        from airflow.providers.amazon.aws.hooks.lambda_function import LambdaHook
+
+        client = LambdaHook(aws_conn_id=options["aws_conn_id"], region_name=options.get("region")).conn
+    return LambdaAliasTarget(client, function_name=options["function_name"], alias=options["alias"],
+                             model_name=rollout.plan.model_name, model_version=rollout.candidate_version,
+                             use_published=True, region=options.get("region"), poll_seconds=1.0)
+
+
 def _variant_names(target, rollout) -> tuple[str, str]:
     """(baseline, candidate) variant labels in the metrics: the gateway names them per route
     table; each Kubernetes Deployment serves one variant named after its version."""
@@ -91,6 +109,11 @@ def _variant_names(target, rollout) -> tuple[str, str]:
 
 
 def _source_config(plan) -> dict:
+    if plan.metrics_source == "cloudwatch":
+        options = plan.target_options
+        config = {"kind": "cloudwatch", "function_name": options["function_name"], "alias": options["alias"]}
+        config.update({key: options[key] for key in ("region", "period") if options.get(key)})
+        return config
     if plan.metrics_source == "prometheus":
         return {"kind": "prometheus", "url": plan.prometheus_url, "endpoint": plan.endpoint}
     url, _ = gateway_url_and_token()
@@ -322,18 +345,22 @@ def rollout_params(strategy: str) -> dict:
     params = {
         "model_name": Param(get_settings().model_name, type="string", description="Registered model."),
         "candidate": Param("challenger", type="string", description="Version number or alias to promote."),
-        "target": Param("gateway", enum=["gateway", "kubernetes"],
-                        description="Where traffic moves: the local gateway, or Kubernetes (see target_options)."),
+        "target": Param("gateway", enum=["gateway", "kubernetes", "lambda"] if canary else ["gateway", "kubernetes"],
+                        description="Where traffic moves: the local gateway, Kubernetes or a Lambda alias "
+                                    "(see target_options)."),
         "target_options": Param({}, type="object", description="kubernetes: namespace, app, gateway, "
-                                "optional manifests_dir and kubernetes_conn_id."),
+                                "optional manifests_dir and kubernetes_conn_id. lambda: function_name, alias, "
+                                "optional region, aws_conn_id, period."),
         "endpoint": Param("default", type="string", description="Gateway endpoint the rollout owns."),
         "bake_seconds": Param(300, type="number", minimum=0, description="Minimum time per step."),
         "max_step_seconds": Param(1800, type="number", exclusiveMinimum=0,
                                   description="A gate still undecided after this long is inconclusive."),
         "look_seconds": Param(15, type="number", exclusiveMinimum=0, description="Time between gate looks."),
         "post_promotion_bake_seconds": Param(300, type="number", minimum=0),
-        "metrics_source": Param("gateway", enum=["gateway", "prometheus"],
-                                description="Read gate metrics from the gateway's /stats or from Prometheus."),
+        "metrics_source": Param("gateway", enum=["gateway", "prometheus", "cloudwatch"] if canary else
+                                ["gateway", "prometheus"],
+                                description="Read gate metrics from the gateway's /stats, from Prometheus, or "
+                                            "(target lambda) from CloudWatch."),
         "prometheus_url": Param(None, type=["null", "string"], description="Needed for metrics_source prometheus."),
         "gates": Param({}, type="object", description="Gate settings (flightdeck.delivery.gates.GateSettings)."),
         "backtest": Param({}, type="object",

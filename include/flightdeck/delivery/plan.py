@@ -40,7 +40,9 @@ class RolloutPlan(_Strict):
     endpoint: str = Field("default", min_length=1, description="Gateway endpoint the rollout owns.")
     target_options: dict = Field(default_factory=dict, description=(
         "kubernetes: namespace, app, gateway (the Gateway API gateway), optional manifests_dir "
-        "(write manifests for a GitOps tool instead of applying them) and kubernetes_conn_id."))
+        "(write manifests for a GitOps tool instead of applying them) and kubernetes_conn_id. "
+        "lambda: function_name, alias, optional region, aws_conn_id and period (CloudWatch, s); the "
+        "candidate is the version serverless_package published."))
     steps: list[float] = Field(default_factory=lambda: [5.0, 25.0, 50.0],
                                description="Canary: % of traffic per step, increasing, each in (0, 100).")
     bake_seconds: float = Field(300, ge=0, description="Minimum time each step runs before its gate may pass.")
@@ -50,7 +52,7 @@ class RolloutPlan(_Strict):
     shadow_percent: float = Field(100, ge=0, le=100,
                                   description="Blue-green: share of live traffic mirrored to the idle colour.")
     post_promotion_bake_seconds: float = Field(300, ge=0)
-    metrics_source: Literal["gateway", "prometheus"] = "gateway"
+    metrics_source: Literal["gateway", "prometheus", "cloudwatch"] = "gateway"
     prometheus_url: str | None = None
     gates: GateSettings = Field(default_factory=GateSettings)
     backtest: BacktestSettings = Field(default_factory=BacktestSettings)
@@ -85,9 +87,16 @@ class RolloutPlan(_Strict):
                 raise ValueError("target kubernetes reads its gates from Prometheus: set metrics_source "
                                  "prometheus and prometheus_url")
         if self.target == "lambda":
-            raise ValueError("target lambda: the alias routing exists (flightdeck.delivery.targets.aws_lambda) "
-                             "but its gates need CloudWatch metrics, which the promotion DAGs do not read yet; "
-                             "use target gateway or kubernetes")
+            if self.metrics_source != "cloudwatch":
+                raise ValueError("target lambda reads its gates from CloudWatch: set metrics_source cloudwatch")
+            missing = {"function_name", "alias"} - set(self.target_options)
+            if missing:
+                raise ValueError(f"target_options: target lambda needs {sorted(missing)}")
+            if self.strategy != "canary":
+                raise ValueError("target lambda runs canaries only: a weighted alias splits traffic, it "
+                                 "cannot mirror it for a blue-green shadow step")
+        elif self.metrics_source == "cloudwatch":
+            raise ValueError("metrics_source cloudwatch reads Lambda metrics: use it with target lambda")
         if self.metrics_source == "prometheus" and not self.prometheus_url:
             raise ValueError("metrics_source prometheus needs prometheus_url")
         return self

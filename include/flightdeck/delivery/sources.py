@@ -444,13 +444,23 @@ def _shadow_window(found: _Sums) -> VariantWindow:
 
 
 # ---- factory --------------------------------------------------------------------------------------
-def make_source(kind: Literal["gateway", "prometheus"], url: str, endpoint: str, timeout: float = 10.0,
-                **options: Any) -> MetricSource:
+def make_source(kind: Literal["gateway", "prometheus", "cloudwatch"], url: str = "", endpoint: str = "",
+                timeout: float = 10.0, **options: Any) -> MetricSource:
     """The metric source `kind` reading `endpoint` at `url` (the gateway's or Prometheus's base URL).
 
-    `options` are PrometheusSource's `selector` and `lookback_s`. `source.config()` gives
-    these arguments back, JSON-safe.
+    `options` are PrometheusSource's `selector` and `lookback_s`. `kind` "cloudwatch" reads a
+    Lambda alias instead (`flightdeck.delivery.cloudwatch.CloudWatchSource`: options
+    function_name, alias, region, endpoint_url, period). `source.config()` gives these
+    arguments back, JSON-safe.
     """
+    if kind == "cloudwatch":
+        from flightdeck.delivery.cloudwatch import CloudWatchSource
+
+        unknown = set(options) - {"function_name", "alias", "region", "endpoint_url", "period"}
+        if unknown:
+            raise ConfigError("options", f"the cloudwatch source takes no {sorted(unknown)}",
+                              "use function_name, alias, region, endpoint_url and period")
+        return CloudWatchSource(**options)
     if not url:
         raise ConfigError("url", f"the {kind} metric source needs a base URL", "give the gateway's or "
                           "Prometheus's URL, e.g. http://127.0.0.1:9090")
@@ -467,4 +477,4 @@ def make_source(kind: Literal["gateway", "prometheus"], url: str, endpoint: str,
             raise ConfigError("options", f"the prometheus source takes no {sorted(unknown)}",
                               "use only selector and lookback_s")
         return PrometheusSource(url, endpoint, timeout, **options)
-    raise ConfigError("kind", f"unknown metric source {kind!r}", "use 'gateway' or 'prometheus'")
+    raise ConfigError("kind", f"unknown metric source {kind!r}", "use 'gateway', 'prometheus' or 'cloudwatch'")

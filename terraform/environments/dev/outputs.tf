@@ -32,3 +32,28 @@ output "repository_urls" {
   description = "ECR repository URL by repository name."
   value       = module.container_registry.repository_urls
 }
+
+output "lambda_function_name" {
+  description = "serverless_package's function_name Param."
+  value       = module.lambda_service.function_name
+}
+
+output "lambda_alias" {
+  description = "serverless_package's alias Param; promote_canary's target_options.alias."
+  value       = module.lambda_service.alias_name
+}
+
+output "lambda_role_arn" {
+  description = "Execution role of the scoring function."
+  value       = module.lambda_service.role_arn
+}
+
+output "lambda_api_endpoint" {
+  description = "POST scoring requests here (SigV4-signed)."
+  value       = module.lambda_service.api_endpoint
+}
+
+output "lambda_alarm_names" {
+  description = "The alarms on the alias's errors and p99 duration."
+  value       = [module.lambda_service.errors_alarm_name, module.lambda_service.duration_alarm_name]
+}

@@ -50,3 +50,57 @@ variable "force_destroy" {
   type        = bool
   default     = false
 }
+
+variable "lambda_alias" {
+  description = "Alias of the scoring function that callers invoke and canaries shift."
+  type        = string
+  default     = "live"
+}
+
+variable "lambda_package_type" {
+  description = "Zip (the serverless_package zip in the artifact bucket) or Image (an ECR image)."
+  type        = string
+  default     = "Zip"
+}
+
+variable "lambda_package_key" {
+  description = "File name of the first Lambda zip under <models prefix>/lambda/<name_prefix>-scorer/ (package type Zip)."
+  type        = string
+  default     = null
+}
+
+variable "lambda_image_uri" {
+  description = "ECR image of the function (package type Image), e.g. from the <name_prefix>-lambda repository."
+  type        = string
+  default     = null
+}
+
+variable "lambda_memory_mb" {
+  description = "Memory of the scoring function in MB."
+  type        = number
+  default     = 128
+}
+
+variable "lambda_reserved_concurrency" {
+  description = "Concurrent executions reserved for, and capping, the scoring function."
+  type        = number
+  default     = 20
+}
+
+variable "lambda_max_p99_ms" {
+  description = "Threshold of the p99 duration alarm, in milliseconds."
+  type        = number
+  default     = 1000
+}
+
+variable "log_retention_days" {
+  description = "Days the function's and the HTTP API's logs are kept."
+  type        = number
+  default     = 365
+}
+
+variable "alarm_actions" {
+  description = "SNS topic ARNs the Lambda alarms notify."
+  type        = list(string)
+  default     = []
+}

@@ -2,6 +2,10 @@
 # own, plus two least-privilege IAM policies: read-write for training and the registry,
 # read-only on the models prefix for serving.
 
+data "aws_caller_identity" "current" {}
+
+data "aws_partition" "current" {}
+
 data "aws_region" "current" {}
 
 locals {
@@ -12,10 +16,52 @@ locals {
   kms_via_s3 = "s3.${data.aws_region.current.name}.amazonaws.com"
 }
 
+# The account administers the key and lets IAM grant its use: the read-write and read-only
+# policies below are what let a role encrypt or decrypt, and only through S3. In a key
+# policy the resource "*" is the key itself.
+data "aws_iam_policy_document" "key" {
+  #checkov:skip=CKV_AWS_109:A key policy: its resource "*" is this key alone, and only this account (administration, delegation to IAM) is granted.
+  #checkov:skip=CKV_AWS_111:A key policy: its resource "*" is this key alone, and only this account is granted write access to it.
+  #checkov:skip=CKV_AWS_356:A key policy names no other resource: "*" is the key the policy is attached to.
+  statement {
+    sid = "AccountAdministersAndDelegatesToIam"
+    actions = [
+      "kms:CancelKeyDeletion",
+      "kms:CreateAlias",
+      "kms:CreateGrant",
+      "kms:Decrypt",
+      "kms:DeleteAlias",
+      "kms:DescribeKey",
+      "kms:EnableKeyRotation",
+      "kms:Encrypt",
+      "kms:GenerateDataKey",
+      "kms:GetKeyPolicy",
+      "kms:GetKeyRotationStatus",
+      "kms:ListGrants",
+      "kms:ListResourceTags",
+      "kms:PutKeyPolicy",
+      "kms:RetireGrant",
+      "kms:RevokeGrant",
+      "kms:ScheduleKeyDeletion",
+      "kms:TagResource",
+      "kms:UntagResource",
+      "kms:UpdateAlias",
+      "kms:UpdateKeyDescription",
+    ]
+    resources = ["*"]
+
+    principals {
+      type        = "AWS"
+      identifiers = ["arn:${data.aws_partition.current.partition}:iam::${data.aws_caller_identity.current.account_id}:root"]
+    }
+  }
+}
+
 resource "aws_kms_key" "artifacts" {
   description             = "Encrypts the objects of s3://${var.bucket_name}"
   enable_key_rotation     = true
   deletion_window_in_days = var.kms_key_deletion_window_days
+  policy                  = data.aws_iam_policy_document.key.json
   tags                    = var.tags
 }
 
@@ -25,6 +71,9 @@ resource "aws_kms_alias" "artifacts" {
 }
 
 resource "aws_s3_bucket" "artifacts" {
+  #checkov:skip=CKV_AWS_18:Server access logs need a second bucket that would itself need logging; use CloudTrail S3 data events on this bucket where an audit trail is required.
+  #checkov:skip=CKV_AWS_144:Artifacts are reproducible (MLflow runs, generated raw data) and versioned; cross-region replication doubles storage for a dev environment. Add it per environment if needed.
+  #checkov:skip=CKV2_AWS_62:Nothing consumes object events: training, the registry and serving read by key, and deployments are started by the Airflow DAGs.
   bucket        = var.bucket_name
   force_destroy = var.force_destroy
   tags          = var.tags

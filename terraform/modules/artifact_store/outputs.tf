@@ -37,3 +37,8 @@ output "read_only_policy_arn" {
   description = "IAM policy to attach to serving roles (models prefix only)."
   value       = aws_iam_policy.read_only.arn
 }
+
+output "models_prefix" {
+  description = "Key prefix of the model bundles (the only prefix serving roles read)."
+  value       = var.models_prefix
+}

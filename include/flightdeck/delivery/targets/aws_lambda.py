@@ -109,7 +109,9 @@ class LambdaAliasTarget:
         model_name, model_version: the candidate's identity, written into the published
             version's Description.
         zip_file: the candidate's package as a zip file path or its bytes (direct upload, up
-            to 50 MB); or instead `s3_bucket` + `s3_key` (+ `s3_object_version`).
+            to 50 MB); or instead `s3_bucket` + `s3_key` (+ `s3_object_version`); or
+            `use_published=True` when the candidate was published earlier (the
+            serverless_package DAG): `deploy()` then finds it by its Description.
         baseline: the version serving before the rollout; None reads it from the alias on
             first use. `to_dict()` records it, so later tasks keep the same baseline even
             after the alias has moved.
@@ -124,15 +126,18 @@ class LambdaAliasTarget:
                  s3_object_version: str | None = None, baseline: str | int | None = None,
                  candidate_version: str | int | None = None, name: str | None = None,
                  region: str | None = None, update_timeout: float = 300.0,
-                 poll_seconds: float = 1.0) -> None:
+                 poll_seconds: float = 1.0, use_published: bool = False) -> None:
         if not function_name:
             raise ConfigError("function_name", "is empty", "name the Lambda function to roll out on")
         if not alias or _VERSION.match(alias) or alias == "$LATEST":
             raise ConfigError("alias", f"{alias!r} is not an alias name",
                               "name the alias callers invoke, e.g. 'live'")
-        if (zip_file is None) == (s3_bucket is None or s3_key is None):
-            raise ConfigError("package", "give exactly one of zip_file or s3_bucket + s3_key",
-                              "pass the candidate's Lambda zip, or where it lies in S3")
+        given = (zip_file is not None) + (s3_bucket is not None or s3_key is not None) + bool(use_published)
+        if given != 1 or (s3_bucket is None) != (s3_key is None):
+            raise ConfigError("package", "give exactly one of zip_file or s3_bucket + s3_key (or use_published)",
+                              "pass the candidate's Lambda zip, where it lies in S3, or use_published=True "
+                              "for a version the serverless_package DAG published")
+        self.use_published = bool(use_published)
         self.function_name = function_name
         self.alias = alias
         self.model_name = str(model_name)
@@ -160,6 +165,7 @@ class LambdaAliasTarget:
             raise ConfigError("zip_file", "a package given as bytes cannot be carried to another process",
                               "pass the zip as a file path, or upload it to S3 and pass s3_bucket/s3_key")
         package = ({"zip_file": str(self.zip_file)} if self.zip_file is not None else
+                   {"use_published": True} if self.use_published else
                    {"s3_bucket": self.s3_bucket, "s3_key": self.s3_key,
                     "s3_object_version": self.s3_object_version})
         return {"kind": "aws_lambda", "name": self.name, "function_name": self.function_name,
@@ -216,6 +222,10 @@ class LambdaAliasTarget:
             self._candidate = self._find_published(None)
         return self._candidate
 
+    def variant_names(self) -> tuple[str, str]:
+        """(baseline, candidate) as the metrics name them: CloudWatch's `ExecutedVersion`."""
+        return self.baseline, self._require_candidate()
+
     # -- the DeliveryTarget protocol -----------------------------------------------------
 
     def state(self) -> TrafficState:
@@ -237,10 +247,15 @@ class LambdaAliasTarget:
         """Publish the candidate (once) and leave the alias wholly on the baseline."""
         baseline = self.baseline
         self._require_version(baseline)
-        sha = self._local_sha256()
-        candidate = self._find_published(sha) if sha else None
-        if candidate is None:
-            candidate = self._publish_candidate()
+        if self.use_published:
+            candidate = self._find_published(None)
+            if candidate is None:
+                raise CandidateNotDeployedError(self.function_name, self.description)
+        else:
+            sha = self._local_sha256()
+            candidate = self._find_published(sha) if sha else None
+            if candidate is None:
+                candidate = self._publish_candidate()
         if candidate == baseline:
             raise CandidateIsBaselineError(self.function_name, self.alias, candidate,
                                            f"its package and description match {self.description!r}")

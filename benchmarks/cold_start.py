@@ -1,0 +1,275 @@
+"""Cold start of the packaged Lambda handler against a pyfunc-based handler, in one run.
+
+    .venv/bin/python benchmarks/cold_start.py [--repeat 7] [--wheel-cache DIR] [--home DIR] [--json]
+
+One model, registered in a temporary MLflow store (SQLite + local artifacts): the default
+logistic regression, trained on generated rows and exported to ONNX as `train_register`
+does. Then, alternating, `--repeat` times each (after one untimed run of each, so both
+find the files in the page cache):
+
+* packaged: the zip `serverless_package` builds, unzipped, run by `python -I -S` with only
+  the package on `sys.path` (as Lambda's runtime sees /var/task). It imports the handler,
+  which loads the model on its first event, and answers one API Gateway HTTP API v2 event
+  carrying one row.
+* pyfunc: a fresh `python -I` (site-packages, as a Lambda image built with MLflow would
+  have them) that imports MLflow and pandas, calls `mlflow.pyfunc.load_model` on the same
+  registered version (its artifacts downloaded beforehand into a local folder, as an image
+  would bake them in: the registry download is left out, in pyfunc's favour) and predicts
+  the same row, parsed from the same event.
+
+Cold start = from the first line of the process's script to the first prediction (import +
+load + predict, wall clock); the interpreter's own start-up is reported separately
+(`process` = spawn to exit). Peak memory = the process's VmHWM. Medians over the repeats.
+
+Targets (issue 8): packaged cold start <= 1/10 of pyfunc's; packaged peak <= 128 MB (Lambda's
+smallest memory setting; MB there means MiB). Exit status 1 when a target is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+MODEL_NAME = "flightdeck-classifier"
+MAX_RATIO = 0.1          # packaged cold start / pyfunc cold start
+MAX_PEAK_MB = 128.0      # Lambda's smallest memory setting
+SCORE_TOLERANCE = 1e-6   # both handlers must give the row the same score
+
+_PACKAGED = textwrap.dedent('''
+    import json, sys, time
+    started = time.perf_counter()
+    root, event = sys.argv[1], json.loads(sys.argv[2])
+    sys.path.insert(0, root)
+    from flightdeck.serverless import handler as module
+    imported = time.perf_counter()
+    answer = module.handler(event, None)
+    done = time.perf_counter()
+    with open("/proc/self/status") as status:
+        hwm_kb = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+    assert answer["statusCode"] == 200, answer
+    print(json.dumps({"import_s": imported - started, "cold_start_s": done - started,
+                      "score": json.loads(answer["body"])["predictions"][0], "peak_mb": hwm_kb / 1024}))
+''')
+
+# A handler a user would write around MLflow: import, load the pyfunc once, parse the event's
+# MLflow body into a DataFrame, predict. `mode` "tensors" feeds one [1, 1] array per column
+# instead, for when pyfunc cannot feed the ONNX model a DataFrame (docs/ARCHITECTURE.md).
+_PYFUNC = textwrap.dedent('''
+    import json, sys, time
+    started = time.perf_counter()
+    model_dir, event, mode = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]
+    import mlflow.pyfunc
+    import numpy as np
+    import pandas as pd
+    imported = time.perf_counter()
+    model = mlflow.pyfunc.load_model(model_dir)
+    loaded = time.perf_counter()
+    split = json.loads(event["body"])["dataframe_split"]
+    frame = pd.DataFrame(split["data"], columns=split["columns"])
+    if mode == "tensors":
+        data = {c: np.array([[v]], dtype=np.float64 if not isinstance(v, str) else object)
+                for c, v in zip(split["columns"], split["data"][0])}
+    else:
+        data = frame
+    prediction = model.predict(data)
+    done = time.perf_counter()
+    with open("/proc/self/status") as status:
+        hwm_kb = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+    # The positive-class probability, as flightdeck.runtime.score_feeds takes it.
+    if isinstance(prediction, dict):
+        probabilities = prediction["probabilities"]
+    elif hasattr(prediction, "columns"):
+        probabilities = np.stack(prediction["probabilities"].to_numpy())
+    else:
+        probabilities = prediction
+    score = float(np.asarray(probabilities, dtype=np.float64).reshape(1, -1)[0, -1])
+    print(json.dumps({"import_s": imported - started, "load_s": loaded - imported,
+                      "cold_start_s": done - started, "score": score, "peak_mb": hwm_kb / 1024}))
+''')
+
+
+# ------------------------------------------------------------------------------ verdicts
+def medians(samples: list[dict]) -> dict[str, float]:
+    """The median of every numeric field over the repetitions."""
+    keys = [k for k in samples[0] if isinstance(samples[0][k], int | float)]
+    return {k: statistics.median(s[k] for s in samples) for k in keys}
+
+
+def evaluate(packaged: dict, pyfunc: dict, max_ratio: float = MAX_RATIO,
+             max_peak_mb: float = MAX_PEAK_MB) -> list[dict]:
+    """The targets against the medians of both handlers: [{name, value, target, pass}]."""
+    ratio = packaged["cold_start_s"] / pyfunc["cold_start_s"]
+    return [
+        {"name": "packaged / pyfunc cold start", "value": ratio, "target": f"<= {max_ratio:g}",
+         "pass": ratio <= max_ratio},
+        {"name": "packaged peak memory (MB)", "value": packaged["peak_mb"], "target": f"<= {max_peak_mb:g}",
+         "pass": packaged["peak_mb"] <= max_peak_mb},
+    ]
+
+
+def exit_code(targets: list[dict]) -> int:
+    return 0 if all(t["pass"] for t in targets) else 1
+
+
+def format_report(packaged: dict, pyfunc: dict, targets: list[dict], repeat: int) -> str:
+    lines = [f"{'handler':<10} {'cold start s':>12} {'import s':>9} {'process s':>10} {'peak MB':>8}   "
+             f"(medians of {repeat})"]
+    for name, m in (("packaged", packaged), ("pyfunc", pyfunc)):
+        lines.append(f"{name:<10} {m['cold_start_s']:>12.3f} {m['import_s']:>9.3f} {m['process_s']:>10.3f} "
+                     f"{m['peak_mb']:>8.1f}")
+    lines.append(f"packaged cold start = 1/{pyfunc['cold_start_s'] / packaged['cold_start_s']:.1f} of pyfunc's; "
+                 f"peak {packaged['peak_mb'] / pyfunc['peak_mb']:.2f}x pyfunc's")
+    for t in targets:
+        lines.append(f"target {t['name']}: {t['value']:.3f} {t['target']}  {'PASS' if t['pass'] else 'MISS'}")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------ the run
+def _run(args: list[str], env: dict | None = None, timeout: float = 300.0) -> dict:
+    started = time.perf_counter()
+    done = subprocess.run(args, capture_output=True, text=True, timeout=timeout, env=env, check=False)
+    wall = time.perf_counter() - started
+    if done.returncode != 0:
+        raise RuntimeError(f"{args[:3]} failed (exit {done.returncode}): {done.stderr.strip()[-1500:]}")
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result["process_s"] = wall
+    return result
+
+
+def _register(home: Path, train_rows: int) -> tuple[object, str]:
+    """The default model, trained, exported and registered in a temporary MLflow store."""
+    from flightdeck import runtime
+    from flightdeck.config import Settings
+    from flightdeck.data.generator import generate_partition
+    from flightdeck.data.schema import CATEGORICAL_FEATURES, NUMERIC_FEATURES
+    from flightdeck.registry import Registry
+    from flightdeck.training.export import to_onnx
+    from flightdeck.training.train import fit_pipeline
+
+    registry = Registry.from_settings(Settings(home=home))
+    model = to_onnx(fit_pipeline(generate_partition("2026-01-15", rows=train_rows, seed=1),
+                                 "logistic_regression", seed=1), MODEL_NAME)
+    features = list(NUMERIC_FEATURES) + list(CATEGORICAL_FEATURES)
+    example = generate_partition("2026-02-01", rows=20, seed=2)[features].dropna().head(5).reset_index(drop=True)
+    scores = runtime.score(runtime.load_session(model.SerializeToString()), example)
+    run_id = registry.log_run("cold-start-benchmark", {"model_type": "logistic_regression"}, {}, {}, "cold-start")
+    uri = registry.log_onnx_model(run_id, model, example, scores)
+    return registry, registry.register(MODEL_NAME, uri, run_id, "cold-start-benchmark").version
+
+
+def _one_row_event(model_path: Path) -> dict:
+    from flightdeck import runtime
+    from flightdeck.data.generator import generate_partition
+    from flightdeck.serverless.verify import http_event, split_body
+
+    columns = runtime.input_columns(runtime.load_session(model_path))
+    row = generate_partition("2026-03-01", rows=20, seed=5)[columns].dropna().head(1)
+    return http_event(split_body(json.loads(row.to_json(orient="records"))))
+
+
+def _pyfunc_command(model_dir: str, event: str, mode: str) -> list[str]:
+    return [sys.executable, "-I", "-c", _PYFUNC, model_dir, event, mode]
+
+
+def _without_signature(model_dir: str) -> None:
+    from mlflow.models import Model
+
+    mlmodel = Path(model_dir) / "MLmodel"
+    model = Model.load(str(mlmodel))
+    model.signature = None
+    model.save(str(mlmodel))
+
+
+def _pyfunc_mode(model_dir: str, event: str, env: dict) -> tuple[str, str | None]:
+    """How the pyfunc handler feeds the row: a DataFrame if pyfunc can; else one [1, 1] array
+    per column; else the same, with the copy's signature removed (docs/ARCHITECTURE.md,
+    pitfalls: the column signature makes pyfunc feed 1-D columns to [n, 1] inputs)."""
+    failures = []
+    for mode in ("dataframe", "tensors"):
+        try:
+            _run(_pyfunc_command(model_dir, event, mode), env)
+            return mode, ("; ".join(failures) or None)
+        except RuntimeError as exc:
+            last = str(exc).strip().splitlines()[-1]
+            failures.append(f"{mode}: {last.rpartition('Error: ')[2][:160]}")
+    _without_signature(model_dir)
+    _run(_pyfunc_command(model_dir, event, "tensors"), env)
+    return "tensors", ("mlflow.pyfunc cannot score the registered version as logged (" + "; ".join(failures)
+                       + "); the pyfunc handler loads the same artifacts with the signature removed from "
+                         "MLmodel and feeds one [1, 1] array per column")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeat", type=int, default=7, help="timed runs of each handler")
+    parser.add_argument("--train-rows", type=int, default=2000)
+    parser.add_argument("--wheel-cache", help="Lambda platform wheels (default FLIGHTDECK_HOME/cache/lambda-wheels)")
+    parser.add_argument("--home", help="work folder (default: a temporary one, removed afterwards)")
+    parser.add_argument("--json", action="store_true", help="also print the figures as JSON")
+    args = parser.parse_args(argv)
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
+
+    import logging
+
+    from flightdeck.serverless.package import default_wheel_cache, extract, package_registered_model
+
+    logging.getLogger("mlflow").setLevel(logging.ERROR)  # its input-example warnings are expected here
+
+    wheel_cache = Path(args.wheel_cache) if args.wheel_cache else default_wheel_cache()
+    with tempfile.TemporaryDirectory(prefix="flightdeck-cold-start-") as tmp:
+        home = Path(args.home) if args.home else Path(tmp)
+        print(f"load average {os.getloadavg()[0]:.2f}; registering the model in a temporary MLflow store", flush=True)
+        registry, version = _register(home / "flightdeck", args.train_rows)
+        built = package_registered_model(registry, MODEL_NAME, version, home / "package", wheel_cache=wheel_cache)
+        root = extract(built.zip_path, home / "unzipped")
+        print(f"package {Path(built.zip_path).name}: {built.zipped_bytes / 2**20:.1f} MB zipped, "
+              f"{built.unzipped_bytes / 2**20:.1f} MB unzipped", flush=True)
+
+        import mlflow.artifacts
+
+        model_dir = mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{MODEL_NAME}/{version}",
+                                                        dst_path=str(home / "pyfunc-model"),
+                                                        tracking_uri=registry.tracking_uri)
+        event = json.dumps(_one_row_event(root / "model.onnx"))
+        packaged_cmd = [sys.executable, "-I", "-S", "-c", _PACKAGED, str(root), event]
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "FLIGHTDECK_"))}
+
+        # Untimed runs: fill the page cache for both, and find how pyfunc takes the row.
+        _run(packaged_cmd)
+        mode, note = _pyfunc_mode(model_dir, event, env)
+        if note:
+            print(f"note: {note}", flush=True)
+
+        samples: dict[str, list[dict]] = {"packaged": [], "pyfunc": []}
+        for i in range(args.repeat):
+            # Alternate the order so slow moments of the machine fall on both.
+            runs = [("packaged", packaged_cmd, None), ("pyfunc", _pyfunc_command(model_dir, event, mode), env)]
+            for name, cmd, run_env in (runs if i % 2 == 0 else runs[::-1]):
+                samples[name].append(_run(cmd, run_env))
+        packaged, pyfunc = medians(samples["packaged"]), medians(samples["pyfunc"])
+        diff = max(abs(p["score"] - q["score"]) for p, q in zip(samples["packaged"], samples["pyfunc"], strict=True))
+        if diff > SCORE_TOLERANCE:
+            print(f"the two handlers score the row differently (|diff| {diff:.3g}): not the same model", flush=True)
+            return 2
+        targets = evaluate(packaged, pyfunc)
+        print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores; pyfunc input: {mode}; "
+              f"|score diff| {diff:.2g}", flush=True)
+        print(format_report(packaged, pyfunc, targets, args.repeat))
+        print(f"load average {os.getloadavg()[0]:.2f}")
+        if args.json:
+            print(json.dumps({"packaged": packaged, "pyfunc": pyfunc, "targets": targets, "pyfunc_input": mode,
+                              "note": note, "samples": samples}, indent=2))
+    return exit_code(targets)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,37 @@
+"""
+### serverless_package
+
+Ship a registered model version to AWS Lambda:
+
+package (handler + ONNX Runtime + the model; fails with the measured size over Lambda's
+50 MB zipped / 250 MB unzipped limits) → **verify** in a fresh Python process (API Gateway
+HTTP API v2 and direct events, cold start and warm latency, scores equal to the gateway's)
+→ deploy (create or update the function, publish a version, point the alias — or send
+`canary_percent` % to it through a weighted alias) → CloudWatch alarms on errors and p99
+duration. A canary started here is taken further by `promote_canary` with `target: lambda`.
+"""
+
+from __future__ import annotations
+
+import pendulum
+from airflow.sdk import DAG, chain
+
+from flightdeck.airflow import serverless as s
+from flightdeck.airflow.defaults import DEFAULT_ARGS
+
+with DAG(
+    dag_id="serverless_package",
+    description="Package, verify and deploy a model version to AWS Lambda behind an alias.",
+    doc_md=__doc__,
+    schedule=None,
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    tags=["flightdeck", "serverless", "lambda"],
+    params=s.serverless_params(),
+) as dag:
+    built = s.package()
+    verified = s.verify(built)
+    deployed = s.deploy(built, verified)
+    chain(built, verified, deployed, s.alarms(deployed, verified))
