@@ -76,9 +76,13 @@ def test_no_heavy_imports_at_module_top(path):
 
 @pytest.mark.parametrize("path", DAG_FILES, ids=lambda p: p.name)
 def test_parses_fast_without_loading_heavy_libraries(path):
-    probes = [_probe(path) for _ in range(3)]  # best of three: the machine is shared and noisy
-    assert probes[0]["heavy"] == [], f"{path.name} pulls in {probes[0]['heavy']} at parse time (transitively)"
-    seconds = min(p["seconds"] for p in probes)
+    probe = _probe(path)
+    assert probe["heavy"] == [], f"{path.name} pulls in {probe['heavy']} at parse time (transitively)"
+    seconds = probe["seconds"]
+    for _ in range(2):  # best of three when over budget: the machine is shared and noisy
+        if seconds < PARSE_BUDGET_S:
+            break
+        seconds = min(seconds, _probe(path)["seconds"])
     assert seconds < PARSE_BUDGET_S, f"{path.name} took {seconds:.2f} s to parse"
 
 

@@ -120,6 +120,9 @@ def standalone_airflow(root: Path, **extra_env: str):
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
         "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
+        # Parse each DAG file once, not every 30 s: a dozen files re-parsed twice a minute cost
+        # the dag-processor most of a core, which the scheduler and the tasks need here.
+        "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "600",
         # Free log-server ports: two Airflows on one machine (a demo, a test) must not clash.
         "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
         "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),

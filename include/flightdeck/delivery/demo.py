@@ -613,6 +613,8 @@ class _AirflowSetup:
             # No login for the demo: every user is admin (the api-server listens on loopback only).
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
             "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
+            # Parse each DAG file once for the demo, not every 30 s (CPU the tasks need).
+            "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "600",
             # Another Airflow on this machine may hold the default log-server ports.
             "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port("127.0.0.1", 8793)),
             "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port("127.0.0.1", 8794)),
