@@ -1,8 +1,7 @@
 """`flightdeck edge-*` commands: keygen, export, publish, and the device agent.
 
-`register(commands)` adds them to flightdeck's sub-parsers; `python -m flightdeck.edge.cli`
-runs them on their own (a device has no need for the rest of flightdeck's command line).
-Handlers import lazily: `edge-agent` loads only the device-side modules.
+`register(commands)` adds them to flightdeck's sub-parsers. Handlers import lazily:
+`flightdeck edge-agent` loads only the device-side modules.
 """
 
 from __future__ import annotations
@@ -11,10 +10,7 @@ import argparse
 import json
 import os
 import socket
-import sys
 from pathlib import Path
-
-from flightdeck.errors import FlightdeckError
 
 
 def _home() -> Path:
@@ -116,19 +112,3 @@ def register(commands) -> None:
     agent.add_argument("--once", action="store_true", help="recover, poll once, print the state and exit")
     agent.add_argument("--status", action="store_true", help="print the state file and exit")
     agent.set_defaults(func=_agent)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="flightdeck-edge", description=__doc__)
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    try:
-        args.func(args)
-    except FlightdeckError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -84,16 +84,3 @@ def register(commands) -> None:
     produce.add_argument("--seed", type=int, default=7)
     produce.add_argument("--rate", type=float, default=0.0, help="events per second (0 = as fast as possible)")
     produce.set_defaults(func=_produce)
-
-
-def main(argv: list[str] | None = None) -> None:
-    """`python -m flightdeck.streaming stream …` until the lead wires `register` into `flightdeck`."""
-    from flightdeck.errors import FlightdeckError
-
-    parser = argparse.ArgumentParser(prog="flightdeck")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    try:
-        args.func(args)
-    except FlightdeckError as exc:
-        parser.exit(2, f"error: {exc}\n")

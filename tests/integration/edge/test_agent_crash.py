@@ -23,7 +23,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 
 def _agent_process(root, store, public_key, crash_at):
-    args = [sys.executable, "-m", "flightdeck.edge.cli", "edge-agent", "--once", "--root", str(root),
+    args = [sys.executable, "-m", "flightdeck", "edge-agent", "--once", "--root", str(root),
             "--store", store, "--model-name", MODEL, "--device-id", "d1", "--public-key", str(public_key)]
     return subprocess.run(args, env={**os.environ, CRASH_ENV: crash_at}, capture_output=True, text=True,
                           timeout=60, cwd=REPO)

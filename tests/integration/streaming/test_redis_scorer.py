@@ -111,7 +111,7 @@ def _run_with_kills(args: list[str], kills: int, seed: int) -> int:
     """Start the scorer, SIGKILL it `kills` times at random moments, then let it finish; returns kills done."""
     rng = random.Random(seed)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    command = [sys.executable, "-m", "flightdeck.streaming", "stream", *args, "--batch-size", "1000"]
+    command = [sys.executable, "-m", "flightdeck", "stream", *args, "--batch-size", "1000"]
     done = 0
     for _ in range(kills):
         process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
