@@ -6,20 +6,24 @@
 - connection type `smtp`: an e-mail over SMTP (STARTTLS when the port is 587), with the
   recipients in the extra field: `{"to": "ml-oncall@example.com", "from": "flightdeck@…"}`.
 Without the connection an alert is logged, not lost, and the task is not failed for it.
+
+The webhook is posted with `requests`, not the HTTP provider's `HttpHook`: the hook reads the
+URL scheme from the connection's `schema`, where a URI-style connection (the form above)
+keeps the webhook's path, so it cannot call a URL given that way.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import smtplib
-import urllib.request
 from email.message import EmailMessage
 
+import requests
 from airflow.sdk import Connection
 from airflow.sdk.exceptions import AirflowNotFoundException
 
 from flightdeck.config import get_settings
+from flightdeck.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -34,11 +38,12 @@ def send_alert(subject: str, text: str, conn_id: str | None = None) -> bool:
                     conn_id, conn_id.upper(), subject, text)
         return False
     if conn.conn_type in ("http", "https"):
-        _post_webhook(conn, f"*{subject}*\n{text}")
+        _post_webhook(conn_id, conn, f"*{subject}*\n{text}")
     elif conn.conn_type in ("smtp", "email"):
         _send_email(conn, subject, text)
     else:
-        raise ValueError(f"connection {conn_id!r} has type {conn.conn_type!r}; use http(s) for a webhook or smtp")
+        raise ConfigError(f"Airflow connection {conn_id!r}", f"has type {conn.conn_type!r}",
+                          "give it type http or https (a webhook URL) or smtp (an e-mail server)")
     log.info("alert sent through %s (%s): %s", conn_id, conn.conn_type, subject)
     return True
 
@@ -50,12 +55,15 @@ def webhook_url(conn: Connection) -> str:
     return f"{conn.conn_type}://{conn.host}{port}{path}"
 
 
-def _post_webhook(conn: Connection, text: str) -> None:
-    body = json.dumps({"text": text}).encode()
-    request = urllib.request.Request(webhook_url(conn), data=body, headers={"Content-Type": "application/json"},
-                                     method="POST")
-    with urllib.request.urlopen(request, timeout=10) as response:  # URL set by an admin's connection
-        response.read()
+def _post_webhook(conn_id: str, conn: Connection, text: str) -> None:
+    response = requests.post(webhook_url(conn), json={"text": text}, timeout=10)
+    # The messages leave the URL out: a Slack webhook's path is its secret token.
+    if 400 <= response.status_code < 500:
+        raise ConfigError(f"Airflow connection {conn_id!r}", f"its webhook answered HTTP {response.status_code}",
+                          "check the connection's host, path and token against the webhook's settings")
+    if not response.ok:
+        raise requests.HTTPError(f"the webhook of Airflow connection {conn_id!r} answered HTTP "
+                                 f"{response.status_code}", response=response)
 
 
 def _send_email(conn: Connection, subject: str, text: str) -> None:

@@ -6,8 +6,34 @@ import json
 import threading
 import time
 import warnings
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import pytest
+import requests
 
 from flightdeck.airflow.notify import send_alert
+from flightdeck.errors import ConfigError
+
+
+@pytest.fixture
+def answering_webhook():
+    """A loopback webhook that answers every POST with `status[0]` and records (headers, body)."""
+    status, received = [200], []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 - http.server's naming
+            received.append((dict(self.headers), self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(status[0])
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", status, received
+    server.shutdown()
+    server.server_close()
 
 
 def test_webhook_connection_receives_the_alert(webhook_server, monkeypatch):
@@ -17,6 +43,39 @@ def test_webhook_connection_receives_the_alert(webhook_server, monkeypatch):
     (path, body), = received
     assert path == "/services/T0/B0/xyz"
     assert "drift on ds=2026-01-02" in body["text"] and "credit_score PSI 0.31" in body["text"]
+
+
+def test_webhook_body_is_json_with_the_subject_in_bold(answering_webhook, monkeypatch):
+    url, _, received = answering_webhook
+    monkeypatch.setenv("AIRFLOW_CONN_TEST_WEBHOOK", f"{url}/hooks/abc")
+    send_alert("rollout rolled back", "error rate 0.07 > 0.01", conn_id="test_webhook")
+    (headers, body), = received
+    assert headers["Content-Type"] == "application/json"
+    assert json.loads(body) == {"text": "*rollout rolled back*\nerror rate 0.07 > 0.01"}
+
+
+def test_webhook_rejecting_the_alert_is_a_config_error_without_the_token(answering_webhook, monkeypatch):
+    url, status, received = answering_webhook
+    status[0] = 404
+    monkeypatch.setenv("AIRFLOW_CONN_TEST_WEBHOOK", f"{url}/services/T0/B0/secret-token")
+    with pytest.raises(ConfigError, match="'test_webhook'.*HTTP 404") as raised:
+        send_alert("drift", "details", conn_id="test_webhook")
+    assert "secret-token" not in str(raised.value) and len(received) == 1
+
+
+def test_webhook_server_error_fails_the_send(answering_webhook, monkeypatch):
+    url, status, _ = answering_webhook
+    status[0] = 503
+    monkeypatch.setenv("AIRFLOW_CONN_TEST_WEBHOOK", f"{url}/services/T0/B0/secret-token")
+    with pytest.raises(requests.HTTPError, match="HTTP 503") as raised:
+        send_alert("drift", "details", conn_id="test_webhook")
+    assert "secret-token" not in str(raised.value)
+
+
+def test_connection_of_another_type_is_a_config_error(monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_TEST_POSTGRES", "postgres://user@127.0.0.1:5432/db")
+    with pytest.raises(ConfigError, match="'test_postgres'.*'postgres'.*http or https"):
+        send_alert("drift", "details", conn_id="test_postgres")
 
 
 def test_smtp_connection_sends_an_email(monkeypatch):
