@@ -107,14 +107,14 @@ def _gateway_migrate(args: argparse.Namespace) -> None:
 
 def _gateway_demo(args: argparse.Namespace) -> None:
     from flightdeck.config import get_settings
-    from flightdeck.serving.demo import run
+    from flightdeck.devtools.gateway_demo import run
 
     run(get_settings())
 
 
 def _release_demo(args: argparse.Namespace) -> None:
     from flightdeck.config import get_settings
-    from flightdeck.delivery.demo import run
+    from flightdeck.devtools.release_demo import run
 
     try:
         run(get_settings(), rate=args.rate)

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from flightdeck.delivery.airflow_api import AirflowRest
+from flightdeck.devtools.airflow_api import AirflowRest
 from tests.e2e.conftest import standalone_airflow
 from tests.integration.release.world import release_world
 from tests.integration.serving.conftest import new_database, postgres_admin  # noqa: F401 (fixture)

@@ -11,9 +11,9 @@ import time
 
 import pytest
 
-from flightdeck.delivery import demo
 from flightdeck.delivery.plan import RolloutPlan
-from flightdeck.serving import load
+from flightdeck.devtools import load
+from flightdeck.devtools import release_demo as demo
 
 
 def test_the_promotion_conf_is_a_valid_canary_plan_with_short_steps():
@@ -142,7 +142,7 @@ def test_stop_group_ends_the_child_and_its_children(tmp_path):
 
 
 def test_the_module_does_not_import_airflow():
-    code = "import sys, flightdeck.delivery.demo; sys.exit('airflow' in sys.modules)"
+    code = "import sys, flightdeck.devtools.release_demo; sys.exit('airflow' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 

@@ -7,7 +7,6 @@ import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,12 +15,8 @@ from pathlib import Path
 import httpx
 
 from flightdeck.config import Settings
+from flightdeck.devtools.launch import port_free
 from flightdeck.errors import ConfigError
-
-
-def port_free(host: str, port: int) -> bool:
-    with socket.socket() as sock:
-        return sock.connect_ex((host, port)) != 0
 
 
 def _sample_rows(settings: Settings, n: int) -> list[dict]:

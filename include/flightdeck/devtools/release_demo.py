@@ -17,7 +17,6 @@ import logging
 import os
 import secrets
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -30,10 +29,11 @@ from pathlib import Path
 import httpx
 
 from flightdeck.config import Settings
-from flightdeck.delivery.airflow_api import AirflowApiError, AirflowRest
+from flightdeck.devtools.airflow_api import AirflowApiError, AirflowRest
+from flightdeck.devtools.gateway_demo import redacted, wait_ready
+from flightdeck.devtools.launch import free_port, standalone_env
+from flightdeck.devtools.load import Load
 from flightdeck.errors import FlightdeckError
-from flightdeck.serving.demo import port_free, redacted, wait_ready
-from flightdeck.serving.load import Load
 
 DAG_ID = "promote_canary"
 ENDPOINT = "default"
@@ -184,15 +184,6 @@ def indented(text: str, prefix: str = "    ") -> str:
 
 
 # ---- processes ------------------------------------------------------------------------------
-def free_port(host: str = "127.0.0.1", preferred: int | None = None) -> int:
-    """`preferred` when nothing listens there, else a port the kernel hands out."""
-    if preferred and port_free(host, preferred):
-        return preferred
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
-
-
 def start_group(command: list[str], env: dict, log_path: Path, cwd: Path | None = None) -> subprocess.Popen:
     """A child process in its own process group (so its children stop with it), logging to a file."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -599,28 +590,8 @@ class _AirflowSetup:
                                        "`make demo`, or export it to the repository's dags/ folder.")
             dags = str(repo_dags)
         port = free_port("127.0.0.1", 8080)
-        env = {
-            **os.environ,
-            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-            "AIRFLOW_HOME": str(home),
-            "AIRFLOW__CORE__DAGS_FOLDER": dags,
-            "AIRFLOW__CORE__LOAD_EXAMPLES": os.environ.get("AIRFLOW__CORE__LOAD_EXAMPLES", "False"),
-            "AIRFLOW__CORE__EXECUTOR": os.environ.get("AIRFLOW__CORE__EXECUTOR", "LocalExecutor"),
-            "AIRFLOW__API__HOST": "127.0.0.1",
-            "AIRFLOW__API__PORT": str(port),
-            # Tasks reach the Execution API on the api-server's port, not the default 8080.
-            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
-            # No login for the demo: every user is admin (the api-server listens on loopback only).
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
-            "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
-            # Parse each DAG file once for the demo, not every 30 s (CPU the tasks need).
-            "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "600",
-            # Another Airflow on this machine may hold the default log-server ports.
-            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port("127.0.0.1", 8793)),
-            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port("127.0.0.1", 8794)),
-            "FLIGHTDECK_HOME": str(settings.home),
-            "AIRFLOW_CONN_FLIGHTDECK_GATEWAY": f"http://:{token}@{gateway_hostport}",
-        }
+        env = standalone_env(home, dags, port, settings.home,
+                             AIRFLOW_CONN_FLIGHTDECK_GATEWAY=f"http://:{token}@{gateway_hostport}")
         env.pop("FLIGHTDECK_ADMIN_TOKENS", None)
         conn = os.environ.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "")
         if conn.startswith("sqlite:///"):

@@ -19,7 +19,7 @@ from flightdeck.config import Settings
 from flightdeck.data.generator import generate_partition
 from flightdeck.data.schema import LABEL
 from flightdeck.serving.client import GatewayClient
-from flightdeck.serving.load import Load
+from flightdeck.devtools.load import Load
 from tests.integration.serving.gateway_server import TOKEN, gateway_process
 from tests.unit.serving.support import FEATURES, MODEL, onnx_model
 

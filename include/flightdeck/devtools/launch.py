@@ -1,0 +1,53 @@
+"""Launch helpers shared by the demos and the tests: free loopback ports and the environment of
+an `airflow standalone` with this repository's DAGs."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from pathlib import Path
+
+
+def port_free(host: str, port: int) -> bool:
+    """Whether nothing listens on `host:port`."""
+    with socket.socket() as sock:
+        return sock.connect_ex((host, port)) != 0
+
+
+def free_port(host: str = "127.0.0.1", preferred: int | None = None) -> int:
+    """`preferred` when nothing listens there, else a port the kernel hands out."""
+    if preferred and port_free(host, preferred):
+        return preferred
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def standalone_env(airflow_home: Path, dags_folder: str, port: int, flightdeck_home: Path,
+                   **extra: str) -> dict[str, str]:
+    """The environment of `airflow standalone` (and of its CLI) on loopback port `port`: every
+    user is admin, LocalExecutor, a short scheduler heartbeat, each DAG file parsed once."""
+    return {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        "AIRFLOW_HOME": str(airflow_home),
+        "AIRFLOW__CORE__DAGS_FOLDER": dags_folder,
+        "AIRFLOW__CORE__LOAD_EXAMPLES": os.environ.get("AIRFLOW__CORE__LOAD_EXAMPLES", "False"),
+        "AIRFLOW__CORE__EXECUTOR": os.environ.get("AIRFLOW__CORE__EXECUTOR", "LocalExecutor"),
+        "AIRFLOW__API__HOST": "127.0.0.1",
+        "AIRFLOW__API__PORT": str(port),
+        # Tasks reach the Execution API on the api-server's port, not the default 8080.
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
+        # No login: every user is admin (the api-server listens on loopback only).
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+        "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
+        # Parse each DAG file once, not every 30 s: a dozen files re-parsed twice a minute cost
+        # the dag-processor most of a core, which the scheduler and the tasks need.
+        "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "600",
+        # Another Airflow on this machine may hold the default log-server ports.
+        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port("127.0.0.1", 8793)),
+        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port("127.0.0.1", 8794)),
+        "FLIGHTDECK_HOME": str(flightdeck_home),
+        **extra,
+    }
