@@ -18,7 +18,7 @@ from flightdeck.devtools.airflow_api import AirflowRest
 from tests.e2e.conftest import standalone_airflow
 from tests.integration.release.world import release_world
 from tests.integration.serving.conftest import new_database, postgres_admin  # noqa: F401 (fixture)
-from tests.unit.serving.support import MODEL
+from tests.support.models import MODEL
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 

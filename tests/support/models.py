@@ -16,7 +16,7 @@ from flightdeck.training.train import fit_pipeline
 
 FEATURES = list(NUMERIC_FEATURES) + list(CATEGORICAL_FEATURES)
 MODEL = "flightdeck-classifier"
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @cache

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from flightdeck import runtime
-from tests.unit.serving.support import onnx_model, records
+from tests.support.models import onnx_model, records
 
 
 @pytest.fixture(scope="module")

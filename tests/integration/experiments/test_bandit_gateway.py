@@ -15,7 +15,7 @@ from flightdeck.experiments.bandit import BANDIT_NAME, ThompsonBandit, apply_wei
 from flightdeck.serving.client import GatewayClient
 from tests.integration.serving.conftest import module_postgres_url, postgres_admin  # noqa: F401 (fixtures)
 from tests.integration.serving.gateway_server import AUTH, TOKEN, gateway_process
-from tests.unit.serving.support import MODEL, onnx_model, records
+from tests.support.models import MODEL, onnx_model, records
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 

@@ -18,7 +18,7 @@ from flightdeck.serving.client import GatewayClient
 from tests.integration.release.world import labelled_rows, register_versions
 from tests.integration.serving.conftest import new_database, postgres_admin  # noqa: F401 (fixture)
 from tests.integration.serving.gateway_server import TOKEN, gateway_process
-from tests.unit.serving.support import FEATURES
+from tests.support.models import FEATURES
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(400)]
 

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from tests.unit.serving.support import MODEL
+from tests.support.models import MODEL
 
 pytestmark = pytest.mark.integration
 

@@ -18,10 +18,10 @@ import pandas as pd
 from flightdeck.config import Settings
 from flightdeck.data.generator import generate_partition
 from flightdeck.data.schema import LABEL
-from flightdeck.serving.client import GatewayClient
 from flightdeck.devtools.load import Load
+from flightdeck.serving.client import GatewayClient
 from tests.integration.serving.gateway_server import TOKEN, gateway_process
-from tests.unit.serving.support import FEATURES, MODEL, onnx_model
+from tests.support.models import FEATURES, MODEL, onnx_model
 
 CHAMPION_ROUTES = {"endpoints": {"default": {"policy": "single", "variants": {"champion": {"alias": "champion"}}}}}
 

@@ -36,7 +36,7 @@ from tests.integration.serving.gateway_server import (
     gateway_process,
     register_two_versions,
 )
-from tests.unit.serving.support import records
+from tests.support.models import records
 
 pytestmark = pytest.mark.integration
 

@@ -26,7 +26,7 @@ from flightdeck.serverless.deploy import deploy_package
 from flightdeck.serverless.package import package_registered_model
 from flightdeck.serving.db import upgrade
 from tests.integration.serverless.cloudwatch_metrics import emit
-from tests.unit.serving.support import onnx_model, records
+from tests.support.models import onnx_model, records
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 

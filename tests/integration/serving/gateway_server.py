@@ -17,7 +17,7 @@ import pandas as pd
 import yaml
 
 from flightdeck.config import Settings
-from tests.unit.serving.support import MODEL, onnx_model, records
+from tests.support.models import MODEL, onnx_model, records
 
 TOKEN = "integration-admin-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

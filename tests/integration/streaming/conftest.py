@@ -9,7 +9,7 @@ import pytest
 import redis
 
 from tests.integration.serving.conftest import postgres_admin, postgres_url  # noqa: F401 - fixtures
-from tests.unit.serving.support import onnx_model
+from tests.support.models import onnx_model
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 

@@ -12,7 +12,7 @@ from flightdeck.streaming.models import ModelRouter, StaticModel
 from flightdeck.streaming.scorer import ScorerConfig, StreamScorer
 from flightdeck.streaming.windows import Windows
 from tests.integration.streaming.conftest import events
-from tests.unit.serving.support import onnx_model
+from tests.support.models import onnx_model
 
 BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120),

@@ -21,7 +21,7 @@ from flightdeck.streaming.redis_streams import RedisSink, RedisStreamSource
 from flightdeck.streaming.scorer import ScorerConfig, StreamScorer
 from flightdeck.streaming.windows import Windows
 from tests.integration.streaming.conftest import REDIS_URL, events, publish
-from tests.unit.serving.support import onnx_model
+from tests.support.models import onnx_model
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 

@@ -11,7 +11,7 @@ import redis
 from flightdeck.batch.scoring import ModelArtifact
 from flightdeck.streaming.replay import replay
 from tests.integration.streaming.conftest import REDIS_URL, events, publish
-from tests.unit.serving.support import onnx_model
+from tests.support.models import onnx_model
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 

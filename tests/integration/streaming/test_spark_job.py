@@ -15,7 +15,7 @@ import pytest
 
 from flightdeck.data.schema import ENTITY_ID, FEATURES
 from tests.integration.streaming.conftest import events
-from tests.unit.serving.support import onnx_model
+from tests.support.models import onnx_model
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 

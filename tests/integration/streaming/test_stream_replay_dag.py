@@ -13,7 +13,7 @@ import pytest
 import redis
 
 from tests.integration.streaming.conftest import REDIS_URL, events, publish
-from tests.unit.serving.support import MODEL, onnx_model, records
+from tests.support.models import MODEL, onnx_model, records
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 

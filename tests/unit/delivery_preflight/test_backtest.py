@@ -25,7 +25,7 @@ from flightdeck.serving import db
 from flightdeck.serving.predlog import Outcome, OutcomeStore, PredictionLogWriter, PredictionRecord
 from flightdeck.training.export import to_onnx
 from flightdeck.training.train import fit_pipeline
-from tests.unit.serving.support import FEATURES, MODEL, FakeRegistry, onnx_model
+from tests.support.models import FEATURES, MODEL, FakeRegistry, onnx_model
 
 T0 = datetime(2026, 3, 1, 12, tzinfo=UTC)
 ROWS = 400

@@ -30,7 +30,7 @@ from flightdeck.registry import Registry
 from flightdeck.serving import db
 from flightdeck.training.export import to_onnx
 from flightdeck.training.train import fit_pipeline
-from tests.unit.serving.support import FEATURES, onnx_model
+from tests.support.models import FEATURES, onnx_model
 
 NAME = "preflight-model"
 SETTINGS = Settings(parity_tolerance=1e-5)

@@ -5,7 +5,7 @@ import pytest
 from flightdeck.edge.agent import Agent, AgentConfig
 from flightdeck.edge.keys import generate_keypair, load_private_key
 from flightdeck.edge.store import LocalStore
-from tests.unit.serving.support import MODEL
+from tests.support.models import MODEL
 
 
 @pytest.fixture

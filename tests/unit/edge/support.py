@@ -7,7 +7,7 @@ from functools import cache
 
 from flightdeck.edge.bundle import GOLDEN, build_manifest, publish
 from flightdeck.edge.models import OnnxEdgeModel
-from tests.unit.serving.support import MODEL, _rows, onnx_model
+from tests.support.models import MODEL, _rows, onnx_model
 
 GOLDEN_ROWS = 8
 

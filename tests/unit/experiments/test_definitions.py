@@ -68,3 +68,18 @@ def test_shorthand_guardrails_and_unreadable_files(tmp_path):
     listed.write_text(yaml.safe_dump([1, 2]))
     with pytest.raises(ConfigError, match="must be a mapping"):
         load_definition(listed)
+
+
+def test_an_arm_is_the_route_tables_model_reference():
+    """An arm names its model exactly as a route-table variant does: alias or version, and a
+    version pinned by an arm is a valid variant of an endpoint."""
+    from flightdeck.serving.routes import ModelRef, VariantSpec
+
+    parsed = definition(variants={"a": {"alias": "champion", "weight": 0.5},
+                                  "b": {"version": "7", "model": "other", "weight": 0.5}})
+    arm = parsed.variants["b"]
+    assert isinstance(arm, ModelRef) and arm.ref == "7" and parsed.variants["a"].ref == "champion"
+    variant = VariantSpec.model_validate(arm.model_dump(exclude={"weight"}, exclude_none=True))
+    assert (variant.model, variant.ref) == ("other", "7")
+    with pytest.raises(ConfigError, match=r"variants\.b.*version"):
+        definition(variants={"a": {"alias": "champion", "weight": 0.5}, "b": {"version": "v7", "weight": 0.5}})

@@ -13,7 +13,7 @@ from flightdeck.serverless import handler as lambda_handler
 from flightdeck.serverless.cost import Workload, break_even, container_monthly, lambda_monthly
 from flightdeck.serverless.package import LAMBDA_PINS, PackageTooLargeError, check_limits
 from flightdeck.serverless.verify import gateway_scores, http_event, split_body
-from tests.unit.serving.support import REPO, onnx_model, records
+from tests.support.models import REPO, onnx_model, records
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from flightdeck.serving.app import create_app
 from flightdeck.serving.gateway import Gateway
 from flightdeck.serving.models import ModelPool
 from flightdeck.serving.store import RouteStore
-from tests.unit.serving.support import FEATURES, FakeRegistry, records
+from tests.support.models import FEATURES, FakeRegistry, records
 
 ROUTES = {"endpoints": {"credit": {"policy": "canary", "weights": {"a": 1, "b": 1},
                                    "variants": {"a": {"version": "1"}, "b": {"version": "2"}}}}}

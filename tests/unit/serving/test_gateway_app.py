@@ -25,7 +25,7 @@ from flightdeck.serving.gateway import Gateway
 from flightdeck.serving.models import ModelPool
 from flightdeck.serving.predlog import OutcomeStore
 from flightdeck.serving.store import RouteStore
-from tests.unit.serving.support import FakeRegistry, onnx_model, records, split
+from tests.support.models import FakeRegistry, onnx_model, records, split
 
 TOKEN = "test-admin-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

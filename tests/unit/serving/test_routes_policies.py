@@ -137,7 +137,7 @@ def test_circuit_breaker_opens_then_trials_then_closes():
 
 
 def test_the_example_route_file_is_valid():
-    from tests.unit.serving.support import REPO
+    from tests.support.models import REPO
 
     table = load_route_file(REPO / "include" / "config" / "routes.example.yaml")
     assert table.default == "credit" and set(table.endpoints) == {"credit", "credit-experiment", "credit-ensemble"}
