@@ -123,7 +123,12 @@ class Registry:
         run = self.client.get_run(run_id)
         if MODEL_URI_TAG in run.data.tags:
             return run.data.tags[MODEL_URI_TAG]
-        signature = infer_signature(input_example, output_example)
+        # The signature names the artifact's own inputs, one [n, 1] tensor per feature: with a
+        # column signature, pyfunc fed 1-D columns (strings as pandas arrays) that ONNX Runtime refused.
+        from flightdeck import runtime
+
+        feeds = runtime.to_feeds(runtime.load_session(model.SerializeToString()), input_example)
+        signature = infer_signature(feeds, output_example)
         with mlflow.start_run(run_id=run_id):
             info = mlflow.onnx.log_model(model, name=name, signature=signature, input_example=input_example,
                                          save_as_external_data=False)

@@ -1,6 +1,7 @@
 """The MLflow wrapper against a real MLflow store (sqlite + local artifacts) in a temp folder."""
 
 import mlflow
+import numpy as np
 import pytest
 
 from flightdeck import runtime
@@ -46,6 +47,18 @@ def test_logged_model_carries_signature_and_input_example(registry, logged):
     assert info.saved_input_example_info is not None
     assert "onnx" in info.flavors
     assert registry.log_onnx_model(run_id, None, None, None) == model_uri  # attached once
+
+
+def test_pyfunc_scores_a_dataframe_as_the_runtime_does(logged, raw_frame):
+    """The signature is the artifact's: one named [n, 1] tensor per feature (a column signature made
+    pyfunc hand ONNX Runtime 1-D columns and pandas string arrays, which it refused)."""
+    _, model_uri, model_bytes = logged
+    info = mlflow.models.get_model_info(model_uri)
+    assert {(spec.name, spec.shape) for spec in info.signature.inputs} == {(name, (-1, 1)) for name in FEATURES}
+    # MLflow's schema enforcement reads each column's first value as `series[0]`: a default index.
+    rows = raw_frame[list(FEATURES)].dropna().sample(200, random_state=3).reset_index(drop=True)
+    predicted = mlflow.pyfunc.load_model(model_uri).predict(rows)[runtime.PROBABILITIES][:, 1]
+    np.testing.assert_array_equal(predicted, runtime.score(runtime.load_session(model_bytes), rows))
 
 
 def test_first_registration_sets_champion_and_challenger(registry, logged):
