@@ -52,72 +52,33 @@ def gateway_url_and_token() -> tuple[str, str | None]:
 
 
 def make_target(rollout):
-    """The deployment target of a rollout: the local gateway (default), Kubernetes or a Lambda alias."""
+    """The rollout's deployment target, with what reaches each system taken from Airflow
+    connections: the gateway's (`flightdeck_gateway`), Kubernetes' and AWS's (`aws_conn_id`)."""
+    from flightdeck.delivery.targets.factory import make_target as build
+
     plan = rollout.plan
     if plan.target == "kubernetes":
-        return _kubernetes_target(rollout)
-    if plan.target == "lambda":
-        return _lambda_target(rollout)
-    from flightdeck.delivery.targets.gateway import GatewayTarget
-    from flightdeck.serving.client import GatewayClient
-
-    url, token = gateway_url_and_token()
-    return GatewayTarget(GatewayClient(url, token), plan.endpoint, plan.model_name, rollout.baseline_version,
-                         rollout.candidate_version, plan.strategy, shadow_percent=plan.shadow_percent,
-                         author_comment=f"[{plan.strategy} rollout]", candidate_faults=plan.drill_faults)
-
-
-def _kubernetes_target(rollout):
-    from flightdeck.delivery.targets.kubernetes import KubernetesTarget, ManifestDirectory
-
-    options = dict(rollout.plan.target_options)
-    manifests_dir, conn_id = options.pop("manifests_dir", None), options.pop("kubernetes_conn_id", None)
-    if manifests_dir:
-        writer = ManifestDirectory(manifests_dir)
-        applier, reader = writer.apply, writer.read_route
-    else:
         from flightdeck.airflow.k8s_apply import KubernetesHookApplier
 
-        applier = KubernetesHookApplier(conn_id or "kubernetes_default")
-        reader = applier.read_route
-    return KubernetesTarget(model_name=rollout.plan.model_name, baseline_version=rollout.baseline_version,
-                            candidate_version=rollout.candidate_version, applier=applier, reader=reader, **options)
+        return build(rollout, kubernetes_applier=KubernetesHookApplier)
+    if plan.target == "lambda":
+        return build(rollout, lambda_client=_lambda_client(plan.target_options))
+    return build(rollout, gateway=gateway_url_and_token())
 
 
-def _lambda_target(rollout):
-    """The function's alias; the candidate is the version serverless_package published for the
-    candidate model version (found by its Description), the baseline what the alias serves."""
-    from flightdeck.delivery.targets.aws_lambda import LambdaAliasTarget
+def _lambda_client(options: dict):
+    """A boto3 Lambda client from the Airflow AWS connection, or None (boto3's default chain)."""
+    if not options.get("aws_conn_id"):
+        return None
+    from airflow.providers.amazon.aws.hooks.lambda_function import LambdaHook
 
-    options = rollout.plan.target_options
-    client = None
-    if options.get("aws_conn_id"):
-        from airflow.providers.amazon.aws.hooks.lambda_function import LambdaHook
-
-        client = LambdaHook(aws_conn_id=options["aws_conn_id"], region_name=options.get("region")).conn
-    return LambdaAliasTarget(client, function_name=options["function_name"], alias=options["alias"],
-                             model_name=rollout.plan.model_name, model_version=rollout.candidate_version,
-                             use_published=True, region=options.get("region"), poll_seconds=1.0)
-
-
-def _variant_names(target, rollout) -> tuple[str, str]:
-    """(baseline, candidate) variant labels in the metrics: the gateway names them per route
-    table; each Kubernetes Deployment serves one variant named after its version."""
-    if hasattr(target, "variant_names"):
-        return target.variant_names()
-    return f"v{rollout.baseline_version}", f"v{rollout.candidate_version}"
+    return LambdaHook(aws_conn_id=options["aws_conn_id"], region_name=options.get("region")).conn
 
 
 def _source_config(plan) -> dict:
-    if plan.metrics_source == "cloudwatch":
-        options = plan.target_options
-        config = {"kind": "cloudwatch", "function_name": options["function_name"], "alias": options["alias"]}
-        config.update({key: options[key] for key in ("region", "period") if options.get(key)})
-        return config
-    if plan.metrics_source == "prometheus":
-        return {"kind": "prometheus", "url": plan.prometheus_url, "endpoint": plan.endpoint}
-    url, _ = gateway_url_and_token()
-    return {"kind": "gateway", "url": url, "endpoint": plan.endpoint}
+    from flightdeck.delivery.targets.factory import source_config
+
+    return source_config(plan, gateway_url_and_token()[0] if plan.metrics_source == "gateway" else None)
 
 
 def gate_trigger_arguments(rollout_data: dict, step_state: dict, *, final: bool, bake_seconds_key: str,
@@ -135,10 +96,15 @@ def gate_trigger_arguments(rollout_data: dict, step_state: dict, *, final: bool,
                               candidate_variant=candidate_variant, candidate_version=rollout.candidate_version,
                               candidate_role="shadow" if shadowing else "live")
     bake = getattr(plan, bake_seconds_key)
+    with fail_fast_on_user_error():
+        rollout.check_time_left()
+    # The gate's clock starts with its step: it may run until the whole rollout's time is up.
+    until_expiry = rollout.started_at + plan.max_duration_seconds - started_at
     return {"source": _source_config(plan), "selector": selector.to_dict(),
             "since": {"route_version": state.get("revision") or 0, "epoch": started_at},
             "gates": plan.gates.model_dump(mode="json"), "alpha": plan.gates.alpha_per_window(plan.gate_windows),
-            "started_at": started_at, "bake_seconds": bake, "max_seconds": max(plan.max_step_seconds, bake),
+            "started_at": started_at, "bake_seconds": bake,
+            "max_seconds": min(max(plan.max_step_seconds, bake), until_expiry),
             "final": final or bool(step_state.get("last")), "look_seconds": plan.look_seconds, "fixed_baseline": fixed_baseline}
 
 
@@ -164,9 +130,12 @@ def resolve_rollout(strategy: str, params=None, dag_run=None) -> dict:
     from flightdeck.delivery.plan import RolloutPlan
     from flightdeck.delivery.release import resolve
 
+    from flightdeck.delivery.targets.factory import pin_target
+
     values = {**params, **(dag_run.conf or {}), "strategy": strategy}
     with fail_fast_on_user_error():
         rollout = resolve(RolloutPlan.parse(values), _registry())
+        rollout = pin_target(rollout, make_target(rollout))
     log.info("rollout of %s v%s over v%s (%s, target %s)", rollout.plan.model_name, rollout.candidate_version,
              rollout.baseline_version, strategy, rollout.plan.target)
     return rollout.to_dict()
@@ -213,7 +182,7 @@ def _step_result(rollout, target, state, in_plan: bool = True, last: bool = Fals
     """What a traffic task hands its gate: the state, the variant names, and whether this is the
     plan's last step (whose gate must establish non-inferiority, not only the absence of harm)."""
     return {"in_plan": in_plan, "last": last, "state": state.to_dict(),
-            "variants": list(_variant_names(target, rollout)), "at": time.time()}
+            "variants": list(target.variant_names()), "at": time.time()}
 
 
 @task
@@ -229,6 +198,8 @@ def set_weight(rollout_data: dict, step: int) -> dict:
     """Step `step` (1-based) of the plan: the candidate's share of traffic. Re-running it is a no-op."""
     rollout = _rollout(rollout_data)
     percents = rollout.plan.step_percents
+    with fail_fast_on_user_error():
+        rollout.check_time_left()
     target = make_target(rollout)
     if step > len(percents):
         return _step_result(rollout, target, target.state(), in_plan=False)
@@ -291,6 +262,8 @@ def promote(rollout_data: dict) -> dict:
     from flightdeck.delivery.release import promote_aliases
 
     rollout = _rollout(rollout_data)
+    with fail_fast_on_user_error():
+        rollout.check_time_left()
     target = make_target(rollout)
     result = _step_result(rollout, target, target.promote())
     result["aliases"] = promote_aliases(rollout, _registry())
@@ -330,7 +303,8 @@ def rollback(run_id=None, ti=None) -> dict:
     record = audit(rollout, registry, run_id, "rolled_back", "a step failed; its log says which gate and why")
     send_alert(f"flightdeck: rollout of {rollout.plan.model_name} v{rollout.candidate_version} rolled back",
                f"{rollout.plan.strategy} rollout {run_id}: a step failed. All traffic is on "
-               f"v{rollout.baseline_version}; aliases {aliases}.")
+               f"v{rollout.baseline_version} ({state.target} serves {state.baseline}, "
+               f"{state.candidate_percent:g} % to the candidate); aliases {aliases}.")
     return {"rolled_back": True, "state": state.to_dict(), "aliases": aliases, "audit": record}
 
 

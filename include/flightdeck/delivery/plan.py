@@ -9,7 +9,8 @@ works from the same facts and a rollback can restore them.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import time
+from dataclasses import asdict, dataclass, field, replace
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -48,7 +49,9 @@ class RolloutPlan(_Strict):
     bake_seconds: float = Field(300, ge=0, description="Minimum time each step runs before its gate may pass.")
     max_step_seconds: float = Field(1800, gt=0, description="A step's gate is inconclusive after this long.")
     look_seconds: float = Field(15, gt=0, le=3600, description="Time between two looks of a gate.")
-    max_duration_seconds: float = Field(6 * 3600, gt=0, description="Whole rollout, steps and bake included.")
+    max_duration_seconds: float = Field(6 * 3600, gt=0, description=(
+        "Whole rollout, steps, approval and bake included: a step or gate that starts later fails and the "
+        "rollout rolls back."))
     shadow_percent: float = Field(100, ge=0, le=100,
                                   description="Blue-green: share of live traffic mirrored to the idle colour.")
     post_promotion_bake_seconds: float = Field(300, ge=0)
@@ -123,14 +126,25 @@ class RolloutPlan(_Strict):
                                    "and trigger again.") from None
 
 
+class RolloutExpiredError(RolloutPlanError):
+    """The rollout ran past its plan's `max_duration_seconds`."""
+
+
 @dataclass(frozen=True)
 class ResolvedRollout:
-    """A plan plus what it found when it started: the facts every later task works from."""
+    """A plan plus what it found when it started: the facts every later task works from.
+
+    `target_state` is the deployment target as found at the start, where the target reads
+    its baseline from the live system (a Lambda alias); `started_at` (epoch seconds) starts
+    the clock of `max_duration_seconds`.
+    """
 
     plan: RolloutPlan
     baseline_version: str
     candidate_version: str
     aliases_before: dict[str, str] = field(default_factory=dict)
+    target_state: dict | None = None
+    started_at: float = field(default_factory=time.time)
 
     def to_dict(self) -> dict:
         return {**asdict(self), "plan": self.plan.model_dump(mode="json")}
@@ -138,4 +152,22 @@ class ResolvedRollout:
     @classmethod
     def from_dict(cls, data: dict) -> ResolvedRollout:
         return cls(plan=RolloutPlan.model_validate(data["plan"]), baseline_version=data["baseline_version"],
-                   candidate_version=data["candidate_version"], aliases_before=dict(data["aliases_before"]))
+                   candidate_version=data["candidate_version"], aliases_before=dict(data["aliases_before"]),
+                   target_state=data.get("target_state"), started_at=float(data.get("started_at") or time.time()))
+
+    def with_target_state(self, target_state: dict) -> ResolvedRollout:
+        return replace(self, target_state=dict(target_state))
+
+    def seconds_left(self, now: float | None = None) -> float:
+        """Time left of `max_duration_seconds` (negative once past it)."""
+        return self.started_at + self.plan.max_duration_seconds - (time.time() if now is None else now)
+
+    def check_time_left(self, now: float | None = None) -> float:
+        """Seconds left; RolloutExpiredError once the whole rollout has run too long."""
+        left = self.seconds_left(now)
+        if left <= 0:
+            raise RolloutExpiredError(
+                f"the rollout of {self.plan.model_name} v{self.candidate_version} has run longer than "
+                f"max_duration_seconds ({self.plan.max_duration_seconds:g} s); it is rolled back. Fix: raise "
+                "max_duration_seconds, or shorten steps/bake_seconds, and trigger again.")
+        return left

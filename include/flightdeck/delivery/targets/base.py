@@ -51,3 +51,6 @@ class DeliveryTarget(Protocol):
 
     def rollback(self) -> TrafficState:
         """All traffic to the baseline; the candidate takes none."""
+
+    def variant_names(self) -> tuple[str, str]:
+        """(baseline, candidate): the variant names under which the metric sources report them."""

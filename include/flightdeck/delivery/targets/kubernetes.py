@@ -197,6 +197,11 @@ class KubernetesTarget:
 
     # -- names -----------------------------------------------------------------------------
 
+    def variant_names(self) -> tuple[str, str]:
+        """(baseline, candidate) as the metrics name them: each Deployment serves one variant,
+        named after its version."""
+        return f"v{self.baseline_version}", f"v{self.candidate_version}"
+
     def object_name(self, version: str) -> str:
         """ConfigMap/Deployment/Service name of one model version's gateway."""
         return f"{self.app}-v{version}"

@@ -1,0 +1,97 @@
+"""Build a rollout's deployment target and its metric source from the resolved plan.
+
+Free of Airflow: whatever reaches a system (the gateway's URL and token, a Kubernetes
+applier, a boto3 Lambda client) is handed in by the caller. A Lambda target is pinned when
+the rollout resolves (`pin_target`): the alias's version then is the baseline for every
+later task, including a rollback that runs after the alias moved to the candidate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from flightdeck.delivery.plan import ResolvedRollout, RolloutPlan
+from flightdeck.delivery.targets.base import DeliveryTarget
+
+
+def make_target(rollout: ResolvedRollout, *, gateway: tuple[str, str | None] | None = None,
+                kubernetes_applier: Callable[[str], Any] | None = None,
+                lambda_client: Any = None) -> DeliveryTarget:
+    """The target of `rollout`.
+
+    Args:
+        gateway: (base URL, admin token) of the gateway, for target gateway.
+        kubernetes_applier: builds an applier (with `apply` and `read_route`) from a
+            connection id, for target kubernetes without `manifests_dir`.
+        lambda_client: a boto3 Lambda client (None: boto3's default chain), for target lambda.
+    """
+    plan = rollout.plan
+    if plan.target == "kubernetes":
+        return _kubernetes_target(rollout, kubernetes_applier)
+    if plan.target == "lambda":
+        return _lambda_target(rollout, lambda_client)
+    from flightdeck.delivery.targets.gateway import GatewayTarget
+    from flightdeck.serving.client import GatewayClient
+
+    if gateway is None:
+        raise ValueError("target gateway needs the gateway's (url, token)")
+    url, token = gateway
+    return GatewayTarget(GatewayClient(url, token), plan.endpoint, plan.model_name, rollout.baseline_version,
+                         rollout.candidate_version, plan.strategy, shadow_percent=plan.shadow_percent,
+                         author_comment=f"[{plan.strategy} rollout]", candidate_faults=plan.drill_faults)
+
+
+def pin_target(rollout: ResolvedRollout, target: DeliveryTarget) -> ResolvedRollout:
+    """`rollout` with the target as it is now recorded, where the target reads its baseline from
+    the live system (Lambda: the alias's version and the published candidate). The gateway and
+    Kubernetes targets are built from the model versions the rollout already pinned."""
+    if rollout.plan.target != "lambda":
+        return rollout
+    target.candidate_version  # noqa: B018 - looked up now, so to_dict() records it
+    return rollout.with_target_state(target.to_dict())
+
+
+def _kubernetes_target(rollout: ResolvedRollout, kubernetes_applier: Callable[[str], Any] | None):
+    from flightdeck.delivery.targets.kubernetes import KubernetesTarget, ManifestDirectory
+
+    options = dict(rollout.plan.target_options)
+    manifests_dir, conn_id = options.pop("manifests_dir", None), options.pop("kubernetes_conn_id", None)
+    if manifests_dir:
+        writer = ManifestDirectory(manifests_dir)
+        applier, reader = writer.apply, writer.read_route
+    else:
+        if kubernetes_applier is None:
+            raise ValueError("target kubernetes without manifests_dir needs a kubernetes_applier")
+        hook_applier = kubernetes_applier(conn_id or "kubernetes_default")
+        applier, reader = hook_applier.apply, hook_applier.read_route
+    return KubernetesTarget(model_name=rollout.plan.model_name, baseline_version=rollout.baseline_version,
+                            candidate_version=rollout.candidate_version, applier=applier, reader=reader, **options)
+
+
+def _lambda_target(rollout: ResolvedRollout, client: Any):
+    """The function's alias; the candidate is the version serverless_package published for the
+    candidate model version (found by its Description). Once pinned, the baseline is the
+    version the alias served when the rollout resolved, not what it serves now."""
+    from flightdeck.delivery.targets.aws_lambda import LambdaAliasTarget
+
+    if rollout.target_state:
+        return LambdaAliasTarget.from_dict(rollout.target_state, client)
+    options = rollout.plan.target_options
+    return LambdaAliasTarget(client, function_name=options["function_name"], alias=options["alias"],
+                             model_name=rollout.plan.model_name, model_version=rollout.candidate_version,
+                             use_published=True, region=options.get("region"), poll_seconds=1.0)
+
+
+def source_config(plan: RolloutPlan, gateway_url: str | None = None) -> dict:
+    """The metric source's configuration (flightdeck.delivery.sources.make_source) for a plan."""
+    if plan.metrics_source == "cloudwatch":
+        options = plan.target_options
+        config = {"kind": "cloudwatch", "function_name": options["function_name"], "alias": options["alias"]}
+        config.update({key: options[key] for key in ("region", "period") if options.get(key)})
+        return config
+    if plan.metrics_source == "prometheus":
+        return {"kind": "prometheus", "url": plan.prometheus_url, "endpoint": plan.endpoint}
+    if gateway_url is None:
+        raise ValueError("metrics_source gateway needs the gateway's url")
+    return {"kind": "gateway", "url": gateway_url, "endpoint": plan.endpoint}
