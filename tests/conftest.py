@@ -27,6 +27,34 @@ os.environ.update({
 })
 
 
+@pytest.fixture(scope="session")
+def postgres_admin():
+    """An AUTOCOMMIT engine on the local PostgreSQL's `postgres` database (CREATE / DROP DATABASE)."""
+    from tests.support.services import postgres_admin_engine
+
+    admin = postgres_admin_engine()
+    yield admin
+    admin.dispose()
+
+
+@pytest.fixture
+def postgres_url(postgres_admin):
+    """URL of a new, empty PostgreSQL database, dropped afterwards."""
+    from tests.support.services import new_database
+
+    with new_database(postgres_admin) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def module_postgres_url(postgres_admin):
+    """URL of a new, empty PostgreSQL database shared by one test module (e.g. a running gateway)."""
+    from tests.support.services import new_database
+
+    with new_database(postgres_admin) as url:
+        yield url
+
+
 @pytest.fixture
 def flightdeck_home(tmp_path, monkeypatch):
     """A fresh FLIGHTDECK_HOME (and fresh settings) for one test."""

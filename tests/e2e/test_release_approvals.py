@@ -17,8 +17,8 @@ import pytest
 from flightdeck.devtools.airflow_api import AirflowRest
 from tests.e2e.conftest import standalone_airflow
 from tests.integration.release.world import release_world
-from tests.integration.serving.conftest import new_database, postgres_admin  # noqa: F401 (fixture)
 from tests.support.models import MODEL
+from tests.support.services import new_database
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
@@ -39,7 +39,7 @@ def wait(predicate, timeout: float, what: str):
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory, postgres_admin):  # noqa: F811
+def setup(tmp_path_factory, postgres_admin):
     root = tmp_path_factory.mktemp("release-e2e")
     with new_database(postgres_admin) as url, release_world(root / "world", url) as world, \
             standalone_airflow(root, **world.env) as airflow:

@@ -21,7 +21,7 @@ from flightdeck.data.partitions import list_partitions, read_partition, write_pa
 from flightdeck.data.schema import ENTITY_ID
 from flightdeck.training.export import to_onnx
 from flightdeck.training.train import fit_pipeline
-from tests.integration.dask_processes import DaskProcesses
+from tests.support.dask import DaskProcesses
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 

@@ -9,21 +9,16 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import psutil
 
+from flightdeck.devtools.launch import free_port, port_free
+from tests.support.poll import eventually
+
 DASK = Path(sys.executable).with_name("dask")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class DaskProcesses:
@@ -45,14 +40,13 @@ class DaskProcesses:
         port = free_port()
         self._spawn("scheduler", "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard")
         self.address = f"tcp://127.0.0.1:{port}"
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with socket.socket() as sock:
-                if sock.connect_ex(("127.0.0.1", port)) == 0:
-                    return self.address
+
+        def listening() -> bool:
             self._check_alive()
-            time.sleep(0.1)
-        raise TimeoutError(f"dask scheduler did not listen on {self.address}:\n{self.logs()}")
+            return not port_free("127.0.0.1", port)
+
+        eventually(listening, timeout, what=f"the dask scheduler to listen on {self.address}", detail=self.logs)
+        return self.address
 
     def start_worker(self, nanny: bool = True) -> subprocess.Popen:
         """One single-threaded worker; without a nanny, killing the process kills the worker for good."""

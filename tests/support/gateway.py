@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -17,17 +15,13 @@ import pandas as pd
 import yaml
 
 from flightdeck.config import Settings
+from flightdeck.devtools.launch import free_port
 from tests.support.models import MODEL, onnx_model, records
+from tests.support.poll import eventually
 
 TOKEN = "integration-admin-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 FLIGHTDECK = str(Path(sys.executable).with_name("flightdeck"))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def register_two_versions(home: Path) -> None:
@@ -72,9 +66,9 @@ def gateway_process(home: Path, database_url: str, routes: dict, workers: int = 
 
 def _wait_ready(base: str, workers: int, process: subprocess.Popen, log_path: Path, timeout: float = 90) -> None:
     """Ready means every worker answers: poll on fresh connections until `workers` distinct ids are ready."""
-    deadline = time.monotonic() + timeout
     seen: set[str] = set()
-    while time.monotonic() < deadline:
+
+    def every_worker_ready() -> bool:
         if process.poll() is not None:
             raise RuntimeError(f"gateway exited with {process.returncode}:\n{log_path.read_text()[-3000:]}")
         try:
@@ -84,8 +78,7 @@ def _wait_ready(base: str, workers: int, process: subprocess.Popen, log_path: Pa
                     seen.add(status.json()["worker_id"])
         except httpx.HTTPError:
             pass
-        if len(seen) >= workers:
-            return
-        time.sleep(0.1)
-    raise RuntimeError(f"gateway not ready after {timeout} s ({len(seen)} worker(s) seen):\n"
-                       f"{log_path.read_text()[-3000:]}")
+        return len(seen) >= workers
+
+    eventually(every_worker_ready, timeout, what=f"{workers} gateway worker(s) ready",
+               detail=lambda: f"{len(seen)} seen:\n{log_path.read_text()[-3000:]}")

@@ -7,34 +7,28 @@ is skipped on a developer machine and fails under CI (CI set), which must instal
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
-import pytest
 import yaml
 
-from tests.integration.serving.gateway_server import free_port
+from flightdeck.devtools.launch import free_port
+from tests.support.poll import eventually
+from tests.support.services import require_service
 
 JOB = "flightdeck"
 
 
 def prometheus_binary() -> str:
     """Path of the `prometheus` binary; skips (or fails under CI) when it is not installed."""
-    found = shutil.which("prometheus")
-    if found:
-        return found
-    reason = "the `prometheus` binary is not on PATH. Fix: `apt-get install -y prometheus` (Debian's package)"
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason}: CI must install it before the tests", pytrace=False)
-    pytest.skip(reason)
+    return require_service("the `prometheus` binary (Fix: `apt-get install -y prometheus`, Debian's package)",
+                           lambda: shutil.which("prometheus"))
 
 
 @contextmanager
@@ -73,17 +67,15 @@ def prometheus_server(targets: list[str], scrape_interval: str = "1s", ready_tim
 
 
 def _wait_ready(base: str, process: subprocess.Popen, log_path: Path, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def ready() -> bool:
         if process.poll() is not None:
             raise RuntimeError(f"prometheus exited with {process.returncode}:\n{log_path.read_text()[-3000:]}")
         try:
-            if httpx.get(f"{base}/-/ready", timeout=2).status_code == 200:
-                return
+            return httpx.get(f"{base}/-/ready", timeout=2).status_code == 200
         except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"prometheus not ready after {timeout} s:\n{log_path.read_text()[-3000:]}")
+            return False
+
+    eventually(ready, timeout, what="prometheus to be ready", detail=lambda: log_path.read_text()[-3000:])
 
 
 def last_scrape(base: str) -> float | None:
@@ -98,10 +90,9 @@ def last_scrape(base: str) -> float | None:
 
 def wait_for_scrape(base: str, after: float, timeout: float = 20.0) -> float:
     """Wait until every target was scraped (successfully) at or after `after`; returns that scrape's time."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def scraped_since() -> float | None:
         scraped = last_scrape(base)
-        if scraped is not None and scraped >= after:
-            return scraped
-        time.sleep(0.1)
-    raise AssertionError(f"no successful scrape after {after} within {timeout} s (last: {last_scrape(base)})")
+        return scraped if scraped is not None and scraped >= after else None
+
+    return eventually(scraped_since, timeout, what=f"a successful scrape after {after}",
+                      detail=lambda: f"last: {last_scrape(base)}")

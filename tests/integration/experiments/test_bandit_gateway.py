@@ -13,8 +13,7 @@ from scipy.stats import chisquare
 
 from flightdeck.experiments.bandit import BANDIT_NAME, ThompsonBandit, apply_weights
 from flightdeck.serving.client import GatewayClient
-from tests.integration.serving.conftest import module_postgres_url, postgres_admin  # noqa: F401 (fixtures)
-from tests.integration.serving.gateway_server import AUTH, TOKEN, gateway_process
+from tests.support.gateway import AUTH, TOKEN, gateway_process
 from tests.support.models import MODEL, onnx_model, records
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -41,7 +40,7 @@ def register_one_version(home) -> None:
 
 
 @pytest.fixture(scope="module")
-def gateway(tmp_path_factory, module_postgres_url):  # noqa: F811
+def gateway(tmp_path_factory, module_postgres_url):
     home = tmp_path_factory.mktemp("bandit-gateway")
     register_one_version(home)
     with gateway_process(home, module_postgres_url, AB, workers=1) as (base, _):

@@ -16,9 +16,9 @@ import yaml
 from flightdeck.data.schema import LABEL
 from flightdeck.serving.client import GatewayClient
 from tests.integration.release.world import labelled_rows, register_versions
-from tests.integration.serving.conftest import new_database, postgres_admin  # noqa: F401 (fixture)
-from tests.integration.serving.gateway_server import TOKEN, gateway_process
+from tests.support.gateway import TOKEN, gateway_process
 from tests.support.models import FEATURES
+from tests.support.services import new_database
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(400)]
 
@@ -33,7 +33,7 @@ UNITS = 1200
 
 
 @pytest.fixture(scope="module")
-def traffic(tmp_path_factory, postgres_admin):  # noqa: F811
+def traffic(tmp_path_factory, postgres_admin):
     home = tmp_path_factory.mktemp("experiments")
     register_versions(home)
     rows = labelled_rows()

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from tests.integration.release.world import release_world
-from tests.integration.serving.conftest import new_database, postgres_admin  # noqa: F401 (fixture)
+from tests.support.services import new_database
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory, postgres_admin):  # noqa: F811
+def world(tmp_path_factory, postgres_admin):
     with new_database(postgres_admin) as url, release_world(tmp_path_factory.mktemp("release"), url, prometheus=True) as w:
         yield w

@@ -20,7 +20,7 @@ from flightdeck.data.generator import generate_partition
 from flightdeck.data.schema import LABEL
 from flightdeck.devtools.load import Load
 from flightdeck.serving.client import GatewayClient
-from tests.integration.serving.gateway_server import TOKEN, gateway_process
+from tests.support.gateway import TOKEN, gateway_process
 from tests.support.models import FEATURES, MODEL, onnx_model
 
 CHAMPION_ROUTES = {"endpoints": {"default": {"policy": "single", "variants": {"champion": {"alias": "champion"}}}}}
@@ -110,7 +110,7 @@ class ReleaseWorld:
 
 @contextmanager
 def release_world(home: Path, database_url: str, workers: int = 2, prometheus: bool = False):
-    from tests.integration.prometheus import prometheus_server
+    from tests.support.prometheus import prometheus_server
 
     register_versions(home)
     with gateway_process(home, database_url, CHAMPION_ROUTES, workers=workers) as (base_url, _), \

@@ -19,24 +19,21 @@ from dataclasses import dataclass, field
 import httpx
 import pytest
 
-from flightdeck.delivery.sources import (
-    GatewayStatsSource,
-    PrometheusSource,
-    WindowStart,
-    by_variant,
-    make_source,
-)
-from flightdeck.delivery.window import VariantWindow, score_bin
+from flightdeck.delivery.sources import make_source
+from flightdeck.delivery.sources.base import WindowStart, by_variant
+from flightdeck.delivery.sources.gateway import GatewayStatsSource
+from flightdeck.delivery.sources.prometheus import PrometheusSource
+from flightdeck.delivery.window import VariantWindow
 from flightdeck.serving.client import GatewayClient
-from tests.integration.prometheus import prometheus_binary, prometheus_server, wait_for_scrape
-from tests.integration.serving.conftest import module_postgres_url, postgres_admin  # noqa: F401 (fixtures)
-from tests.integration.serving.gateway_server import (
+from flightdeck.stats import score_bin
+from tests.support.gateway import (
     AUTH,
     TOKEN,
     gateway_process,
     register_two_versions,
 )
 from tests.support.models import records
+from tests.support.prometheus import prometheus_binary, prometheus_server, wait_for_scrape
 
 pytestmark = pytest.mark.integration
 
@@ -116,7 +113,7 @@ def read(source, since: WindowStart, role: str = "live") -> dict:
 
 
 @pytest.fixture(scope="module")
-def observed(tmp_path_factory, module_postgres_url) -> Observed:  # noqa: F811 (the imported fixture)
+def observed(tmp_path_factory, module_postgres_url) -> Observed:
     prometheus_binary()  # skip (or fail under CI) before starting anything else
     timings: dict[str, float] = {}
     clock = time.monotonic()

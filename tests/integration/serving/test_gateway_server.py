@@ -26,7 +26,7 @@ from flightdeck.serving.client import grpc_infer
 from flightdeck.serving.policies import unit_bucket
 from flightdeck.serving.protos import grpc_predict_v2_pb2 as pb2
 from flightdeck.serving.protos import grpc_predict_v2_pb2_grpc as pb2_grpc
-from tests.integration.serving.gateway_server import AUTH, gateway_process, register_two_versions
+from tests.support.gateway import AUTH, gateway_process, register_two_versions
 from tests.support.models import records, split
 
 pytestmark = [pytest.mark.integration]

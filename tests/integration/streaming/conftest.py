@@ -8,10 +8,8 @@ import uuid
 import pytest
 import redis
 
-from tests.integration.serving.conftest import postgres_admin, postgres_url  # noqa: F401 - fixtures
 from tests.support.models import onnx_model
-
-REDIS_URL = "redis://127.0.0.1:6379/0"
+from tests.support.services import REDIS_URL, redis_client
 
 
 @pytest.fixture(scope="session")
@@ -41,11 +39,7 @@ def events(base: list[dict], n: int) -> list[bytes]:
 @pytest.fixture
 def redis_prefix():
     """A fresh key prefix; every key under it is deleted afterwards."""
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        client.ping()
-    except redis.ConnectionError as exc:
-        pytest.skip(f"Redis at {REDIS_URL} is not reachable ({exc})")
+    client = redis_client()
     prefix = f"fdtest-{uuid.uuid4().hex[:10]}"
     yield prefix
     keys = list(client.scan_iter(f"{prefix}*")) + list(client.scan_iter(f"flightdeck:stream:{prefix}*"))
