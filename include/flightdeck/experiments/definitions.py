@@ -34,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from flightdeck.errors import ConfigError
 from flightdeck.experiments.metrics import METRICS, Unit
+from flightdeck.serving.routes import ModelRef
 
 Policy = Literal["fixed", "sequential", "bandit"]
 # Weights are shares written by people: allow rounding in the last digit (e.g. three thirds).
@@ -44,23 +45,10 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class VariantDefinition(_Strict):
+class VariantDefinition(ModelRef):
     """One arm: a registered model version (by alias or number) and its share of units."""
 
-    alias: str | None = None
-    version: str | None = Field(None, pattern=r"^[0-9]+$")
-    model: str | None = Field(None, description="Registered model; default the settings' model_name.")
     weight: float = Field(..., ge=0, le=1, description="Share of units; all weights sum to 1.")
-
-    @model_validator(mode="after")
-    def _one_reference(self) -> VariantDefinition:
-        if (self.alias is None) == (self.version is None):
-            raise ValueError("give exactly one of `alias` or `version`")
-        return self
-
-    @property
-    def ref(self) -> str:
-        return self.version or self.alias  # type: ignore[return-value]
 
 
 class Guardrail(_Strict):

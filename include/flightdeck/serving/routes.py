@@ -46,23 +46,33 @@ class Faults(_Strict):
     error_rate: float = Field(0.0, ge=0, le=1)
 
 
-class VariantSpec(_Strict):
-    """One registered model version, by alias (re-resolved as the alias moves) or number."""
+class ModelRef(_Strict):
+    """A registered model version, by alias (re-resolved as the alias moves) or by number.
+
+    The one definition of "alias or version": route-table variants and experiment arms both
+    extend it. Exactly one of `alias` and `version` is given.
+    """
 
     model: str | None = Field(None, description="Registered model; default the settings' model_name.")
     alias: str | None = None
     version: str | None = Field(None, pattern=r"^[0-9]+$")
-    faults: Faults | None = None
 
     @model_validator(mode="after")
-    def _one_reference(self) -> VariantSpec:
+    def _one_reference(self) -> ModelRef:
         if (self.alias is None) == (self.version is None):
             raise ValueError("give exactly one of `alias` or `version`")
         return self
 
     @property
     def ref(self) -> str:
+        """The alias or the version number, as the registry resolves it."""
         return self.version or self.alias  # type: ignore[return-value]
+
+
+class VariantSpec(ModelRef):
+    """One variant of an endpoint: a model reference and, for drills, injected faults."""
+
+    faults: Faults | None = None
 
 
 class ShadowSpec(_Strict):
