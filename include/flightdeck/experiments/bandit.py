@@ -178,37 +178,38 @@ def apply_weights(client: GatewayClient, endpoint: str, decision: BanditDecision
     """Write `decision.weights` into `endpoint`'s route weights; the new route version, or None.
 
     Nothing is written when the decision did not move or the table already has these weights
-    (compared as shares). The write names the bandit, its weights and P(best) in the route
-    history's comment and uses the version it read (`expected_version`), so a concurrent
-    route change makes the gateway refuse (409) instead of being overwritten.
+    (compared as shares). The write goes through `GatewayClient.update_endpoint`: it names the
+    bandit, its weights and P(best) in the route history's comment, and a concurrent route
+    change (409) makes it re-read the table and set the weights on the new one, so neither
+    edit is lost. An endpoint the table does not have raises EndpointNotFoundError.
     """
-    from flightdeck.serving.routes import parse_route_table
-
     if not decision.moved:
         log.info("%s: not written (%s)", BANDIT_NAME, decision.reason)
         return None
-    current = client.routes()
-    document = current["document"]
-    spec = parse_route_table(document).endpoints.get(endpoint)
-    if spec is None:
-        raise ConfigError("endpoint", f"{endpoint!r} is not in the gateway's route table "
-                          f"(endpoints: {sorted(document['endpoints'])})", "name the experiment's endpoint")
+    comment = f"{decision.summary()} — {author_comment}"[:2000]
+    update = client.update_endpoint(endpoint, lambda spec: _with_weights(endpoint, spec, decision.weights),
+                                    comment=comment)
+    if not update.written:
+        log.info("%s: weights unchanged at route version %s", BANDIT_NAME, update.version)
+        return None
+    log.info("%s: wrote route version %s for endpoint %s", BANDIT_NAME, update.version, endpoint)
+    return update.version
+
+
+def _with_weights(endpoint: str, document: dict, weights: Mapping[str, float]) -> dict | None:
+    """`document` (an endpoint's spec) with `weights`, or None when it already splits traffic so."""
+    from flightdeck.serving.routes import EndpointSpec
+
+    spec = EndpointSpec.model_validate(document)
     if spec.policy not in ("ab", "canary"):
         raise ConfigError(f"endpoints.{endpoint}.policy", f"is {spec.policy!r}; a bandit needs weights",
                           "serve the experiment with policy 'ab' (sticky) or 'canary'")
-    unknown = sorted(set(decision.weights) - set(spec.variants))
+    unknown = sorted(set(weights) - set(spec.variants))
     if unknown:
         raise ConfigError("decision.weights", f"arms {unknown} are not variants of endpoint {endpoint!r} "
                           f"({sorted(spec.variants)})", "name the bandit's arms after the endpoint's variants")
     old = spec.weights or {}
     old_total = sum(old.values()) or 1.0
-    if set(old) == set(decision.weights) and all(
-            abs(old[a] / old_total - w) <= _CHANGE_TOLERANCE for a, w in decision.weights.items()):
-        log.info("%s: weights unchanged at route version %s", BANDIT_NAME, current["version"])
+    if set(old) == set(weights) and all(abs(old[a] / old_total - w) <= _CHANGE_TOLERANCE for a, w in weights.items()):
         return None
-    new_document = {**document, "endpoints": {**document["endpoints"], endpoint: {
-        **document["endpoints"][endpoint], "weights": {a: round(w, 6) for a, w in decision.weights.items()}}}}
-    comment = f"{decision.summary()} — {author_comment}"[:2000]
-    version = client.replace_routes(new_document, comment=comment, expected_version=current["version"])
-    log.info("%s: wrote route version %s for endpoint %s", BANDIT_NAME, version, endpoint)
-    return version
+    return {**document, "weights": {a: round(w, 6) for a, w in weights.items()}}

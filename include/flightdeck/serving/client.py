@@ -1,18 +1,88 @@
-"""A small client of the gateway's REST API, for the demo, the promotion DAGs and users' scripts."""
+"""A small client of the gateway's REST API, for the demo, the promotion DAGs and users' scripts.
+
+Errors: a 4xx answer raises `GatewayRequestError`, a `FlightdeckError` (the call was wrong:
+bad token, unknown endpoint, invalid route table) that a task must not retry; a 5xx raises
+`GatewayUnavailableError`, which is not one (retrying may help); a gateway that cannot be
+reached raises httpx's `HTTPError`, transient too. Both answers share the base `GatewayError`.
+"""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
+from flightdeck.errors import FlightdeckError
 
-class GatewayError(RuntimeError):
-    """The gateway refused a call; carries the status and the gateway's message."""
+log = logging.getLogger(__name__)
+
+CONFLICT = 409
+DEFAULT_EDIT_ATTEMPTS = 5
+
+
+class GatewayError(Exception):
+    """The gateway refused or failed a call; carries the status and the gateway's message."""
 
     def __init__(self, status: int, message: str) -> None:
         self.status = status
+        self.message = message
         super().__init__(f"gateway answered {status}: {message}")
+
+    @staticmethod
+    def for_status(status: int, message: str) -> GatewayError:
+        """The error of an answer: a user error for a 4xx, a transient one otherwise."""
+        return (GatewayRequestError if status < 500 else GatewayUnavailableError)(status, message)
+
+
+class GatewayRequestError(GatewayError, FlightdeckError):
+    """A 4xx: the request itself is wrong (the message names the field and the fix)."""
+
+
+class GatewayUnavailableError(GatewayError):
+    """A 5xx: the gateway failed; the same call may succeed later."""
+
+
+class RouteConflictError(GatewayRequestError):
+    """An endpoint edit lost every race for the route table (409 on each attempt)."""
+
+    def __init__(self, endpoint: str, attempts: int) -> None:
+        self.endpoint = endpoint
+        self.attempts = attempts
+        super().__init__(CONFLICT, f"the route table changed under each of {attempts} attempts to edit endpoint "
+                                   f"{endpoint!r}. Fix: stop the other writer of the route table (see "
+                                   "/admin/routes/history), then run the edit again")
+
+
+class EndpointNotFoundError(GatewayRequestError):
+    """An edit names an endpoint the route table does not have (a typo would otherwise create it)."""
+
+    def __init__(self, endpoint: str, known: list[str]) -> None:
+        self.endpoint = endpoint
+        self.known = known
+        super().__init__(404, f"endpoint {endpoint!r} is not in the gateway's route table (endpoints: {known}). "
+                              "Fix: name one of those endpoints, or add it to the route table first "
+                              "(PUT /admin/routes, serving the champion with policy single)")
+
+
+EndpointEdit = Callable[[dict | None], dict | None]
+"""Given an endpoint's spec in force (None when the table has no such endpoint and the edit
+may create it), the spec to store, or None to leave it as it is. Called again on the new table after a conflict, so it
+must compute from its argument, not from state it keeps; it may raise to refuse the edit."""
+
+
+@dataclass(frozen=True)
+class EndpointUpdate:
+    """What `update_endpoint` did: `version` is the route table it wrote (when `written`) or
+    found already right; `spec` the endpoint's spec as written or as read; `attempts` the reads."""
+
+    endpoint: str
+    written: bool
+    version: int
+    spec: dict | None
+    attempts: int
 
 
 class GatewayClient:
@@ -38,7 +108,7 @@ class GatewayClient:
                 message = response.json().get("error") or response.json().get("detail")
             except ValueError:
                 message = response.text
-            raise GatewayError(response.status_code, str(message))
+            raise GatewayError.for_status(response.status_code, str(message))
         return response.json()
 
     # ---- scoring -----------------------------------------------------------------------------
@@ -78,12 +148,63 @@ class GatewayClient:
         body = {"document": document, "comment": comment, "expected_version": expected_version}
         return self._call("PUT", "/admin/routes", json=body)["version"]
 
+    def update_endpoint(self, name: str, edit: EndpointEdit, *, comment: str | None = None,
+                        attempts: int = DEFAULT_EDIT_ATTEMPTS, create: bool = False) -> EndpointUpdate:
+        """Edit one endpoint of the route table, leaving the others as they are.
+
+        The endpoint must exist (EndpointNotFoundError names it and the ones that do) unless
+        `create` is true; then `edit` is given None for a missing endpoint.
+
+        Reads the table, applies `edit` to the endpoint's spec and stores the result with the
+        version it read (`expected_version`). When another writer stored a table in between
+        (409), reads again and re-applies `edit`, up to `attempts` reads in all, then raises
+        RouteConflictError. Nothing is stored when `edit` returns None or a spec equal to the
+        one in force (as the gateway validates them), so re-running an edit adds no version.
+        """
+        if attempts < 1:
+            raise ValueError(f"attempts must be at least 1, got {attempts}")
+        for attempt in range(1, attempts + 1):
+            stored = self.routes()
+            document = stored["document"] or {"endpoints": {}}
+            current = document["endpoints"].get(name)
+            if current is None and not create:
+                raise EndpointNotFoundError(name, sorted(document["endpoints"]))
+            desired = edit(current)
+            if desired is None or _same_spec(desired, current):
+                return EndpointUpdate(name, False, int(stored["version"]), current, attempt)
+            new_document = {**document, "endpoints": {**document["endpoints"], name: desired}}
+            try:
+                version = self.replace_routes(new_document, comment=comment, expected_version=stored["version"])
+            except GatewayRequestError as exc:
+                if exc.status != CONFLICT:
+                    raise
+                log.info("route table changed while editing endpoint %s (attempt %d of %d); reading it again",
+                         name, attempt, attempts)
+                continue
+            return EndpointUpdate(name, True, version, desired, attempt)
+        raise RouteConflictError(name, attempts)
+
     def history(self, limit: int = 50) -> list[dict]:
         return self._call("GET", "/admin/routes/history", params={"limit": limit})["history"]
 
     def record_outcomes(self, outcomes: list[dict]) -> int:
         """Delayed labels: [{"request_id" or "unit_id", "label", "observed_at"?}, ...]."""
         return self._call("POST", "/admin/outcomes", json={"outcomes": outcomes})["recorded"]
+
+
+def _same_spec(desired: dict, current: dict | None) -> bool:
+    """Equal as the gateway stores them (it keeps defaults out of the document). A spec that
+    does not validate is never the same: storing it lets the gateway say what is wrong."""
+    from pydantic import ValidationError
+
+    from flightdeck.serving.routes import EndpointSpec
+
+    if current is None:
+        return False
+    try:
+        return EndpointSpec.model_validate(desired) == EndpointSpec.model_validate(current)
+    except ValidationError:
+        return False
 
 
 def grpc_infer(target: str, endpoint: str, records: list[dict], inputs: list[dict], variant: str | None = None,

@@ -11,9 +11,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flightdeck.errors import ConfigError
+from flightdeck.errors import ConfigError, FlightdeckError
 from flightdeck.experiments.bandit import BANDIT_NAME, BanditDecision, ThompsonBandit, apply_weights
 from flightdeck.experiments.inference import InsufficientDataError
+from flightdeck.serving.client import EndpointNotFoundError, GatewayClient
 
 ARMS = ["stable", "candidate", "third"]
 
@@ -124,8 +125,9 @@ AB = {"endpoints": {"credit": {"policy": "ab", "salt": "exp1", "weights": {"stab
                     "other": {"policy": "single", "variants": {"champion": {"alias": "champion"}}}}}
 
 
-class RecordingClient:
-    """The two GatewayClient calls `apply_weights` makes, over an in-memory table."""
+class RecordingClient(GatewayClient):
+    """A GatewayClient whose two route-table calls use an in-memory table, so the real
+    `update_endpoint` runs on it (over HTTP: tests/integration/experiments/test_bandit_gateway.py)."""
 
     def __init__(self, document: dict) -> None:
         self.version, self.document, self.writes = 4, copy.deepcopy(document), []
@@ -163,7 +165,6 @@ def test_apply_weights_writes_only_the_endpoints_weights():
 
 
 @pytest.mark.parametrize("endpoint, weights, name", [
-    ("missing", {"stable": 0.5, "candidate": 0.5}, "endpoint"),
     ("other", {"champion": 1.0}, "endpoints.other.policy"),
     ("credit", {"stable": 0.5, "ghost": 0.5}, "decision.weights"),
 ])
@@ -172,3 +173,11 @@ def test_apply_weights_refuses_what_it_cannot_write(endpoint, weights, name):
     with pytest.raises(ConfigError) as caught:
         apply_weights(client, endpoint, decision(weights), author_comment="x")
     assert caught.value.name == name and not client.writes
+
+
+def test_apply_weights_on_a_missing_endpoint_names_it_and_the_known_ones():
+    client = RecordingClient(AB)
+    with pytest.raises(EndpointNotFoundError) as caught:
+        apply_weights(client, "credit-typo", decision({"stable": 0.5, "candidate": 0.5}), author_comment="x")
+    assert caught.value.endpoint == "credit-typo" and caught.value.known == ["credit", "other"]
+    assert isinstance(caught.value, FlightdeckError) and not client.writes

@@ -11,8 +11,11 @@ so moving an alias never moves traffic behind the rollout's back.
   are one change of `active`, and both colours stay loaded so either is instant.
 
 Each method computes the endpoint spec the plan wants and stores it only when it differs
-from the one in force (with the version it read, so a concurrent edit is a 409, retried on
-the new table): re-running a method never creates a new route version.
+from the one in force, through `GatewayClient.update_endpoint` (with the version it read, so a
+concurrent edit is a 409, retried on the new table): re-running a method never creates a new
+route version. The endpoint must already be in the route table: a rollout on a name the
+gateway does not serve fails at deploy with `EndpointNotFoundError` naming it, instead of
+creating an empty endpoint whose gates would wait for traffic that never comes.
 """
 
 from __future__ import annotations
@@ -21,12 +24,11 @@ import logging
 
 from flightdeck.delivery.targets.base import TrafficState
 from flightdeck.errors import FlightdeckError
-from flightdeck.serving.client import GatewayClient, GatewayError
+from flightdeck.serving.client import EndpointNotFoundError, GatewayClient
 
 log = logging.getLogger(__name__)
 
 COLOURS = ("blue", "green")
-_CONFLICT_RETRIES = 5
 
 
 class TargetStateError(FlightdeckError):
@@ -74,11 +76,14 @@ class GatewayTarget:
         return self._apply(lambda current: self._spec(100.0, current, final=True), "promote candidate")
 
     def rollback(self) -> TrafficState:
-        def rolled_back(current: dict | None) -> dict | None:
-            if current is None or self.candidate not in _versions(current):
-                return current  # the candidate never got here: nothing to undo
+        def rolled_back(current: dict) -> dict | None:
+            if self.candidate not in _versions(current):
+                return None  # the candidate never got here: nothing to undo
             return self._spec(0.0, current, rollback=True)
-        return self._apply(rolled_back, "roll back to baseline")
+        try:
+            return self._apply(rolled_back, "roll back to baseline")
+        except EndpointNotFoundError:
+            return self.state()  # no endpoint, so no candidate traffic to take back
 
     # ---- specs ------------------------------------------------------------------------------
     def _pin(self, version: str) -> dict:
@@ -119,26 +124,11 @@ class GatewayTarget:
 
     # ---- applying ---------------------------------------------------------------------------
     def _apply(self, desired_for, action: str) -> TrafficState:
-        for _ in range(_CONFLICT_RETRIES):
-            stored = self.client.routes()
-            document = stored["document"]
-            current = document["endpoints"].get(self.endpoint)
-            desired = desired_for(current)
-            if desired is None or _same(desired, current):
-                return self._traffic(current, stored)
-            new_document = {**document, "endpoints": {**document["endpoints"], self.endpoint: desired}}
-            comment = f"{action} (model {self.model_name} v{self.candidate} over v{self.baseline}) {self.comment}"
-            try:
-                self.client.replace_routes(new_document, comment=comment.strip(),
-                                           expected_version=stored["version"])
-            except GatewayError as exc:
-                if exc.status == 409:  # someone else changed the table: recompute on the new one
-                    continue
-                raise
+        comment = f"{action} (model {self.model_name} v{self.candidate} over v{self.baseline}) {self.comment}"
+        update = self.client.update_endpoint(self.endpoint, desired_for, comment=comment.strip())
+        if update.written:
             log.info("gateway endpoint %s: %s", self.endpoint, action)
-            return self.state()
-        raise TargetStateError(f"the route table of endpoint {self.endpoint!r} kept changing under the rollout "
-                               f"({_CONFLICT_RETRIES} conflicts). Fix: stop other writers and re-run the task.")
+        return self.state()
 
     def _traffic(self, spec: dict | None, stored: dict) -> TrafficState:
         percent = _candidate_percent(spec, self.candidate)
@@ -162,15 +152,6 @@ def _other(colour: str) -> str:
 
 def _versions(spec: dict) -> set[str]:
     return {v.get("version") for v in spec.get("variants", {}).values()}
-
-
-def _same(desired: dict, current: dict | None) -> bool:
-    """Equal as the gateway stores them (it keeps defaults out of the document)."""
-    from flightdeck.serving.routes import EndpointSpec
-
-    if current is None:
-        return False
-    return EndpointSpec.model_validate(desired) == EndpointSpec.model_validate(current)
 
 
 def _candidate_percent(spec: dict | None, candidate: str) -> float:
