@@ -15,7 +15,27 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from flightdeck.errors import FlightdeckError
 from flightdeck.streaming.events import DeadLetter, Record, ScoredEvent
+
+
+class SinkRejectedError(FlightdeckError):
+    """The sink refused a batch because of what is in it (the same batch would fail again).
+
+    The scorer splits the batch to find the record at fault and dead-letters it. Errors that may
+    pass on a retry (connection lost, server restarting) are not this error: they stop the
+    scorer, which resumes from the stored position."""
+
+
+class FencedError(FlightdeckError):
+    """The stored position is not the one this scorer last read or wrote: another scorer with the
+    same consumer name committed in between. Nothing of the batch was written; the scorer re-reads
+    from the stored position."""
+
+    def __init__(self, consumer: str) -> None:
+        super().__init__(f"consumer {consumer!r}: the stored position moved under this scorer (another "
+                         "scorer runs with the same consumer name). Fix: give each scorer its own "
+                         "--consumer and input stream; this one re-reads from the stored position.")
 
 
 @dataclass(frozen=True)
@@ -60,7 +80,8 @@ class Sink(Protocol):
         """Stored per-entity state of these entities (absent ones are left out)."""
 
     def commit(self, batch: CommitBatch) -> None:
-        """Write the batch atomically."""
+        """Write the batch atomically; SinkRejectedError when its content is refused, FencedError
+        when the stored position is not the one this sink last loaded or wrote."""
 
     def close(self) -> None: ...
 
@@ -85,10 +106,11 @@ class Backend:
     def commit(self, batch: CommitBatch) -> None:
         self.sink.commit(batch)
 
-    def position(self, records: list[Record]) -> str:
-        """The position to store after `records`: the source's own (multi-partition) or the last offset."""
+    def position(self, previous: str | None, records: list[Record]) -> str:
+        """The position to store after `records`, which follow the stored position `previous`:
+        the source's own (multi-partition) or the last offset."""
         own = getattr(self.source, "position", None)
-        return own() if callable(own) else records[-1].offset
+        return own(previous, records) if callable(own) else records[-1].offset
 
     def lag(self) -> int | None:
         return self.source.lag()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import reprlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -17,6 +18,11 @@ from flightdeck.data.schema import CATEGORICAL_FEATURES, ENTITY_ID, EVENT_TIME, 
 from flightdeck.errors import FlightdeckError
 
 EVENT_ID = "event_id"
+
+_shown = reprlib.Repr()  # a value in a reason: short, never huge
+_shown.maxstring = _shown.maxother = 60
+_shown.maxlevel = 2
+_show = _shown.repr
 
 
 class InvalidEventError(FlightdeckError):
@@ -70,9 +76,19 @@ class DeadLetter:
     reason: str
     value: bytes
 
+    @property
+    def text(self) -> str:
+        """The raw bytes as storable text: undecodable bytes and NUL (which PostgreSQL text refuses)
+        become U+FFFD."""
+        return self.value.decode("utf-8", "replace").replace("\x00", "\ufffd")
+
+    @property
+    def storable_reason(self) -> str:
+        return self.reason.replace("\x00", "\ufffd")
+
     def to_json(self) -> str:
-        return json.dumps({"offset": self.offset, "reason": self.reason,
-                           "value": self.value.decode("utf-8", "replace")}, separators=(",", ":"))
+        return json.dumps({"offset": self.offset, "reason": self.storable_reason, "value": self.text},
+                          separators=(",", ":"))
 
 
 def parse_event(record: Record) -> Event:
@@ -81,32 +97,55 @@ def parse_event(record: Record) -> Event:
         body = json.loads(record.value)
     except (UnicodeDecodeError, ValueError) as exc:
         raise InvalidEventError(f"not JSON ({exc}). Fix: publish one JSON object per event.") from None
+    except RecursionError:
+        raise InvalidEventError("JSON nested too deeply to decode. Fix: publish one flat JSON object "
+                                "per event.") from None
     if not isinstance(body, dict):
         raise InvalidEventError("not a JSON object. Fix: publish one JSON object per event.")
     entity = body.get(ENTITY_ID)
     if not isinstance(entity, str) or not entity:
         raise InvalidEventError(f"field {ENTITY_ID!r} is missing or not a string. Fix: send the entity id.")
+    _no_nul(ENTITY_ID, entity)
     features = {}
     for name in NUMERIC_FEATURES:
-        value = body.get(name)
-        if type(value) not in (int, float) or not math.isfinite(value):
-            raise InvalidEventError(f"field {name!r} must be a finite number, got {value!r}. "
+        value = _finite(body.get(name))
+        if value is None:
+            raise InvalidEventError(f"field {name!r} must be a finite number, got {_show(body.get(name))}. "
                                     "Fix: send every numeric feature as a number.")
-        features[name] = float(value)
+        features[name] = value
     for name in CATEGORICAL_FEATURES:
         value = body.get(name)
         if not isinstance(value, str):
-            raise InvalidEventError(f"field {name!r} must be a string, got {value!r}. "
+            raise InvalidEventError(f"field {name!r} must be a string, got {_show(value)}. "
                                     "Fix: send the category as text.")
-        features[name] = value
+        features[name] = _no_nul(name, value)
     event_id = body.get(EVENT_ID)
-    return Event(offset=record.offset, event_id=str(event_id) if event_id is not None else record.offset,
-                 entity_id=entity, event_time=_epoch(body.get(EVENT_TIME)), features=features)
+    event_id = record.offset if event_id is None else _no_nul(EVENT_ID, str(event_id))
+    return Event(offset=record.offset, event_id=event_id, entity_id=entity,
+                 event_time=_epoch(body.get(EVENT_TIME)), features=features)
+
+
+def _finite(value) -> float | None:
+    """`value` as a finite float, or None (not a number, a bool, NaN, infinite, or beyond a float's range)."""
+    if type(value) not in (int, float):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _no_nul(name: str, value: str) -> str:
+    if "\x00" in value:
+        raise InvalidEventError(f"field {name!r} contains a NUL character. Fix: send text without NUL.")
+    return value
 
 
 def _epoch(value) -> float:
-    if type(value) in (int, float) and math.isfinite(value):
-        return float(value)
+    number = _finite(value)
+    if number is not None:
+        return number
     if isinstance(value, str):
         try:
             moment = datetime.fromisoformat(value)
@@ -114,7 +153,7 @@ def _epoch(value) -> float:
             pass
         else:
             return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
-    raise InvalidEventError(f"field {EVENT_TIME!r} must be ISO-8601 or epoch seconds, got {value!r}. "
+    raise InvalidEventError(f"field {EVENT_TIME!r} must be ISO-8601 or epoch seconds, got {_show(value)}. "
                             "Fix: stamp each event with the time it happened.")
 
 

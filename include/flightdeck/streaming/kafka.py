@@ -75,8 +75,13 @@ class KafkaSource:
             self._next[int(p)] = int(o) + 1
         return records
 
-    def position(self) -> str:
-        return _position(self._next)
+    def position(self, previous: str | None, records: list[Record]) -> str:
+        """The offsets after `records`, which follow the stored position `previous` (any part of a poll)."""
+        offsets = _offsets(previous)
+        for r in records:
+            p, o = r.offset.split(":")
+            offsets[int(p)] = int(o) + 1
+        return _position(offsets)
 
     def lag(self) -> int | None:
         from confluent_kafka import TopicPartition
@@ -187,7 +192,7 @@ class KafkaTransactionalBackend:
         self._in_transaction = False
         self._entities.update(batch.entities)
 
-    def position(self, records: list[Record]) -> None:
+    def position(self, previous: str | None, records: list[Record]) -> None:
         return None  # the group's offsets, committed inside each transaction, are the position
 
     def lag(self) -> int | None:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from flightdeck import runtime
 from flightdeck.data.schema import FEATURES
 from flightdeck.errors import ConfigError
-from flightdeck.streaming.broker import Backend, Checkpoint, CommitBatch
+from flightdeck.streaming.broker import Backend, Checkpoint, CommitBatch, FencedError, SinkRejectedError
 from flightdeck.streaming.events import (
     DeadLetter,
     Event,
@@ -77,8 +77,7 @@ class StreamScorer:
     def start(self) -> Checkpoint:
         """Load the stored checkpoint, restore windows and seek the source right after it."""
         self._checkpoint = self.backend.start()
-        for w in self.windows:
-            w.restore((self._checkpoint.windows or {}).get(w.kind))
+        self._rewind()
         self._refresh_models(force=True)
         log.info("stream scorer resumes after %s (%d records so far)", self._checkpoint.position,
                  self._checkpoint.processed)
@@ -113,10 +112,13 @@ class StreamScorer:
                 continue
             idle_since = started = time.monotonic()
             self._refresh_models()
-            batch = self.process(records)
-            self.backend.commit(batch)
+            try:
+                batch = self._commit(records)
+            except FencedError as exc:
+                log.warning("%s", exc)
+                self.start()  # re-read from the position the other scorer stored
+                continue
             done = time.time()
-            self._checkpoint = batch.checkpoint
             stats.records += len(records)
             stats.scored += len(batch.results)
             stats.dead_letters += len(batch.dead_letters)
@@ -126,6 +128,44 @@ class StreamScorer:
         return stats
 
     # -- one batch ---------------------------------------------------------------------------
+    def _commit(self, records: list[Record]) -> CommitBatch:
+        """Process and commit `records`; when the sink refuses the batch's content, split it until the
+        record at fault is alone and dead-letter that one. Returns what was committed, merged."""
+        batch = self.process(records)
+        try:
+            self.backend.commit(batch)
+        except SinkRejectedError as exc:
+            self._rewind()
+            if len(records) == 1:
+                return self._commit_refused(records[0], exc)
+            half = len(records) // 2
+            first, second = self._commit(records[:half]), self._commit(records[half:])
+            return CommitBatch(first.results + second.results, first.dead_letters + second.dead_letters,
+                               {**first.entities, **second.entities}, first.window_records + second.window_records,
+                               second.checkpoint, first.alerts + second.alerts)
+        self._checkpoint = batch.checkpoint
+        return batch
+
+    def _commit_refused(self, record: Record, exc: SinkRejectedError) -> CommitBatch:
+        dead = DeadLetter(record.offset, f"{exc}. Fix: send values the sink can store, then publish the "
+                                         "event again.", record.value)
+        batch = CommitBatch([], [dead], {}, [], self._next_checkpoint([record]))
+        self.backend.commit(batch)  # a dead letter refused too means the sink itself is wrong: stop
+        self._checkpoint = batch.checkpoint
+        return batch
+
+    def _rewind(self) -> None:
+        """Forget what was processed after the stored checkpoint: windows back to it, entity states
+        read again from the sink."""
+        for w in self.windows:
+            state = (self._checkpoint.windows or {}).get(w.kind)
+            w.restore(state) if state else w.reset()
+        self._entities.clear()
+
+    def _next_checkpoint(self, records: list[Record]) -> Checkpoint:
+        return Checkpoint(self.backend.position(self._checkpoint.position, records),
+                          self._checkpoint.processed + len(records), {w.kind: w.state() for w in self.windows})
+
     def process(self, records: list[Record]) -> CommitBatch:
         """Turn records into one CommitBatch (no I/O besides reading entity state)."""
         events: list[Event] = []
@@ -135,6 +175,9 @@ class StreamScorer:
                 events.append(parse_event(record))
             except InvalidEventError as exc:
                 dead.append(DeadLetter(record.offset, str(exc), record.value))
+            except Exception as exc:  # noqa: BLE001 - parsing depends on the record's bytes only
+                dead.append(DeadLetter(record.offset, f"cannot be parsed ({type(exc).__name__}: {exc}). "
+                                                      "Fix: publish one JSON object per event.", record.value))
         scored = self._score(events, dead)
         states = self._entity_states([e.entity_id for e, _, _ in scored])
         results, changed, window_records, alerts = [], {}, [], []
@@ -160,9 +203,7 @@ class StreamScorer:
                           if r["score_psi"] is not None and r["score_psi"] > self.config.drift_alert_psi)
         for entity, state in changed.items():
             self._remember(entity, state)
-        checkpoint = Checkpoint(self.backend.position(records), self._checkpoint.processed + len(records),
-                                {w.kind: w.state() for w in self.windows})
-        return CommitBatch(results, dead, changed, window_records, checkpoint, alerts)
+        return CommitBatch(results, dead, changed, window_records, self._next_checkpoint(records), alerts)
 
     def _score(self, events: list[Event], dead: list[DeadLetter]) -> list[tuple[Event, str, float]]:
         """(event, variant, score) in input order; events the model refuses become dead letters."""
@@ -174,14 +215,20 @@ class StreamScorer:
             loaded = self.models.model(variant)
             try:
                 values = self._score_group(loaded, group)
-            except runtime.InvalidInputError:
-                values = []  # one by one, so only the culprit is dead-lettered
+            except Exception as group_error:  # noqa: BLE001 - narrowed down one event at a time below
+                values, refused = [], []  # one by one, so only the culprit is dead-lettered
                 for event in group:
                     try:
                         values.extend(self._score_group(loaded, [event]))
-                    except runtime.InvalidInputError as exc:
-                        dead.append(DeadLetter(event.offset, f"model refused the event: {exc}", b""))
+                    except Exception as exc:  # noqa: BLE001
+                        refused.append((event, exc))
                         values.append(None)
+                if len(group) > 1 and len(refused) == len(group) and not all(
+                        isinstance(exc, runtime.InvalidInputError) for _, exc in refused):
+                    raise group_error  # every event fails: the model is at fault, not the events
+                for event, exc in refused:
+                    dead.append(DeadLetter(event.offset, f"model refused the event: {exc}. Fix: send the "
+                                                         "features the model expects.", b""))
             for event, value in zip(group, values, strict=True):
                 if value is not None:
                     scores[event.offset] = (variant, float(value))

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from flightdeck.serving.db import UtcDateTime, engine_for
-from flightdeck.streaming.broker import Checkpoint, CommitBatch
+from flightdeck.streaming.broker import Checkpoint, CommitBatch, SinkRejectedError
 from flightdeck.streaming.windows import window_key
 
 metadata = sa.MetaData()
@@ -115,6 +115,14 @@ class SqlSink:
         conn.execute(statement.on_conflict_do_update(index_elements=list(keys), set_=updates), rows)
 
     def commit(self, batch: CommitBatch) -> None:
+        try:
+            self._commit(batch)
+        except Exception as exc:
+            if _refused(exc):
+                raise SinkRejectedError(f"the sink refused the batch ({_first_line(exc)})") from exc
+            raise
+
+    def _commit(self, batch: CommitBatch) -> None:
         now = datetime.now(UTC)
         me = self.consumer
         with self.engine.begin() as conn:
@@ -124,8 +132,8 @@ class SqlSink:
                  "model_version": r.model_version, "variant": r.variant, "scored_at": now}
                 for r in batch.results], ("consumer", "source_offset"))
             self._upsert(conn, stream_dead_letters, [
-                {"consumer": me, "source_offset": d.offset, "reason": d.reason,
-                 "value": d.value.decode("utf-8", "replace"), "created_at": now}
+                {"consumer": me, "source_offset": d.offset, "reason": d.storable_reason, "value": d.text,
+                 "created_at": now}
                 for d in batch.dead_letters], ("consumer", "source_offset"))
             self._upsert(conn, stream_entities, [
                 {"consumer": me, "entity_id": k, "state": json.dumps(v)} for k, v in batch.entities.items()],
@@ -150,3 +158,25 @@ class SqlSink:
 
     def close(self) -> None:
         pass
+
+
+# SQLSTATE classes that depend on the rows written, not on the server's health: data exception
+# (22), integrity constraint violation (23), program limit exceeded (54, e.g. an index entry too big).
+_REFUSED_CLASSES = {"22", "23", "54"}
+
+
+def _refused(exc: Exception) -> bool:
+    """Whether the database refused the batch's content (the same batch would fail again)."""
+    if isinstance(exc, ValueError):  # a driver refusing a value before sending it (e.g. NUL in text)
+        return True
+    if not isinstance(exc, sa.exc.DBAPIError) or exc.connection_invalidated:
+        return False
+    code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    if code:
+        return code[:2] in _REFUSED_CLASSES
+    return isinstance(exc, (sa.exc.DataError, sa.exc.IntegrityError))
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:300]

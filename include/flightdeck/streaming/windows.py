@@ -47,6 +47,10 @@ class Windows:
         self.kind, self.size, self.slide, self.lateness = kind, float(size_s), float(slide_s), float(allowed_lateness_s)
         self.reference_bins = reference_bins
         self.drift_features = drift_features
+        self.reset()
+
+    def reset(self) -> None:
+        """Back to no events seen."""
         self.max_event_time = -math.inf
         self._open: dict[tuple[float, str], _Agg] = {}
         self._closed: dict[tuple[float, str], dict] = {}  # emitted records, kept for late counts
@@ -115,20 +119,21 @@ class Windows:
 
     # -- persistence (written in the same atomic commit as results and offsets) --------------
     def state(self) -> dict:
+        """A snapshot (later events do not change it)."""
         return {"max_event_time": None if self.max_event_time == -math.inf else self.max_event_time,
-                "late_total": self.late_total, "references": self._references,
-                "open": [[s, v, a.count, a.score_sum, a.score_sumsq, a.bins, a.feature_sums]
+                "late_total": self.late_total, "references": dict(self._references),
+                "open": [[s, v, a.count, a.score_sum, a.score_sumsq, list(a.bins), dict(a.feature_sums)]
                          for (s, v), a in self._open.items()],
-                "closed": [[s, v, r] for (s, v), r in self._closed.items()]}
+                "closed": [[s, v, dict(r)] for (s, v), r in self._closed.items()]}
 
     def restore(self, state: dict | None) -> None:
         if not state:
             return
         self.max_event_time = -math.inf if state["max_event_time"] is None else state["max_event_time"]
         self.late_total = state["late_total"]
-        self._references = state["references"]
+        self._references = dict(state["references"])
         self._open = {(s, v): _Agg(c, ss, sq, list(b), dict(f)) for s, v, c, ss, sq, b, f in state["open"]}
-        self._closed = {(s, v): r for s, v, r in state["closed"]}
+        self._closed = {(s, v): dict(r) for s, v, r in state["closed"]}
 
 
 def window_key(record: dict) -> str:
