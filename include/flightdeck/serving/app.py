@@ -32,6 +32,7 @@ from flightdeck.serving.scoring import (
     UNIT_HEADER,
     ScoringFastPath,
     check_size,
+    checked_id,
     error_reply,
     json_reply,
     mlflow_invocations,
@@ -211,9 +212,9 @@ def create_app(settings: Settings | None = None, gateway: Gateway | None = None)
                     if not isinstance(records, list):
                         raise MalformedRequestError("`rows` must be a list of records.", field="rows")
                     columns = payloads.columns_from_records(records, settings.max_batch_rows, field="rows")
-                    prediction = await gateway.predict(
-                        endpoint, columns, unit_id=text_param(payload.get("unit_id"), "unit_id") if "rows" in payload
-                        else websocket.headers.get(UNIT_HEADER))
+                    unit_id = (checked_id(text_param(payload.get("unit_id"), "unit_id"), "unit_id") if "rows" in payload
+                               else checked_id(websocket.headers.get(UNIT_HEADER), UNIT_HEADER))
+                    prediction = await gateway.predict(endpoint, columns, unit_id=unit_id)
                     reply = {"id": reply_id, "request_id": prediction.request_id, "predictions": prediction.scores,
                              "variant": prediction.variant, "model_version": prediction.model_version,
                              "route_version": prediction.route_version}

@@ -525,9 +525,12 @@ class Gateway:
                 log.exception("publishing running sums failed; will retry")
 
     def _publish_once(self) -> None:
-        self.stats_store.publish(self.worker_id, self.stats.snapshot())
+        # The log's counters first: during a database outage the stats write fails, and that is
+        # exactly when the failed and dropped rows must still show.
         self.metrics.predlog_written.set(self.predlog.written)
         self.metrics.predlog_dropped.set(self.predlog.dropped)
+        self.metrics.predlog_failed.set(self.predlog.failed)
+        self.stats_store.publish(self.worker_id, self.stats.snapshot())
 
     def status(self) -> dict:
         """Worker-level counters for the admin status endpoint."""

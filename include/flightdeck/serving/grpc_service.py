@@ -24,6 +24,7 @@ from flightdeck.serving import payloads
 from flightdeck.serving.errors import MalformedRequestError, RequestError
 from flightdeck.serving.protos import grpc_predict_v2_pb2 as pb2
 from flightdeck.serving.protos import grpc_predict_v2_pb2_grpc as pb2_grpc
+from flightdeck.serving.scoring import checked_id
 
 logger = logging.getLogger(__name__)
 
@@ -133,10 +134,10 @@ class InferenceServicer(pb2_grpc.GRPCInferenceServiceServicer):
         prediction = await self.gateway.predict(
             request.model_name,
             columns,
-            unit_id=string_parameter(request.parameters, "unit_id", allow_int=True),
+            unit_id=checked_id(string_parameter(request.parameters, "unit_id", allow_int=True), "unit_id"),
             override=string_parameter(request.parameters, "variant"),
             version=request.model_version or None,
-            request_id=request.id or None,
+            request_id=checked_id(request.id, "id"),
         )
         return infer_response(request.model_name, prediction)
 

