@@ -129,7 +129,6 @@ def resolve_rollout(strategy: str, params=None, dag_run=None) -> dict:
     """Validate the Params and pin baseline (champion) and candidate to versions."""
     from flightdeck.delivery.plan import RolloutPlan
     from flightdeck.delivery.release import resolve
-
     from flightdeck.delivery.targets.factory import pin_target
 
     values = {**params, **(dag_run.conf or {}), "strategy": strategy}
@@ -309,49 +308,11 @@ def rollback(run_id=None, ti=None) -> dict:
 
 
 def rollout_params(strategy: str) -> dict:
-    """The Params of a promotion DAG: the fields of `RolloutPlan`, checked in the trigger form
-    and again, fully, by `resolve_rollout`."""
-    from airflow.sdk import Param
-
+    """The Params of a promotion DAG: the fields of `RolloutPlan` (less the strategy, which the
+    DAG fixes, and the other strategy's own field), checked again, fully, by `resolve_rollout`."""
+    from flightdeck.airflow.params import params_from_model
     from flightdeck.config import get_settings
+    from flightdeck.delivery.plan import RolloutPlan
 
-    canary = strategy == "canary"
-    params = {
-        "model_name": Param(get_settings().model_name, type="string", description="Registered model."),
-        "candidate": Param("challenger", type="string", description="Version number or alias to promote."),
-        "target": Param("gateway", enum=["gateway", "kubernetes", "lambda"] if canary else ["gateway", "kubernetes"],
-                        description="Where traffic moves: the local gateway, Kubernetes or a Lambda alias "
-                                    "(see target_options)."),
-        "target_options": Param({}, type="object", description="kubernetes: namespace, app, gateway, "
-                                "optional manifests_dir and kubernetes_conn_id. lambda: function_name, alias, "
-                                "optional region, aws_conn_id, period."),
-        "endpoint": Param("default", type="string", description="Gateway endpoint the rollout owns."),
-        "bake_seconds": Param(300, type="number", minimum=0, description="Minimum time per step."),
-        "max_step_seconds": Param(1800, type="number", exclusiveMinimum=0,
-                                  description="A gate still undecided after this long is inconclusive."),
-        "look_seconds": Param(15, type="number", exclusiveMinimum=0, description="Time between gate looks."),
-        "post_promotion_bake_seconds": Param(300, type="number", minimum=0),
-        "metrics_source": Param("gateway", enum=["gateway", "prometheus", "cloudwatch"] if canary else
-                                ["gateway", "prometheus"],
-                                description="Read gate metrics from the gateway's /stats, from Prometheus, or "
-                                            "(target lambda) from CloudWatch."),
-        "prometheus_url": Param(None, type=["null", "string"], description="Needed for metrics_source prometheus."),
-        "gates": Param({}, type="object", description="Gate settings (flightdeck.delivery.gates.GateSettings)."),
-        "backtest": Param({}, type="object",
-                          description="Backtest settings (flightdeck.delivery.backtest.BacktestSettings)."),
-        "on_backtest_insufficient": Param("skip", enum=["skip", "fail"]),
-        "require_approval": Param(True, type="boolean", description="Ask a human before 100 %."),
-        "approvers": Param([], type="array", items={"type": "string"},
-                           description="Airflow users who may approve; empty = any user with access."),
-        "approval_timeout_minutes": Param(60, type="number", exclusiveMinimum=0,
-                                          description="No answer in time rolls back."),
-        "drill_faults": Param(None, type=["null", "object"],
-                              description="Drills only: {latency_ms, error_rate} injected into the candidate."),
-    }
-    if canary:
-        params["steps"] = Param([5, 25, 50], type="array", items={"type": "number"}, minItems=1,
-                                maxItems=5, description="% of traffic per step, increasing, each below 100.")
-    else:
-        params["shadow_percent"] = Param(100, type="number", minimum=0, maximum=100,
-                                         description="Share of live traffic mirrored to the idle colour.")
-    return params
+    other = "shadow_percent" if strategy == "canary" else "steps"
+    return params_from_model(RolloutPlan, {"model_name": get_settings().model_name}, exclude=("strategy", other))

@@ -26,19 +26,18 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import onnxruntime as ort
 import pandas as pd
 import sqlalchemy as sa
-from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.engine import Engine
 
 from flightdeck import runtime
-from flightdeck.config import get_settings
 from flightdeck.delivery.gates import psi
+from flightdeck.delivery.plan import BacktestSettings  # defined with the rollout plan it is part of
 from flightdeck.delivery.window import SCORE_EDGES
 from flightdeck.errors import FlightdeckError
 from flightdeck.serving.db import UtcDateTime, predictions
@@ -58,29 +57,6 @@ Verdict = Literal["pass", "fail", "insufficient"]
 REPLAY_COLUMNS = ["id", "request_id", "row_index", "unit_id", "variant", "model_version", "score",
                   "created_at", "features", "features_error", "label"]
 MAX_EXAMPLES = 5  # rejected rows quoted in a report, with their reasons
-
-
-class BacktestSettings(BaseModel):
-    """How much evidence a backtest needs and how much worse a challenger may be."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    min_labelled_rows: int = Field(200, ge=1, description="Labelled rows below which the verdict is insufficient.")
-    auc_margin: float = Field(0.01, ge=0, le=1, description="AUC the challenger may lose against the champion.")
-    logloss_margin: float = Field(0.02, ge=0, description="Log loss the challenger may add to the champion's.")
-    max_rows: int = Field(50_000, gt=0, description="Most recent live rows replayed.")
-    lookback: timedelta = Field(timedelta(days=7), gt=timedelta(0), description="How far back rows are replayed.")
-    decision_threshold: float | None = Field(
-        None, gt=0, lt=1, description="Threshold of the agreement rate; default settings.decision_threshold.")
-    fidelity_tolerance: float = Field(
-        1e-9, ge=0, description="Largest |replayed − logged| champion score still counted as the same.")
-
-    def since(self, now: datetime | None = None) -> datetime:
-        """Start of the replay window: `lookback` before `now` (UTC)."""
-        return (now or datetime.now(UTC)) - self.lookback
-
-    def threshold(self) -> float:
-        return self.decision_threshold if self.decision_threshold is not None else get_settings().decision_threshold
 
 
 class BacktestFailedError(FlightdeckError):
