@@ -37,7 +37,6 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from flightdeck.delivery.gates import proportion_variance
 from flightdeck.experiments import design
 from flightdeck.experiments.inference import two_proportion_z, welch_t_from_moments
 from flightdeck.experiments.sequential import (
@@ -47,6 +46,7 @@ from flightdeck.experiments.sequential import (
     msprt_proportions,
 )
 from flightdeck.experiments.srm import srm_check
+from flightdeck.stats import proportion_variance
 
 BASE_RATE = 0.10
 LOGNORMAL_SIGMA = 1.0

@@ -42,7 +42,7 @@ from flightdeck.delivery.gates import (
     evaluate,
     evaluate_batch,
 )
-from flightdeck.delivery.window import SCORE_EDGES
+from flightdeck.stats import SCORE_EDGES
 
 STEPS = (5, 25, 50)  # canary weight in % of each gated step; 100 % follows the last one
 LATENCY_MEDIAN_S = 0.020  # lognormal latency, the same for both variants in every scenario

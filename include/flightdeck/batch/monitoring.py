@@ -27,6 +27,7 @@ import pandas as pd
 
 from flightdeck.data.schema import CATEGORY_VALUES, FEATURES, NUMERIC_FEATURES
 from flightdeck.errors import ConfigError, FlightdeckError
+from flightdeck.stats import psi
 
 PROFILE_VERSION = 1
 """Format version of a reference profile; bump it when the layout changes."""
@@ -191,30 +192,6 @@ def _proportions(counts: np.ndarray) -> list[float]:
 # --- drift -------------------------------------------------------------------------------
 
 
-def population_stability_index(
-    expected: Sequence[float], actual: Sequence[float], epsilon: float = 1e-4
-) -> float:
-    """PSI = Σ (a − e) · ln(a / e) over buckets; 0 for identical distributions.
-
-    Rules of thumb: < 0.1 stable, 0.1–0.2 moderate shift, > 0.2 significant shift.
-
-    Args:
-        expected: Reference proportions (or counts; both sides are normalised).
-        actual: Proportions (or counts) of the data under test, same buckets.
-        epsilon: Floor for a bucket's proportion, so an empty bucket costs a large but
-            finite amount instead of log(0).
-    """
-    e = np.asarray(expected, dtype="float64")
-    a = np.asarray(actual, dtype="float64")
-    if e.shape != a.shape or e.ndim != 1:
-        raise ValueError(f"expected and actual need the same buckets, got {e.shape} and {a.shape}")
-    if e.sum() <= 0 or a.sum() <= 0:
-        raise ValueError("expected and actual each need at least one observation")
-    e = np.maximum(e / e.sum(), epsilon)
-    a = np.maximum(a / a.sum(), epsilon)
-    return float(np.sum((a - e) * np.log(a / e)))
-
-
 @dataclass(frozen=True)
 class DriftReport:
     """PSI of every feature (and the score) of one day against the reference profile."""
@@ -229,7 +206,7 @@ class DriftReport:
     @property
     def drifted_features(self) -> list[str]:
         """Features whose PSI exceeds the threshold, largest PSI first."""
-        drifted = [name for name, psi in self.feature_psi.items() if psi > self.threshold]
+        drifted = [name for name, value in self.feature_psi.items() if value > self.threshold]
         return sorted(drifted, key=lambda name: (-self.feature_psi[name], name))
 
     @property
@@ -346,7 +323,7 @@ def drift_report(
 
 
 def _entry_psi(entry: Mapping[str, Any], values) -> float:
-    return population_stability_index(entry["proportions"], _bucket_counts(entry, values))
+    return float(psi(entry["proportions"], _bucket_counts(entry, values)))
 
 
 def _check_profile(profile: Mapping[str, Any]) -> None:

@@ -9,7 +9,7 @@ path (`runtime.InputPlan` feeds + `runtime.score_feeds`) and compares:
 
 * on labelled rows: AUC and log loss of each model (`training.evaluate.classification_metrics`);
 * on every replayed row: score-distribution shift (PSI over the gateway's ten score bins,
-  `delivery.gates.psi`), agreement of the decisions at the threshold, mean |Δscore|;
+  `flightdeck.stats.psi`), agreement of the decisions at the threshold, mean |Δscore|;
 * replay fidelity: the champion's replayed scores must equal the scores the gateway logged
   for rows the champion version served. If they do not, the log does not hold what was
   served (or the champion artifact changed) and no comparison built on it can be trusted.
@@ -36,15 +36,14 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from flightdeck import runtime
-from flightdeck.delivery.gates import psi
 from flightdeck.delivery.plan import BacktestSettings  # defined with the rollout plan it is part of
-from flightdeck.delivery.window import SCORE_EDGES
 from flightdeck.errors import FlightdeckError
 from flightdeck.serving.db import UtcDateTime, predictions
 
 # The prediction log's one definition of "the label of a prediction" (latest outcome by
 # request_id, else by unit_id), shared with OutcomeStore.labelled_predictions.
 from flightdeck.serving.predlog import _latest_outcome
+from flightdeck.stats import psi, score_bin_counts
 from flightdeck.training.evaluate import classification_metrics
 
 if TYPE_CHECKING:  # the MLflow wrapper imports mlflow: only callers that pass one pay for it
@@ -412,7 +411,7 @@ def _fidelity(version: str | None, versions: np.ndarray, logged: np.ndarray, rep
 
 def _bins(scores: np.ndarray) -> np.ndarray:
     """Counts per score bin of the gateway's edges (out-of-range scores go to the end bins)."""
-    return np.histogram(np.clip(scores, 0.0, 1.0), bins=np.asarray(SCORE_EDGES))[0]
+    return score_bin_counts(scores)
 
 
 def _examples(replay: pd.DataFrame, champion: dict[int, str], challenger: dict[int, str]) -> list[dict]:

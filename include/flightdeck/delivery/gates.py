@@ -9,7 +9,7 @@ The checks
 ----------
 * ``error_rate`` and ``latency`` compare the canary with the baseline through an
   always-valid confidence sequence (CS) for the difference canary − baseline (see
-  `mixture_half_width`). A CS stays valid however often it is looked at, so polling every
+  `flightdeck.stats.mixture_half_width`). A CS stays valid however often it is looked at, so polling every
   few seconds does not inflate the false-rollback rate the way a threshold or a fixed-sample
   test checked at every look does. Each check is
   "fail" when the CS lies entirely above the non-inferiority margin (the canary is worse
@@ -30,9 +30,9 @@ latency, plus shadow disagreement when present). A "fail" needs the CS to exclud
 difference up to the margin, so by the union bound the probability that a canary at most
 a margin worse than its baseline ever sees a sequential "fail", at any look of any window,
 is at most `alpha` (asymptotically, since the variances are estimated; see
-`mixture_half_width`). The PSI check is a practical-significance threshold, not a test: for a
+`flightdeck.stats.mixture_half_width`). The PSI check is a practical-significance threshold, not a test: for a
 canary that scores like its baseline its false-fail probability is negligible once both
-sides have `min_rows_for_distribution` rows (see `psi`). The budget bounds false failures
+sides have `min_rows_for_distribution` rows (see `psi_sampling_bias`). The budget bounds false failures
 only: a window that reaches its deadline without enough evidence ends "inconclusive", which
 is a matter of traffic and time (power), not of alpha.
 
@@ -58,7 +58,8 @@ from typing import Any, Literal, NamedTuple
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from flightdeck.delivery.window import N_SCORE_BINS, SCORE_EDGES, VariantWindow
+from flightdeck.delivery.window import VariantWindow
+from flightdeck.stats import N_SCORE_BINS, SCORE_EDGES, mixture_half_width, proportion_variance, psi
 
 Status = Literal["insufficient", "undecided", "pass", "fail"]
 Outcome = Literal["fail", "wait", "pass", "inconclusive"]
@@ -74,9 +75,7 @@ OUTCOMES: tuple[Outcome, ...] = ("wait", "pass", "fail", "inconclusive")
 CHECKS = ("error_rate", "latency", "score_psi", "shadow_disagreement")
 SEQUENTIAL_CHECKS = ("error_rate", "latency", "shadow_disagreement")
 
-PSI_EPSILON = 1e-4  # floor of a bin's share in `psi` (an empty bin would give log(0))
 LATENCY_VARIANCE_FLOOR = 1e-8  # s² (0.1 ms standard deviation) when no variance is known
-_TINY = 1e-300
 _BIN_MIDPOINTS = np.array([(SCORE_EDGES[i] + SCORE_EDGES[i + 1]) / 2 for i in range(N_SCORE_BINS)])
 
 
@@ -153,55 +152,6 @@ class GateSettings(BaseModel):
 
 
 # ------------------------------------------------------------------------------ formulas
-def mixture_half_width(variance: Any, tau: Any, alpha: Any) -> np.ndarray:
-    """Half-width of the two-sided normal-mixture confidence sequence for a mean or difference.
-
-    For an estimate θ̂ whose variance is V (V shrinks as data arrive),
-
-        h(V) = sqrt( V (V + τ²) / τ² · log( (V + τ²) / (V α²) ) )
-
-    and θ̂ ± h(V) covers θ at every look at once with probability ≥ 1 − α.
-
-    Why: in the information scale I = 1/V, S = I (θ̂ − θ) behaves like a Brownian motion
-    B(I). Mixing the exponential martingales exp(λS − λ²I/2) over λ ~ N(0, 1/τ²) gives
-    M = sqrt(V / (V + τ²)) · exp( (θ̂ − θ)² τ² / (2 V (V + τ²)) ), a nonnegative martingale
-    with mean 1, so by Ville's inequality P(∃ look: M ≥ 1/α) ≤ α; M < 1/α is the interval
-    above. This is Robbins' normal mixture (Robbins 1970, "Statistical methods related to
-    the law of the iterated logarithm"); the two-sample form with mixing variance τ² is the
-    mixture SPRT of Johari, Koomen, Pekelis & Walsh ("Always valid inference: continuous
-    monitoring of A/B tests", Operations Research 2022) and the two-sided normal-mixture
-    boundary of Howard, Ramdas, McAuliffe & Sekhon ("Time-uniform, nonparametric,
-    nonasymptotic confidence sequences", Ann. Statist. 2021), with ρ = 1/τ² in the
-    information scale. With V estimated from the data (plug-in variances) the guarantee
-    is asymptotic (Waudby-Smith, Arbour, Sinha, Kennedy & Ramdas, "Time-uniform central
-    limit theory and asymptotic confidence sequences"); `min_requests`, the smoothed rates
-    and the pooled variance floor keep small samples from looking falsely precise.
-
-    Works elementwise on numpy arrays; a variance of zero is treated as a tiny positive one.
-    """
-    v = np.maximum(np.asarray(variance, dtype=float), _TINY)
-    t2 = np.asarray(tau, dtype=float) ** 2
-    a = np.asarray(alpha, dtype=float)
-    with np.errstate(over="ignore", invalid="ignore"):
-        return np.sqrt(v * (v + t2) / t2 * np.log((v + t2) / (v * a * a)))
-
-
-def smoothed_rate(events: Any, n: Any) -> np.ndarray:
-    """(events + 0.5) / (n + 1): a rate that is never 0 or 1, for variances only.
-
-    The +0.5 pseudo-count (Jeffreys / Agresti-Caffo style) keeps p(1 − p) positive when a
-    variant has no errors (or nothing but errors), so zero counts never divide by zero or
-    make an interval collapse to a point. Point estimates stay the raw events / n.
-    """
-    return (np.asarray(events, dtype=float) + 0.5) / (np.asarray(n, dtype=float) + 1.0)
-
-
-def proportion_variance(events: Any, n: Any) -> np.ndarray:
-    """Per-observation variance p̃ (1 − p̃) of a rate, with the smoothed p̃ of `smoothed_rate`."""
-    p = smoothed_rate(events, n)
-    return p * (1.0 - p)
-
-
 def mean_and_variance(total: Any, total_sq: Any, n: Any) -> tuple[np.ndarray, np.ndarray]:
     """Mean and unbiased per-observation variance from n, Σx and Σx² (NaN when undefined)."""
     n = np.asarray(n, dtype=float)
@@ -251,36 +201,21 @@ def rate_interval(events: Any, n: Any, tau: Any, alpha: Any) -> tuple[np.ndarray
     return estimate, estimate - h, estimate + h
 
 
-def psi(baseline_bins: Any, canary_bins: Any) -> np.ndarray:
-    """Population stability index Σ (c_i − b_i) ln(c_i / b_i) of two histograms (last axis).
-
-    c_i and b_i are the bins' shares, floored at `PSI_EPSILON` so an empty bin costs a
-    bounded amount instead of log(0). PSI is the symmetrised Kullback-Leibler divergence of
-    the binned distributions; it is the check used here because both metric sources only
-    deliver scores binned on the same edges (the gateway's stats and Prometheus' histogram),
-    which rules out tests on raw scores such as Kolmogorov-Smirnov. Identical histograms
-    give 0.
-
-    Small-sample bias: even when both variants score alike, sampling noise makes PSI
-    positive, about (k − 1)(1/n_b + 1/n_c) for k non-empty bins (its second-order expansion
-    is a chi-square statistic with k − 1 degrees of freedom scaled by 1/n_b + 1/n_c); see
-    `psi_sampling_bias`. The gate subtracts it and judges only from
-    `min_rows_for_distribution` rows, where the noise's standard deviation is about
-    sqrt(2(k − 1)) (1/n_b + 1/n_c): with 500 rows a side that is a bias of 0.036 and a
-    standard deviation of 0.017, far below the usual 0.2, so repeated looks do not turn
-    noise into failures.
-    """
-    b = np.asarray(baseline_bins, dtype=float)
-    c = np.asarray(canary_bins, dtype=float)
-    pb = np.maximum(b / np.maximum(b.sum(axis=-1, keepdims=True), 1.0), PSI_EPSILON)
-    pc = np.maximum(c / np.maximum(c.sum(axis=-1, keepdims=True), 1.0), PSI_EPSILON)
-    return np.sum((pc - pb) * np.log(pc / pb), axis=-1)
-
-
 def psi_sampling_bias(baseline_bins: Any, canary_bins: Any) -> np.ndarray:
     """Expected PSI of two samples of the same distribution: (k − 1)(1/n_b + 1/n_c).
 
     k counts the bins non-empty on either side; 0 when either side has no rows.
+
+    The score check compares histograms with `flightdeck.stats.psi` because both metric
+    sources only deliver scores binned on the same edges (the gateway's stats and
+    Prometheus' histogram), which rules out tests on raw scores such as Kolmogorov-Smirnov.
+    Even when both variants score alike, sampling noise makes PSI positive, by about this
+    bias (PSI's second-order expansion is a chi-square statistic with k − 1 degrees of
+    freedom scaled by 1/n_b + 1/n_c). The gate subtracts it and judges only from
+    `min_rows_for_distribution` rows, where the noise's standard deviation is about
+    sqrt(2(k − 1)) (1/n_b + 1/n_c): with 500 rows a side that is a bias of 0.036 and a
+    standard deviation of 0.017, far below the usual 0.2, so repeated looks do not turn
+    noise into failures.
     """
     b = np.asarray(baseline_bins, dtype=float)
     c = np.asarray(canary_bins, dtype=float)

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from flightdeck.delivery.gates import GateSettings, decide, evaluate
 from flightdeck.delivery.release import WindowSelector
-from flightdeck.delivery.sources import WindowStart, by_variant, make_source
+from flightdeck.delivery.sources import make_source
+from flightdeck.delivery.sources.base import WindowStart, by_variant
 from flightdeck.delivery.window import VariantWindow
 
 

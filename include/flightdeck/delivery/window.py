@@ -1,6 +1,6 @@
 """What one variant did over a window of time: the counts and sums every metric gate reads.
 
-Both metric sources (the gateway's stats endpoint and Prometheus) produce `VariantWindow`s,
+Every metric source (the gateway's stats endpoint, Prometheus, CloudWatch) produces `VariantWindow`s,
 so the gates never know where the numbers came from.
 """
 
@@ -8,15 +8,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-# Prediction scores are probabilities: ten equal bins on [0, 1], the same edges as the
-# gateway's `flightdeck_score` histogram, so both sources bin scores identically.
-SCORE_EDGES: tuple[float, ...] = tuple(i / 10 for i in range(11))
-N_SCORE_BINS = len(SCORE_EDGES) - 1
-
-
-def score_bin(score: float) -> int:
-    """Index of the bin of `score` (values outside [0, 1] fall in the first or last bin)."""
-    return min(max(int(score * N_SCORE_BINS), 0), N_SCORE_BINS - 1)
+from flightdeck.stats import N_SCORE_BINS
 
 
 @dataclass(frozen=True)
@@ -25,8 +17,9 @@ class VariantWindow:
 
     `requests` counts every request (failed ones too) and `latency_*` covers them all, in
     seconds; `rows` counts scored rows and `score_bins` their scores per bin of
-    `SCORE_EDGES`. `shadow_rows` / `shadow_disagreements` are filled for a variant that ran
-    as a shadow: rows it scored and rows whose decision differed from the live answer.
+    `flightdeck.stats.SCORE_EDGES`. `shadow_rows` / `shadow_disagreements` are filled for a
+    variant that ran as a shadow: rows it scored and rows whose decision differed from the
+    live answer.
     `latency_sumsq` is exact from the gateway's stats and estimated from histogram buckets
     by the Prometheus source.
     """

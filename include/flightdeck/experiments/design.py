@@ -36,9 +36,9 @@ from collections.abc import Callable
 import numpy as np
 from scipy import optimize, stats
 
-from flightdeck.delivery.gates import mixture_half_width
 from flightdeck.errors import ConfigError
 from flightdeck.experiments.sequential import default_tau
+from flightdeck.stats import mixture_half_width
 
 _MAX_N = 10 ** 10
 

@@ -13,7 +13,7 @@ is (asymptotically) a nonnegative martingale under "no difference", so by Ville'
 inequality P(Λ_n ≥ 1/α at any look) ≤ α. The always-valid p-value is
 p_n = min(p_{n−1}, 1/Λ_n), and the (1 − α) confidence sequence is the set of differences
 the same test would not reject, θ̂ ± h(V) with h from
-`flightdeck.delivery.gates.mixture_half_width` (the release gates use the same sequence; it
+`flightdeck.stats.mixture_half_width` (the release gates use the same sequence; it
 is reused here, not rewritten). p_n < α exactly when the sequence at look n excludes 0.
 
 Variances are plug-in estimates (per arm; proportions use the smoothed p̃(1 − p̃) of the
@@ -39,9 +39,9 @@ from typing import Any
 
 import numpy as np
 
-from flightdeck.delivery.gates import mixture_half_width, proportion_variance
 from flightdeck.errors import ConfigError
 from flightdeck.experiments.inference import ARMS, InsufficientDataError, _check_alpha, _need_units
+from flightdeck.stats import mixture_half_width, proportion_variance
 
 DEFAULT_TAU_SD_FRACTION = 0.1
 _TINY = 1e-300

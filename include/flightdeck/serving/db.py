@@ -24,8 +24,8 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine, make_url
 
-from flightdeck.delivery.window import N_SCORE_BINS
 from flightdeck.errors import ConfigError
+from flightdeck.stats import N_SCORE_BINS
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 VERSION_TABLE = "flightdeck_gateway_version"
@@ -93,7 +93,7 @@ variant_stats = sa.Table(
     sa.Column("rows", sa.BigInteger, nullable=False),
     sa.Column("score_sum", sa.Float(53), nullable=False),
     sa.Column("score_sumsq", sa.Float(53), nullable=False),
-    # Rows per score bin (flightdeck.delivery.window.SCORE_EDGES): the score-distribution gate.
+    # Rows per score bin (flightdeck.stats.SCORE_EDGES): the score-distribution gate.
     *(sa.Column(name, sa.BigInteger, nullable=False, server_default="0") for name in SCORE_BIN_COLUMNS),
     # Shadow rows whose decision differed from the live answer (role "shadow" only).
     sa.Column("disagreements", sa.BigInteger, nullable=False, server_default="0"),

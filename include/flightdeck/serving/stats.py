@@ -22,15 +22,14 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
-from flightdeck.delivery.window import N_SCORE_BINS, SCORE_EDGES, VariantWindow, score_bin
 from flightdeck.serving.db import SCORE_BIN_COLUMNS, utcnow, variant_stats, write_transaction
+from flightdeck.stats import N_SCORE_BINS, score_bin, score_bin_counts
 
 ROLES = ("live", "shadow")
 # Above this many scores, numpy's reductions beat a Python loop over the values.
 _NUMPY_FROM = 32
 _SCALARS = ("requests", "errors", "latency_sum", "latency_sumsq", "rows", "score_sum", "score_sumsq")
 _SUMS = (*_SCALARS, *SCORE_BIN_COLUMNS, "disagreements")
-_BIN_EDGES = np.asarray(SCORE_EDGES[1:-1])
 
 
 class StatsKey(NamedTuple):
@@ -94,7 +93,7 @@ class RunningStats:
         if n > _NUMPY_FROM:
             score_sum = float(scores.sum())
             score_sumsq = float(np.dot(scores, scores))
-            bins = np.bincount(np.searchsorted(_BIN_EDGES, scores, side="right"), minlength=N_SCORE_BINS)
+            bins = score_bin_counts(scores)
             bin_items = [(i, int(c)) for i, c in enumerate(bins.tolist()) if c]
         elif n:  # small requests, the common case: numpy's per-call overhead would dominate
             values = scores.tolist()
@@ -162,21 +161,6 @@ class VariantSummary:
         data = asdict(self)
         data["updated_at"] = self.updated_at.isoformat() if self.updated_at else None
         return data
-
-    def window(self) -> VariantWindow:
-        """The counts a metric gate reads (a shadow's rows and disagreements included)."""
-        return window_from_stats(self.to_dict())
-
-
-def window_from_stats(item: dict) -> VariantWindow:
-    """A `VariantWindow` from one entry of GET /stats (`VariantSummary.to_dict`)."""
-    shadow = item.get("role") == "shadow"
-    return VariantWindow(
-        requests=int(item["requests"]), errors=int(item["errors"]), latency_sum=float(item["latency_sum"]),
-        latency_sumsq=float(item["latency_sumsq"]), rows=int(item["rows"]),
-        score_bins=tuple(int(c) for c in item["score_bins"]),
-        shadow_rows=int(item["rows"]) if shadow else 0,
-        shadow_disagreements=int(item["disagreements"]) if shadow else 0)
 
 
 def mean_std(n: int, total: float, total_sq: float) -> tuple[float | None, float | None]:

@@ -10,7 +10,7 @@ Nothing is dropped silently.
 
 Drift per window: PSI of the window's score histogram against a reference histogram
 (`reference_bins`, e.g. the training profile's; default the first closed window of the same
-model version), using batch monitoring's `population_stability_index`.
+model version), using `flightdeck.stats.psi`.
 """
 
 from __future__ import annotations
@@ -18,10 +18,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from flightdeck.batch.monitoring import population_stability_index
 from flightdeck.data.schema import NUMERIC_FEATURES
-from flightdeck.delivery.window import N_SCORE_BINS, score_bin
 from flightdeck.errors import ConfigError
+from flightdeck.stats import N_SCORE_BINS, psi, score_bin
 
 
 @dataclass
@@ -111,10 +110,10 @@ class Windows:
         mean = agg.score_sum / agg.count if agg.count else None
         std = math.sqrt(max(agg.score_sumsq / agg.count - mean * mean, 0.0)) if agg.count else None
         reference = self.reference_bins or self._references.setdefault(version, agg.bins) if agg.count else None
-        psi = population_stability_index(reference, agg.bins) if agg.count and reference else None
+        score_psi = float(psi(reference, agg.bins)) if agg.count and reference else None
         return {"kind": self.kind, "start": start, "end": start + self.size, "model_version": version,
                 "count": agg.count, "score_mean": mean, "score_std": std, "score_bins": list(agg.bins),
-                "score_psi": psi, "feature_means": {k: v / agg.count for k, v in agg.feature_sums.items()},
+                "score_psi": score_psi, "feature_means": {k: v / agg.count for k, v in agg.feature_sums.items()},
                 "late_events": 0}
 
     # -- persistence (written in the same atomic commit as results and offsets) --------------

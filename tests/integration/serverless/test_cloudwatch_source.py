@@ -8,8 +8,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from flightdeck.delivery.cloudwatch import CloudWatchSource, period_sumsq
-from flightdeck.delivery.sources import MetricSourceError, WindowStart, make_source
+from flightdeck.delivery.sources import make_source
+from flightdeck.delivery.sources.base import MetricSourceError, WindowStart
+from flightdeck.delivery.sources.cloudwatch import CloudWatchSource, period_sumsq
 from flightdeck.delivery.window import VariantWindow
 from tests.integration.delivery.conftest import REGION
 from tests.integration.serverless.cloudwatch_metrics import emit

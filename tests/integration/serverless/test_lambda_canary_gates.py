@@ -16,7 +16,7 @@ import zipfile
 import pytest
 
 from flightdeck.delivery.gating import look_once
-from flightdeck.delivery.sources import WindowStart
+from flightdeck.delivery.sources.base import WindowStart
 from flightdeck.delivery.targets.aws_lambda import LambdaAliasTarget
 from flightdeck.delivery.targets.base import TrafficState
 from tests.integration.delivery.conftest import REGION

@@ -19,7 +19,6 @@ from flightdeck.batch.monitoring import (
     build_reference_profile,
     drift_report,
     feature_distribution,
-    population_stability_index,
     throughput,
     volume_report,
 )
@@ -57,25 +56,6 @@ def clean_day() -> pd.DataFrame:
 
 
 # --- PSI ---------------------------------------------------------------------------------
-
-
-def test_psi_of_identical_distributions_is_zero():
-    p = [0.1, 0.2, 0.3, 0.4]
-    assert population_stability_index(p, p) == pytest.approx(0.0, abs=1e-12)
-
-
-def test_psi_matches_the_formula_and_floors_empty_buckets():
-    e, a = [0.5, 0.5, 0.0], [0.25, 0.5, 0.25]
-    eps = 1e-4
-    expected = (0.25 - 0.5) * math.log(0.25 / 0.5) + (0.25 - eps) * math.log(0.25 / eps)
-    assert population_stability_index(e, a, epsilon=eps) == pytest.approx(expected)
-    # Counts are normalised like proportions.
-    assert population_stability_index([50, 50, 0], [1, 2, 1], epsilon=eps) == pytest.approx(expected)
-
-
-def test_psi_rejects_mismatched_buckets():
-    with pytest.raises(ValueError, match="same buckets"):
-        population_stability_index([0.5, 0.5], [1.0])
 
 
 def test_profile_of_the_reference_itself_has_near_zero_psi(reference, profile):

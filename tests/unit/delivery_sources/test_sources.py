@@ -12,24 +12,27 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import numpy as np
 import pytest
 
-from flightdeck.delivery.sources import (
-    GatewayStatsSource,
+from flightdeck.delivery.sources import make_source
+from flightdeck.delivery.sources.base import (
     MetricSourceError,
-    PrometheusSource,
     WindowStart,
     bucket_counts,
     by_variant,
     estimate_sumsq,
-    make_source,
     merge,
+)
+from flightdeck.delivery.sources.gateway import GatewayStatsSource
+from flightdeck.delivery.sources.prometheus import (
+    PrometheusSource,
     parse_query_response,
     score_bins_from_buckets,
     series_increase,
     windows_from_series,
 )
-from flightdeck.delivery.window import SCORE_EDGES, VariantWindow
+from flightdeck.delivery.window import VariantWindow
 from flightdeck.errors import ConfigError, FlightdeckError
 from flightdeck.serving.metrics import LATENCY_BUCKETS
+from flightdeck.stats import SCORE_EDGES
 
 T0 = 1_800_000_000.0  # the window starts here in the canned answers
 SCORE_LES = [*(str(e) for e in SCORE_EDGES[1:]), "+Inf"]

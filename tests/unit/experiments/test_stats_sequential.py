@@ -10,7 +10,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flightdeck.delivery.gates import mixture_half_width, proportion_variance
 from flightdeck.errors import ConfigError
 from flightdeck.experiments.inference import InsufficientDataError
 from flightdeck.experiments.sequential import (
@@ -20,6 +19,7 @@ from flightdeck.experiments.sequential import (
     msprt_means,
     msprt_proportions,
 )
+from flightdeck.stats import mixture_half_width, proportion_variance
 
 
 def hand_lambda(diff: float, v: float, tau: float) -> float:

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from flightdeck.delivery.cloudwatch import period_sumsq
 from flightdeck.delivery.plan import RolloutPlan, RolloutPlanError
+from flightdeck.delivery.sources.cloudwatch import period_sumsq
 from flightdeck.serverless import handler as lambda_handler
 from flightdeck.serverless.cost import Workload, break_even, container_monthly, lambda_monthly
 from flightdeck.serverless.package import LAMBDA_PINS, PackageTooLargeError, check_limits

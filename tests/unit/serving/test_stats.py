@@ -10,6 +10,7 @@ import time
 import numpy as np
 import pytest
 
+from flightdeck.delivery.sources.gateway import window_from_stats
 from flightdeck.serving import db
 from flightdeck.serving.stats import RunningStats, StatsKey, StatsStore, StatTotals, mean_std
 
@@ -68,7 +69,7 @@ def test_shadow_disagreements_are_summed_and_published(store):
     (item,) = store.summary("default", role="shadow")
     assert (item.rows, item.disagreements) == (4, 3)
     assert item.score_bins == [0, 1, 0, 0, 0, 0, 0, 1, 1, 1]
-    window = item.window()
+    window = window_from_stats(item.to_dict())
     assert (window.shadow_rows, window.shadow_disagreements, window.rows) == (4, 3, 4)
 
 

@@ -28,6 +28,7 @@ import time
 from collections import defaultdict
 from typing import Any
 
+from flightdeck.delivery.sources.base import MetricSourceError, WindowStart
 from flightdeck.delivery.window import VariantWindow
 from flightdeck.errors import ConfigError
 
@@ -109,10 +110,8 @@ class CloudWatchSource:
                         found.add(dimension["Value"])
         return sorted(found)
 
-    def windows(self, since, role: str = "live") -> dict[tuple[str, str], VariantWindow]:
+    def windows(self, since: WindowStart, role: str = "live") -> dict[tuple[str, str], VariantWindow]:
         """A window per executed version with invocations since `since.epoch` (live role only)."""
-        from flightdeck.delivery.sources import MetricSourceError
-
         if role not in ("live", "shadow"):
             raise ValueError(f"role must be live or shadow, got {role!r}")
         if role == "shadow":

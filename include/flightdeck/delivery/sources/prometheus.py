@@ -1,19 +1,9 @@
-"""Metric sources: where a metric gate reads what each variant did since a rollout step began.
+"""Prometheus as a metric source: windows from the counters and histograms the gateway exports.
 
-Two sources give the same answer shape, a `VariantWindow` per (variant, model_version):
+`PrometheusSource` reads them through Prometheus's HTTP API; its window is
+[`WindowStart.epoch`, now], at scrape resolution.
 
-* `GatewayStatsSource` reads the gateway's running sums (GET /stats/{endpoint}). Its window
-  is exact: everything recorded under route versions >= `WindowStart.route_version`.
-* `PrometheusSource` reads the counters and histograms the gateway exports, through
-  Prometheus's HTTP API. Its window is [`WindowStart.epoch`, now], at scrape resolution.
-
-A step records both coordinates when it sets its weights (`WindowStart`); each source uses
-the one it understands. Both are built from a JSON-safe config (`make_source(**config)`), so
-an Airflow trigger can store one. A source that cannot be read raises `MetricSourceError`;
-"no data yet" is not an error: the variant is simply absent (callers use
-`windows.get(key, VariantWindow())`).
-
-How the Prometheus window differs from the stats window (the metrics carry less):
+How the Prometheus window differs from the gateway's stats window (the metrics carry less):
 
 * Time, not route version: the window runs from the last scrape at or before `epoch` to the
   last scrape before now. Up to one scrape interval of traffic before the step can leak in
@@ -61,17 +51,23 @@ import json
 import math
 import time
 from collections import defaultdict
-from dataclasses import asdict, dataclass, fields
-from typing import Any, Literal, Protocol
+from dataclasses import dataclass
+from typing import Any
 
 import httpx
 
-from flightdeck.delivery.window import N_SCORE_BINS, SCORE_EDGES, VariantWindow
-from flightdeck.errors import ConfigError, FlightdeckError
-
-Role = Literal["live", "shadow"]
-ROLES: tuple[str, ...] = ("live", "shadow")
-WindowKey = tuple[str, str]  # (variant, model_version)
+from flightdeck.delivery.sources.base import (
+    MetricSourceError,
+    Role,
+    WindowKey,
+    WindowStart,
+    bucket_counts,
+    check_role,
+    estimate_sumsq,
+    unreachable,
+)
+from flightdeck.delivery.window import VariantWindow
+from flightdeck.stats import N_SCORE_BINS, SCORE_EDGES
 
 # Prometheus's default lookback: a series scraped in the last 5 minutes is "present".
 DEFAULT_LOOKBACK_S = 300.0
@@ -89,134 +85,6 @@ _METRICS = (_REQUESTS, _ERRORS, _FALLBACKS, _LATENCY_BUCKET, _LATENCY_SUM, _SCOR
 _SCORE_LES = (*SCORE_EDGES[1:], math.inf)
 
 
-class MetricSourceError(FlightdeckError):
-    """A metric source could not be read, or answered something that is not metrics.
-
-    `transient` is True when asking again may help (unreachable, timeout, 5xx): a gate keeps
-    looking until its deadline; False when the answer itself is wrong (bad URL, garbage).
-    """
-
-    def __init__(self, url: str, problem: str, fix: str, transient: bool = False) -> None:
-        self.url = url
-        self.problem = problem
-        self.fix = fix
-        self.transient = transient
-        super().__init__(f"{url}: {problem}. Fix: {fix}")
-
-
-@dataclass(frozen=True)
-class WindowStart:
-    """Where a rollout step's window begins, in both coordinates the sources understand.
-
-    `route_version` is the gateway route table version the step's weights were stored under
-    (the stats source counts route versions >= it); `epoch` is the Unix time, in seconds,
-    at which they were set (the Prometheus source counts from then).
-    """
-
-    route_version: int
-    epoch: float
-
-    @classmethod
-    def now(cls, route_version: int) -> WindowStart:
-        """A window starting at this moment, under `route_version`."""
-        return cls(route_version, time.time())
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-class MetricSource(Protocol):
-    """Reads the windows of every variant of one gateway endpoint."""
-
-    kind: str
-
-    def windows(self, since: WindowStart, role: Role = "live") -> dict[WindowKey, VariantWindow]:
-        """A window per (variant, model_version) that has data since `since`, for `role`."""
-
-    def config(self) -> dict:
-        """JSON-safe arguments of `make_source` that rebuild this source."""
-
-
-def merge(a: VariantWindow, b: VariantWindow) -> VariantWindow:
-    """The window of both: every count and sum added."""
-    values = {f.name: getattr(a, f.name) + getattr(b, f.name) for f in fields(VariantWindow)
-              if f.name != "score_bins"}
-    return VariantWindow(**values, score_bins=tuple(x + y for x, y in zip(a.score_bins, b.score_bins, strict=True)))
-
-
-def by_variant(windows: dict[WindowKey, VariantWindow]) -> dict[str, VariantWindow]:
-    """Windows summed over each variant's model versions.
-
-    A request a fallback answered is counted under the fallback's model version, and (in
-    Prometheus) its failure under the variant's own: a variant's error rate is only whole
-    summed over its versions.
-    """
-    merged: dict[str, VariantWindow] = {}
-    for (variant, _), window in windows.items():
-        merged[variant] = merge(merged[variant], window) if variant in merged else window
-    return merged
-
-
-def _check_role(role: str) -> None:
-    if role not in ROLES:
-        raise ConfigError("role", f"must be one of {ROLES}, got {role!r}", "ask for 'live' or 'shadow'")
-
-
-def _unreachable(what: str, url: str, exc: Exception, fix: str) -> MetricSourceError:
-    kind = "timed out" if isinstance(exc, httpx.TimeoutException) else "is unreachable"
-    return MetricSourceError(url, f"{what} {kind} ({type(exc).__name__}: {exc})", fix, transient=True)
-
-
-# ---- the gateway's stats endpoint ---------------------------------------------------------------
-class GatewayStatsSource:
-    """Windows from the gateway's running sums: GET /stats/{endpoint}?since_route_version=N&role=R.
-
-    Exact, and summed over every worker; lags by the gateway's stats flush interval. Requests
-    that failed with no fallback to answer them are not in the running sums (yet): their
-    errors are visible in Prometheus only (tests/integration/release_sources, the xfail).
-    """
-
-    kind = "gateway"
-
-    def __init__(self, base_url: str, endpoint: str, timeout: float = 10.0) -> None:
-        self.base_url = base_url.rstrip("/")
-        self.endpoint = endpoint
-        self.timeout = timeout
-
-    def config(self) -> dict:
-        return {"kind": self.kind, "url": self.base_url, "endpoint": self.endpoint, "timeout": self.timeout}
-
-    def windows(self, since: WindowStart, role: Role = "live") -> dict[WindowKey, VariantWindow]:
-        from flightdeck.serving.client import GatewayClient, GatewayError
-        from flightdeck.serving.stats import window_from_stats
-
-        _check_role(role)
-        url = f"{self.base_url}/stats/{self.endpoint}"
-        try:
-            with GatewayClient(self.base_url, timeout=self.timeout) as client:
-                items = client.stats(self.endpoint, since.route_version, role)
-        except httpx.HTTPError as exc:
-            raise _unreachable("the gateway", url, exc, "start the gateway (`flightdeck serve`) or correct the "
-                               "source's url") from exc
-        except GatewayError as exc:
-            raise MetricSourceError(url, str(exc), "check the source's url and endpoint name",
-                                    transient=exc.status >= 500) from exc
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise MetricSourceError(url, f"answered something that is not the gateway's stats ({exc!r})",
-                                    "point the source's url at a flightdeck gateway") from exc
-        try:
-            found = [((str(item["variant"]), str(item["model_version"])), window_from_stats(item))
-                     for item in items]
-        except (KeyError, TypeError, ValueError) as exc:
-            raise MetricSourceError(url, f"returned a malformed stats entry ({exc!r})",
-                                    "upgrade the gateway and this client together") from exc
-        windows: dict[WindowKey, VariantWindow] = {}
-        for key, window in found:
-            windows[key] = merge(windows[key], window) if key in windows else window
-        return {key: window for key, window in windows.items() if window != VariantWindow()}
-
-
-# ---- Prometheus -----------------------------------------------------------------------------------
 class PrometheusSource:
     """Windows from the gateway's metrics in Prometheus (GET /api/v1/query).
 
@@ -255,15 +123,15 @@ class PrometheusSource:
         return "{" + ",".join(matchers) + f"}}[{range_ms}ms]"
 
     def windows(self, since: WindowStart, role: Role = "live") -> dict[WindowKey, VariantWindow]:
-        _check_role(role)
+        check_role(role)
         now = time.time()
         url = f"{self.prometheus_url}/api/v1/query"
         try:
             response = httpx.get(url, params={"query": self.query(now, since.epoch), "time": f"{now:.3f}"},
                                  timeout=self.timeout)
         except httpx.HTTPError as exc:
-            raise _unreachable("Prometheus", url, exc, "start Prometheus, correct the source's url, or use the "
-                               "gateway's stats (kind 'gateway')") from exc
+            raise unreachable("Prometheus", url, exc, "start Prometheus, correct the source's url, or use the "
+                              "gateway's stats (kind 'gateway')") from exc
         try:
             payload = response.json()
         except ValueError:
@@ -321,15 +189,6 @@ def series_increase(values: list, start: float) -> float:
     return increase
 
 
-def bucket_counts(cumulative: dict[float, float]) -> list[float]:
-    """Per-bucket counts from cumulative `le` buckets (any order; +Inf included), in `le` order."""
-    counts, below = [], 0.0
-    for le in sorted(cumulative):
-        counts.append(max(cumulative[le] - below, 0.0))
-        below = max(below, cumulative[le])
-    return counts
-
-
 def score_bins_from_buckets(cumulative: dict[float, float]) -> tuple[int, ...]:
     """The ten score bins from `flightdeck_score` buckets (le 0.1 … 1.0, +Inf).
 
@@ -343,35 +202,6 @@ def score_bins_from_buckets(cumulative: dict[float, float]) -> tuple[int, ...]:
     above_one = counts.pop()
     counts[-1] += above_one
     return tuple(round(c) for c in counts)
-
-
-def estimate_sumsq(cumulative: dict[float, float], total: float) -> float:
-    """Sum of squares of the observations behind a histogram, estimated from its buckets.
-
-    The spread (variance) comes from the buckets, each value spread evenly over its bucket
-    (the first from 0; the open +Inf bucket at the mean its values must have, from the exact
-    `total`); the mean is the exact `total` / count. Returns count · (variance + mean²).
-    """
-    les = sorted(cumulative)
-    counts = bucket_counts(cumulative)
-    n = sum(counts)
-    if n <= 0:
-        return 0.0
-    first = second = 0.0  # bucket estimates of Σx and Σx²
-    lower = 0.0
-    for le, count in zip(les, counts, strict=True):
-        if count > 0:
-            if math.isinf(le):
-                value = max(lower, (total - first) / count)
-                first += count * value
-                second += count * value * value
-            else:
-                first += count * (lower + le) / 2
-                second += count * (lower * lower + lower * le + le * le) / 3
-        lower = le
-    variance = max(second / n - (first / n) ** 2, 0.0)
-    mean = total / n
-    return n * (variance + mean * mean)
 
 
 @dataclass
@@ -390,7 +220,7 @@ def windows_from_series(series: list[dict], start: float, role: Role = "live",
     Every series' increase after `start` is summed per (variant, model_version) and `le`
     over workers and instances; keys with nothing in the window are left out.
     """
-    _check_role(role)
+    check_role(role)
     sums: dict[WindowKey, _Sums] = defaultdict(lambda: _Sums(defaultdict(float), defaultdict(float),
                                                              defaultdict(float)))
     try:
@@ -441,40 +271,3 @@ def _shadow_window(found: _Sums) -> VariantWindow:
     requests, errors = round(c[_SHADOW_REQUESTS]), round(_shadow_errors(c))
     return VariantWindow(requests=requests, errors=errors, shadow_rows=requests - errors,
                          shadow_disagreements=round(c[_SHADOW_DISAGREEMENTS]))
-
-
-# ---- factory --------------------------------------------------------------------------------------
-def make_source(kind: Literal["gateway", "prometheus", "cloudwatch"], url: str = "", endpoint: str = "",
-                timeout: float = 10.0, **options: Any) -> MetricSource:
-    """The metric source `kind` reading `endpoint` at `url` (the gateway's or Prometheus's base URL).
-
-    `options` are PrometheusSource's `selector` and `lookback_s`. `kind` "cloudwatch" reads a
-    Lambda alias instead (`flightdeck.delivery.cloudwatch.CloudWatchSource`: options
-    function_name, alias, region, endpoint_url, period). `source.config()` gives these
-    arguments back, JSON-safe.
-    """
-    if kind == "cloudwatch":
-        from flightdeck.delivery.cloudwatch import CloudWatchSource
-
-        unknown = set(options) - {"function_name", "alias", "region", "endpoint_url", "period"}
-        if unknown:
-            raise ConfigError("options", f"the cloudwatch source takes no {sorted(unknown)}",
-                              "use function_name, alias, region, endpoint_url and period")
-        return CloudWatchSource(**options)
-    if not url:
-        raise ConfigError("url", f"the {kind} metric source needs a base URL", "give the gateway's or "
-                          "Prometheus's URL, e.g. http://127.0.0.1:9090")
-    if not endpoint:
-        raise ConfigError("endpoint", "the metric source needs the gateway endpoint to read",
-                          "give the endpoint's name from the route table")
-    if kind == "gateway":
-        if options:
-            raise ConfigError("options", f"the gateway source takes no {sorted(options)}", "drop them")
-        return GatewayStatsSource(url, endpoint, timeout)
-    if kind == "prometheus":
-        unknown = set(options) - {"selector", "lookback_s"}
-        if unknown:
-            raise ConfigError("options", f"the prometheus source takes no {sorted(unknown)}",
-                              "use only selector and lookback_s")
-        return PrometheusSource(url, endpoint, timeout, **options)
-    raise ConfigError("kind", f"unknown metric source {kind!r}", "use 'gateway', 'prometheus' or 'cloudwatch'")
