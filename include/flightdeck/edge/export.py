@@ -39,6 +39,7 @@ from flightdeck.edge.gates import (
 )
 from flightdeck.edge.models import load_model
 from flightdeck.edge.preprocess import PreprocessSpec
+from flightdeck.golden import GOLDEN_SCORES_FILE, PARITY_METRIC, golden_scores_document
 from flightdeck.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -112,8 +113,6 @@ def _write_artifact(folder: Path, files: dict[str, bytes]) -> None:
 
 
 def _golden(holdout: pd.DataFrame, scores: np.ndarray) -> bytes:
-    from flightdeck.delivery.preflight import golden_scores_document
-
     return json.dumps(golden_scores_document(holdout[list(FEATURES)].head(GOLDEN_ROWS),
                                              scores[:GOLDEN_ROWS])).encode()
 
@@ -137,7 +136,6 @@ def export_version(registry: Registry, model_name: str, ref: str, out_dir: Path,
     Gates are judged (each row's verdict, `misses`) but not enforced here: the caller logs
     the table first, then `gates.check_gates`-style enforcement fails the run (see
     `enforce`)."""
-    from flightdeck.delivery.preflight import GOLDEN_SCORES_FILE, PARITY_METRIC
     from flightdeck.edge import distill
     from flightdeck.edge.quantize import quantise_dynamic_int8
 

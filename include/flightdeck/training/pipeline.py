@@ -24,6 +24,7 @@ from flightdeck.data.expectations import validate_raw
 from flightdeck.data.partitions import read_window
 from flightdeck.data.schema import DS, FEATURES, LABEL
 from flightdeck.errors import DataValidationError
+from flightdeck.golden import GOLDEN_SCORES_FILE, PARITY_METRIC, golden_scores_document
 from flightdeck.registry import CHAMPION, TRAINING_KEY, Registry
 from flightdeck.training.evaluate import classification_metrics, decide_registration
 from flightdeck.training.export import check_parity, to_onnx
@@ -139,11 +140,9 @@ def export_onnx(params: TrainParams, staging: Path, registry: Registry, run_id: 
     scores = runtime.score(runtime.load_session(model.SerializeToString()), frame)
     example = frame[list(FEATURES)].head(5)
     model_uri = registry.log_onnx_model(run_id, model, example, scores[:5])
-    registry.client.log_metric(run_id, "onnx_parity_max_abs_diff", parity.max_abs_diff)
+    registry.client.log_metric(run_id, PARITY_METRIC, parity.max_abs_diff)
     # Golden rows with the scikit-learn scores: a promotion's pre-flight re-scores them through
     # the registered artifact, so parity is re-proved on the bytes that will serve.
-    from flightdeck.delivery.preflight import GOLDEN_SCORES_FILE, golden_scores_document
-
     golden = frame[list(FEATURES)].head(GOLDEN_ROWS)
     registry.log_json(run_id, golden_scores_document(golden, pipeline.predict_proba(golden)[:, 1]),
                       GOLDEN_SCORES_FILE)

@@ -16,16 +16,14 @@ from flightdeck import runtime
 from flightdeck.config import Settings
 from flightdeck.data.generator import generate_partition
 from flightdeck.delivery.preflight import (
-    GOLDEN_SCORES_FILE,
-    PARITY_METRIC,
     ArtifactError,
     IncompatibleSchemaError,
     check_artifact,
     check_log_compatibility,
-    golden_scores_document,
     input_schema,
 )
 from flightdeck.errors import ConfigError, ModelNotFoundError, ParityError
+from flightdeck.golden import GOLDEN_SCORES_FILE, PARITY_METRIC, golden_scores_document
 from flightdeck.registry import Registry
 from flightdeck.serving import db
 from flightdeck.training.export import to_onnx
