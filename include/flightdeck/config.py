@@ -70,6 +70,8 @@ class Settings(BaseSettings):
     cache_ttl_seconds: int = Field(3600, gt=0)
     redis_url: str = "redis://127.0.0.1:6379/0"
     predlog_queue_size: int = Field(100_000, gt=0, description="Prediction-log rows buffered before drops.")
+    predlog_queue_bytes: int = Field(256 * 1024 * 1024, gt=0,
+                                     description="Estimated bytes of prediction-log rows buffered before drops.")
     predlog_batch_size: int = Field(1000, gt=0)
     predlog_flush_seconds: float = Field(0.2, gt=0)
     route_poll_seconds: float = Field(0.5, gt=0, description="How often a worker looks for a new route table.")

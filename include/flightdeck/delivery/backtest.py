@@ -32,17 +32,12 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import onnxruntime as ort
 import pandas as pd
-import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from flightdeck import runtime
 from flightdeck.delivery.plan import BacktestSettings  # defined with the rollout plan it is part of
 from flightdeck.errors import FlightdeckError
-from flightdeck.serving.db import UtcDateTime, predictions
-
-# The prediction log's one definition of "the label of a prediction" (latest outcome by
-# request_id, else by unit_id), shared with OutcomeStore.labelled_predictions.
-from flightdeck.serving.predlog import _latest_outcome
+from flightdeck.serving.predlog_reads import read_predictions
 from flightdeck.stats import psi, score_bin_counts
 from flightdeck.training.evaluate import classification_metrics
 
@@ -55,6 +50,7 @@ Verdict = Literal["pass", "fail", "insufficient"]
 
 REPLAY_COLUMNS = ["id", "request_id", "row_index", "unit_id", "variant", "model_version", "score",
                   "created_at", "features", "features_error", "label"]
+_LOGGED_COLUMNS = [c for c in REPLAY_COLUMNS if c != "features_error"]
 MAX_EXAMPLES = 5  # rejected rows quoted in a report, with their reasons
 
 
@@ -76,44 +72,20 @@ def load_replay(engine: Engine, endpoint: str, since: datetime | None = None, li
     """The most recent live rows of `endpoint` that carry their logged input, oldest first.
 
     Rows logged without features (shadow rows, rows written before the column existed)
-    cannot be replayed and are not read. Labels come from the outcomes exactly as in
-    `OutcomeStore.labelled_predictions`: the latest outcome by request_id, else by unit_id;
+    cannot be replayed and are not read. Labels are the prediction log's
+    (`flightdeck.serving.predlog_reads`: the latest outcome by request_id, else by unit_id);
     NaN where there is none (`labelled_only` keeps labelled rows only).
 
     Columns: id, request_id, row_index, unit_id, variant, model_version, score (logged),
     created_at (UTC), features (dict, None when the JSON is unusable), features_error
     (why, else missing), label (float or NaN).
     """
-    p = predictions.c
-    by_request = _latest_outcome("request_id")
-    by_unit = _latest_outcome("unit_id")
-    label = sa.func.coalesce(by_request.c.label, by_unit.c.label).label("label")
-    query = (
-        sa.select(p.id, p.request_id, p.row_index, p.unit_id, p.variant, p.model_version, p.score, p.created_at,
-                  p.features, label)
-        .select_from(predictions
-                     .outerjoin(by_request, sa.and_(by_request.c.key == p.request_id, by_request.c.rank == 1))
-                     .outerjoin(by_unit, sa.and_(by_unit.c.key == p.unit_id, by_unit.c.rank == 1)))
-        .where(p.endpoint == endpoint, p.role == "live", p.features.is_not(None))
-        .order_by(p.created_at.desc(), p.id.desc()))
-    if since is not None:
-        query = query.where(p.created_at >= sa.literal(since, UtcDateTime))
-    if labelled_only:
-        query = query.where(sa.or_(by_request.c.label.is_not(None), by_unit.c.label.is_not(None)))
-    if limit is not None:
-        query = query.limit(limit)
-    with engine.connect() as conn:
-        rows = conn.execute(query).all()
-    records = []
-    for row in reversed(rows):  # newest `limit` rows were read; hand them back oldest first
-        features, error = _decode(row.features)
-        records.append((row.id, row.request_id, row.row_index, row.unit_id, row.variant, row.model_version,
-                        row.score, row.created_at, features, error, row.label))
-    frame = pd.DataFrame(records, columns=REPLAY_COLUMNS)
-    frame["score"] = frame["score"].astype("float64")
-    frame["label"] = pd.to_numeric(frame["label"], errors="coerce").astype("float64")
-    frame["created_at"] = pd.to_datetime(frame["created_at"], utc=True)
-    return frame
+    rows = read_predictions(engine, endpoint, _LOGGED_COLUMNS, start=since, role="live", with_features=True,
+                            labelled_only=labelled_only, newest=limit)
+    decoded = [_decode(text) for text in rows["features"]]
+    rows["features"] = pd.Series([features for features, _ in decoded], index=rows.index, dtype=object)
+    rows["features_error"] = pd.Series([error for _, error in decoded], index=rows.index, dtype=object)
+    return rows[REPLAY_COLUMNS]
 
 
 def _decode(text: str) -> tuple[dict | None, str | None]:

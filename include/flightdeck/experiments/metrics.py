@@ -22,10 +22,9 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from flightdeck.serving.db import UtcDateTime, outcomes, predictions
+from flightdeck.serving.predlog_reads import Role, read_predictions
 
 MetricKind = Literal["proportion", "mean", "ratio"]
 Unit = Literal["unit_id", "request_id"]
@@ -81,39 +80,14 @@ def day_bounds(first: date, last: date) -> tuple[datetime, datetime]:
 
 
 def read_rows(engine: Engine, endpoint: str, start: datetime, end: datetime,
-              role: str = "live") -> pd.DataFrame:
+              role: Role = "live") -> pd.DataFrame:
     """Prediction-log rows of `endpoint` created in [start, end), with their label when one arrived.
 
-    A row takes the latest outcome (by observed_at) recorded for its request_id, failing that
-    the latest for its unit_id (the same rule as `OutcomeStore.labelled_predictions`), but
-    unlabelled rows are kept (label NaN): approval rate and latency need no label.
+    The label is the prediction log's (`flightdeck.serving.predlog_reads`: the latest outcome
+    by request_id, else by unit_id); unlabelled rows are kept (label NaN): approval rate and
+    latency need no label.
     """
-    p = predictions.c
-    by_request, by_unit = _latest_outcome("request_id"), _latest_outcome("unit_id")
-    label = sa.func.coalesce(by_request.c.label, by_unit.c.label).label("label")
-    query = (
-        sa.select(p.request_id, p.row_index, p.unit_id, p.variant, p.model_version, p.score, p.latency_ms,
-                  p.created_at, label)
-        .select_from(predictions
-                     .outerjoin(by_request, sa.and_(by_request.c.key == p.request_id, by_request.c.rank == 1))
-                     .outerjoin(by_unit, sa.and_(by_unit.c.key == p.unit_id, by_unit.c.rank == 1)))
-        .where(p.endpoint == endpoint, p.role == role,
-               p.created_at >= sa.literal(start, UtcDateTime), p.created_at < sa.literal(end, UtcDateTime))
-        .order_by(p.created_at, p.id))
-    with engine.connect() as conn:
-        rows = conn.execute(query).all()
-    frame = pd.DataFrame([tuple(r) for r in rows], columns=ROW_COLUMNS)
-    for column in ("score", "latency_ms", "label"):
-        frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
-    frame["created_at"] = pd.to_datetime(frame["created_at"], utc=True)
-    return frame
-
-
-def _latest_outcome(key: str):
-    o = outcomes.c
-    rank = sa.func.row_number().over(partition_by=o[key], order_by=(o.observed_at.desc(), o.id.desc()))
-    return (sa.select(o[key].label("key"), o.label, rank.label("rank"))
-            .where(o[key].is_not(None)).subquery(f"latest_{key}"))
+    return read_predictions(engine, endpoint, ROW_COLUMNS, start=start, end=end, role=role)
 
 
 def row_values(rows: pd.DataFrame, threshold: float) -> pd.DataFrame:

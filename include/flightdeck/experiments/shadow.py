@@ -20,11 +20,10 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.engine import Engine
 
-from flightdeck.serving.db import UtcDateTime, predictions
+from flightdeck.serving.predlog_reads import read_predictions
 
 Recommendation = Literal["promote_with_canary", "keep_shadowing", "reject"]
 _EPS = 1e-15
@@ -89,22 +88,12 @@ _COLUMNS = ["request_id", "row_index", "role", "variant", "model_version", "scor
 
 def read_pairs(engine: Engine, endpoint: str, start: datetime, end: datetime) -> pd.DataFrame:
     """Live and shadow rows of `endpoint` in [start, end), one row per (request_id, row_index)
-    with live_* and shadow_* columns (shadow_* NaN when that request was not mirrored)."""
-    from flightdeck.experiments.metrics import read_rows
-
-    p = predictions.c
-    query = (sa.select(p.request_id, p.row_index, p.role, p.variant, p.model_version, p.score, p.latency_ms,
-                       p.features)
-             .where(p.endpoint == endpoint, p.created_at >= sa.literal(start, UtcDateTime),
-                    p.created_at < sa.literal(end, UtcDateTime)))
-    with engine.connect() as conn:
-        rows = pd.DataFrame([tuple(r) for r in conn.execute(query).all()], columns=_COLUMNS[:-1])
-    # Labels: the same outcome join as the experiment reader (by request, else by unit).
-    labelled = read_rows(engine, endpoint, start, end)[["request_id", "row_index", "label"]]
+    with live_* and shadow_* columns (shadow_* NaN when that request was not mirrored), the
+    live row's features and its label (the prediction log's outcome join; NaN when none)."""
+    rows = read_predictions(engine, endpoint, _COLUMNS, start=start, end=end, role=None)
     live = rows[rows["role"] == "live"].drop(columns="role")
-    shadow = rows[rows["role"] == "shadow"].drop(columns=["role", "features"])
-    live = live.merge(labelled.drop_duplicates(["request_id", "row_index"]), on=["request_id", "row_index"],
-                      how="left")
+    shadow = rows[rows["role"] == "shadow"].drop(columns=["role", "features", "label"])
+    live = live.drop_duplicates(["request_id", "row_index"])
     live = live.rename(columns={c: f"live_{c}" for c in ("variant", "model_version", "score", "latency_ms")})
     shadow = shadow.rename(columns={c: f"shadow_{c}" for c in ("variant", "model_version", "score", "latency_ms")})
     shadow = shadow.drop_duplicates(["request_id", "row_index"])

@@ -193,7 +193,8 @@ def create_app(settings: Settings | None = None, gateway: Gateway | None = None)
     async def stream(websocket: WebSocket, endpoint: str) -> None:
         """Rows in, scores out. Each message: one record, or {"rows": [...], "unit_id"?, "id"?}.
 
-        A bad message gets {"error", "status"} and the stream stays open.
+        A bad message gets {"error", "status"} and the stream stays open; a message over
+        `max_body_bytes` closes it with 1009 (message too big).
         """
         await websocket.accept()
         gateway: Gateway = websocket.app.state.gateway
@@ -202,9 +203,13 @@ def create_app(settings: Settings | None = None, gateway: Gateway | None = None)
                 message = await websocket.receive()
                 if message["type"] == "websocket.disconnect":
                     return
+                data = message.get("bytes") or (message.get("text") or "").encode()
+                if len(data) > settings.max_body_bytes:  # uvicorn's ws_max_size is the same limit
+                    await websocket.close(1009, f"message over {settings.max_body_bytes} bytes")
+                    return
                 reply_id = None
                 try:
-                    payload = payloads.parse_json(message.get("bytes") or (message.get("text") or "").encode())
+                    payload = payloads.parse_json(data)
                     if not isinstance(payload, dict):
                         raise MalformedRequestError("a message must be a JSON object: a record or {\"rows\": [...]}.")
                     reply_id = payload.get("id") if "rows" in payload else None

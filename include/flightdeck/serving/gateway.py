@@ -93,6 +93,8 @@ class Endpoint:
     router: Router
     variants: dict[str, Variant]
     breakers: dict[str, CircuitBreaker] = field(default_factory=dict)
+    # Every variant's model inputs: the only columns logged (a caller's extra columns are not).
+    input_names: frozenset[str] = frozenset()
 
     @property
     def fallback(self) -> Variant | None:
@@ -155,7 +157,8 @@ class Gateway:
         self.stats_store = StatsStore(self.engine)
         self.stats = RunningStats()
         self.predlog = PredictionLogWriter(self.engine, settings.predlog_queue_size,
-                                           settings.predlog_batch_size, settings.predlog_flush_seconds)
+                                           settings.predlog_batch_size, settings.predlog_flush_seconds,
+                                           queue_bytes=settings.predlog_queue_bytes)
         self.cache = make_cache(settings)
         self._rng = rng
         self._routes: CompiledRoutes | None = None
@@ -258,7 +261,8 @@ class Gateway:
                 model = self.pool.load(model_name, variant.ref)
                 resolved[(model_name, variant.ref)] = model.version
                 variants[variant_name] = Variant(variant_name, model, variant.faults)
-            endpoint = Endpoint(name, spec, Router(name, spec, self._rng), variants)
+            endpoint = Endpoint(name, spec, Router(name, spec, self._rng), variants,
+                                input_names=frozenset(t.name for v in variants.values() for t in v.model.inputs))
             if spec.fallback:
                 endpoint.breakers = {v: CircuitBreaker(spec.fallback.failure_threshold, spec.fallback.reset_seconds)
                                      for v in variants if v != spec.fallback.variant}
@@ -351,7 +355,7 @@ class Gateway:
         latency = time.perf_counter() - started
         request_id = request_id or uuid.uuid4().hex
         scores = _assemble(answers, len(next(iter(columns.values()))))
-        inputs, digests = _row_inputs(columns)
+        inputs, digests = _row_inputs(columns, ep.input_names)
         for answer in answers:
             self._record(ep, answer, routes.version, latency, request_id, unit_id, digests, "live", inputs)
         if choice.variant is not None:
@@ -565,10 +569,10 @@ def _row_labels(answers: list[_Answer], n_rows: int) -> list[str]:
     return labels
 
 
-def _row_inputs(columns: dict[str, list]) -> tuple[list[str], list[str]]:
-    """Per input row: its JSON object (keys in name order), logged for replay, and that text's
-    hash, the prediction log's input_hash."""
-    names = sorted(columns)
+def _row_inputs(columns: dict[str, list], keep: frozenset[str]) -> tuple[list[str], list[str]]:
+    """Per input row: its JSON object of the `keep` columns (keys in name order), logged for
+    replay, and that text's hash, the prediction log's input_hash."""
+    names = sorted(name for name in columns if name in keep)
     ordered = [columns[n] for n in names]
     texts = [orjson.dumps(dict(zip(names, values, strict=True))).decode() for values in zip(*ordered, strict=True)]
     return texts, [hashlib.blake2b(text.encode(), digest_size=16).hexdigest() for text in texts]

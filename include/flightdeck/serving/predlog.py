@@ -1,5 +1,6 @@
 """The prediction log: every scored row, written in batches off the request path, and the
-outcomes (labels) that arrive later, joined back for A/B and shadow analysis.
+outcomes (labels) that arrive later. Reading them back (the outcome join included) is
+`flightdeck.serving.predlog_reads`.
 
 `PredictionLogWriter.submit` never blocks a request: rows go to a bounded in-memory buffer
 and a daemon thread inserts them in batches. When the buffer is full the rows are dropped
@@ -21,18 +22,14 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import NamedTuple
 
-import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from flightdeck.serving.db import UtcDateTime, predictions, utcnow, write_transaction
 from flightdeck.serving.db import outcomes as outcomes_table
+from flightdeck.serving.db import predictions, utcnow, write_transaction
 from flightdeck.serving.errors import InvalidInputError
 
 log = logging.getLogger(__name__)
-
-LABELLED_COLUMNS = ["request_id", "unit_id", "variant", "model_version", "role", "score", "label", "created_at"]
-
 
 class PredictionRecord(NamedTuple):
     """One scored row (a tuple: cheap to build, one per row). Fields in table column order."""
@@ -338,7 +335,7 @@ class Outcome(NamedTuple):
 
 
 class OutcomeStore:
-    """Outcomes (labels) and their join to the prediction log."""
+    """Outcomes (labels), recorded all or none (`predlog_reads` joins them to the predictions)."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -352,49 +349,6 @@ class OutcomeStore:
             with write_transaction(self.engine) as conn:
                 conn.execute(outcomes_table.insert(), rows)
         return len(rows)
-
-    def labelled_predictions(self, endpoint: str, since: datetime | None = None,
-                             role: str | None = None) -> pd.DataFrame:
-        """Predictions of `endpoint` that have an outcome, with its label.
-
-        A prediction takes the latest outcome (by observed_at) recorded for its request_id;
-        failing that, the latest for its unit_id. An outcome keyed by request_id labels
-        every row of that request. `since` filters on the prediction's created_at, `role`
-        on "live" / "shadow". Columns: request_id, unit_id, variant, model_version, role,
-        score, label, created_at (UTC), oldest first.
-        """
-        p = predictions.c
-        by_request = _latest_outcome("request_id")
-        by_unit = _latest_outcome("unit_id")
-        label = sa.func.coalesce(by_request.c.label, by_unit.c.label).label("label")
-        query = (
-            sa.select(p.request_id, p.unit_id, p.variant, p.model_version, p.role, p.score, label,
-                      p.created_at)
-            .select_from(predictions
-                         .outerjoin(by_request, sa.and_(by_request.c.key == p.request_id, by_request.c.rank == 1))
-                         .outerjoin(by_unit, sa.and_(by_unit.c.key == p.unit_id, by_unit.c.rank == 1)))
-            .where(p.endpoint == endpoint, sa.or_(by_request.c.label.is_not(None), by_unit.c.label.is_not(None)))
-            .order_by(p.created_at, p.id))
-        if since is not None:
-            query = query.where(p.created_at >= sa.literal(since, UtcDateTime))
-        if role is not None:
-            query = query.where(p.role == role)
-        with self.engine.connect() as conn:
-            rows = conn.execute(query).all()
-        frame = pd.DataFrame([tuple(row) for row in rows], columns=LABELLED_COLUMNS)
-        frame["score"] = frame["score"].astype("float64")
-        frame["label"] = frame["label"].astype("float64")
-        frame["created_at"] = pd.to_datetime(frame["created_at"], utc=True)
-        return frame
-
-
-def _latest_outcome(key: str):
-    """Per value of outcomes.<key>, its outcomes ranked newest first (rank 1 = the latest)."""
-    o = outcomes_table.c
-    rank = sa.func.row_number().over(partition_by=o[key], order_by=(o.observed_at.desc(), o.id.desc()))
-    return (sa.select(o[key].label("key"), o.label, rank.label("rank"))
-            .where(o[key].is_not(None))
-            .subquery(f"latest_by_{key}"))
 
 
 def _outcome_row(index: int, item: Outcome, now: datetime) -> dict:

@@ -157,7 +157,49 @@ class ScoringFastPath:
                     reply = await self._score(protocol, match.groups(), scope, receive)
                     await _send(send, reply)
                     return
+        if scope["type"] == "http":
+            await self._limited(scope, receive, send)
+            return
         await self.app(scope, receive, send)
+
+    async def _limited(self, scope, receive, send) -> None:
+        """Pass a request to the app with its body capped at `max_body_bytes`.
+
+        Every route is capped before any of its body is read, the admin API included: its
+        token is checked only once the body is parsed, so without the cap anyone could make a
+        worker buffer gigabytes. A declared size over the limit is refused at once; a streamed
+        body is cut off where it passes the limit and the app sees the client leave."""
+        limit = self.settings.max_body_bytes
+        declared = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"content-length"), None)
+        try:
+            check_size(declared, 0, limit)
+        except PayloadTooLargeError as exc:
+            await _send(send, _closing(error_reply(exc)))
+            return
+        received, refused = 0, False
+
+        async def limited_receive():
+            nonlocal received, refused
+            message = await receive()
+            if message["type"] == "http.request" and not refused:
+                received += len(message.get("body", b""))
+                try:
+                    check_size(None, received, limit)
+                except PayloadTooLargeError as exc:
+                    refused = True
+                    await _send(send, _closing(error_reply(exc)))
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def guarded_send(message) -> None:
+            if not refused:  # the 413 went out: whatever the app answers is dropped
+                await send(message)
+
+        try:
+            await self.app(scope, limited_receive, guarded_send)
+        except Exception:
+            if not refused:
+                raise
 
     async def _score(self, protocol: str, groups: tuple, scope, receive) -> Reply:
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
@@ -175,6 +217,11 @@ class ScoringFastPath:
         except Exception:
             log.exception("scoring request to %s failed", scope["path"])
             return json_reply({"error": "internal error; the gateway log has the details"}, 500)
+
+
+def _closing(reply: Reply) -> Reply:
+    """`reply` with `connection: close`: the unread rest of the body must not be parsed as a request."""
+    return Reply(reply.status, reply.body, {**reply.headers, "connection": "close"})
 
 
 async def _read_body(receive, limit: int) -> bytes:

@@ -44,4 +44,5 @@ def serve(settings: Settings, **overrides) -> None:
              settings.gateway_port, settings.grpc_port or "off", settings.gateway_workers)
     uvicorn.run("flightdeck.serving.app:create_app", factory=True, host=settings.gateway_host,
                 port=settings.gateway_port, workers=settings.gateway_workers, loop="uvloop", http="httptools",
-                access_log=False, timeout_graceful_shutdown=10, log_level="info")
+                access_log=False, timeout_graceful_shutdown=10, log_level="info",
+                ws_max_size=settings.max_body_bytes)  # larger WebSocket messages close with 1009

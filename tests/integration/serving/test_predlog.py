@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from flightdeck.serving import db
 from flightdeck.serving.errors import InvalidInputError
 from flightdeck.serving.predlog import Outcome, OutcomeStore, PredictionLogWriter, PredictionRecord
+from flightdeck.serving.predlog_reads import missing_columns, read_predictions
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -232,7 +233,7 @@ def test_outcomes_table_refuses_a_row_without_any_id(gateway_engine):
         conn.execute(db.outcomes.insert().values(label=1.0, observed_at=T0, recorded_at=T0))
 
 
-def test_labelled_predictions_join_by_request_id_then_unit_id(gateway_engine, writer_factory):
+def test_the_outcome_join_by_request_id_then_unit_id_latest_wins(gateway_engine, writer_factory):
     writer = writer_factory()
     writer.start()
     writer.submit([
@@ -243,6 +244,7 @@ def test_labelled_predictions_join_by_request_id_then_unit_id(gateway_engine, wr
         record("r4", unit_id=None, variant="a", score=0.6, created_at=T0 + timedelta(minutes=3)),
         record("r5", unit_id="bob", variant="b", score=0.3, created_at=T0 + timedelta(minutes=4),
                endpoint="other"),
+        record("r6", unit_id="dave", variant="a", score=0.1, created_at=T0 + timedelta(minutes=5)),
     ])
     assert writer.flush(timeout=20)
     store = OutcomeStore(gateway_engine)
@@ -254,20 +256,40 @@ def test_labelled_predictions_join_by_request_id_then_unit_id(gateway_engine, wr
         Outcome(None, "bob", 1.0, T0 + timedelta(hours=1)),
         Outcome(None, "bob", 0.0, T0 + timedelta(hours=2)),   # the latest for bob
         Outcome("unknown", None, 1.0),                        # labels nothing
-    ]) == 6
+        Outcome(None, "dave", 0.0, T0 + timedelta(hours=1)),
+    ]) == 7
+    # Observed at the same time as dave's first: the one recorded later wins.
+    assert store.record([Outcome(None, "dave", 1.0, T0 + timedelta(hours=1))]) == 1
 
-    frame = store.labelled_predictions("default")
-    assert list(frame.columns) == ["request_id", "unit_id", "variant", "model_version", "role", "score",
-                                   "label", "created_at"]
-    assert [(r.request_id, r.variant, r.role, r.label) for r in frame.itertuples()] == [
-        ("r1", "a", "live", 1.0), ("r1", "b", "shadow", 1.0), ("r2", "b", "live", 0.0)]
-    assert str(frame["created_at"].dt.tz) == "UTC" and frame["created_at"].iloc[2] == pd.Timestamp(
+    columns = ["request_id", "unit_id", "variant", "role", "score", "label", "created_at"]
+    labelled = read_predictions(gateway_engine, "default", columns, role=None, labelled_only=True)
+    assert list(labelled.columns) == columns
+    assert [(r.request_id, r.variant, r.role, r.label) for r in labelled.itertuples()] == [
+        ("r1", "a", "live", 1.0), ("r1", "b", "shadow", 1.0), ("r2", "b", "live", 0.0), ("r6", "a", "live", 1.0)]
+    assert str(labelled["created_at"].dt.tz) == "UTC" and labelled["created_at"].iloc[2] == pd.Timestamp(
         T0 + timedelta(minutes=1))
+    assert labelled["label"].dtype == "float64" and labelled["score"].dtype == "float64"
 
-    live = store.labelled_predictions("default", role="live")
-    assert list(live["request_id"]) == ["r1", "r2"]
-    recent = store.labelled_predictions("default", since=T0 + timedelta(seconds=30))
-    assert list(recent["request_id"]) == ["r2"]
-    assert list(store.labelled_predictions("other")["label"]) == [0.0]
-    empty = store.labelled_predictions("nothing-here")
-    assert empty.empty and list(empty.columns) == list(frame.columns)
+    # Without labelled_only the unlabelled rows stay, label NaN; live rows only by default.
+    every = read_predictions(gateway_engine, "default", ["request_id", "label"])
+    assert list(every["request_id"]) == ["r1", "r2", "r3", "r4", "r6"]
+    assert every["label"].isna().tolist() == [False, False, True, True, False]
+    assert list(read_predictions(gateway_engine, "other", ["label"])["label"]) == [0.0]
+    # The filters: [start, end), the newest n (returned oldest first), the shadow role.
+    window = read_predictions(gateway_engine, "default", ["request_id"], start=T0 + timedelta(seconds=30),
+                              end=T0 + timedelta(minutes=3))
+    assert list(window["request_id"]) == ["r2", "r3"]
+    assert list(read_predictions(gateway_engine, "default", ["request_id"], newest=2)["request_id"]) == ["r4", "r6"]
+    assert list(read_predictions(gateway_engine, "default", ["variant"], role="shadow")["variant"]) == ["b"]
+    empty = read_predictions(gateway_engine, "nothing-here", columns)
+    assert empty.empty and list(empty.columns) == columns
+    with pytest.raises(ValueError, match="labels"):
+        read_predictions(gateway_engine, "default", ["labels"])
+
+
+def test_missing_columns_of_the_log(gateway_engine, tmp_path):
+    assert missing_columns(gateway_engine, ["id", "score", "features"]) == []
+    assert missing_columns(gateway_engine, ["score", "explanation"]) == ["explanation"]
+    never_migrated = sa.create_engine(f"sqlite:///{tmp_path / 'empty.db'}")
+    assert missing_columns(never_migrated, ["score"]) is None
+    never_migrated.dispose()

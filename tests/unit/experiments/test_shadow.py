@@ -61,3 +61,34 @@ def test_the_shadow_report_renders(tmp_path):
     html = render_shadow_report(tmp_path, e, "2026-12-01").read_text()
     assert "REJECT" in html and html.count("data:image/png;base64,") == 1 and "region" in html
     assert html.count("<code>r") == 5
+
+
+def test_read_pairs_joins_shadow_to_live_rows_and_labels_the_live_ones(tmp_path):
+    from flightdeck.experiments.shadow import read_pairs
+    from flightdeck.serving import db
+    from flightdeck.serving.predlog import Outcome, OutcomeStore, PredictionRecord, _insert_rows
+
+    url = f"sqlite:///{tmp_path / 'gateway.db'}"
+    db.upgrade(url)
+    engine = db.engine_for(url)
+
+    def row(request_id, role, score, unit=None, hour=12, endpoint="credit"):
+        variant, version = ("s", "3") if role == "shadow" else ("a", "1")
+        return PredictionRecord(request_id, 0, unit, endpoint, variant, version, 1, role, "h", score,
+                                5.0 if role == "live" else 7.5, False, T0.replace(hour=hour),
+                                '{"age": 40}' if role == "live" else None)
+
+    with db.write_transaction(engine) as conn:
+        _insert_rows(conn, [(T0, [row("r1", "live", 0.2, "u1"), row("r1", "shadow", 0.3, "u1"),
+                                  row("r2", "live", 0.6, "u2"), row("r3", "live", 0.4, "u3", hour=0, endpoint="x"),
+                                  row("r4", "live", 0.9, "u4", hour=23), row("r4", "shadow", 0.1, "u4", hour=23)])])
+    OutcomeStore(engine).record([Outcome("r1", None, 1.0, T1), Outcome(None, "u2", 0.0, T1)])
+    paired = read_pairs(engine, "credit", T0, T1).set_index("request_id")
+    db.dispose_engine(url)
+
+    assert list(paired.index) == ["r1", "r2", "r4"]
+    assert paired.loc["r1", ["live_score", "shadow_score", "shadow_latency_ms"]].tolist() == [0.2, 0.3, 7.5]
+    assert np.isnan(paired.loc["r2", "shadow_score"])  # not mirrored
+    assert paired.loc["r1", "label"] == 1.0 and paired.loc["r2", "label"] == 0.0  # by request, then by unit
+    assert np.isnan(paired.loc["r4", "label"]) and paired.loc["r4", "features"] == '{"age": 40}'
+    assert "shadow_features" not in paired and "shadow_label" not in paired

@@ -23,7 +23,7 @@ from flightdeck.serving import db
 from flightdeck.serving.app import create_app
 from flightdeck.serving.gateway import Gateway
 from flightdeck.serving.models import ModelPool
-from flightdeck.serving.predlog import OutcomeStore
+from flightdeck.serving.predlog_reads import read_predictions
 from flightdeck.serving.store import RouteStore
 from tests.support.models import FakeRegistry, onnx_model, records, split
 
@@ -366,9 +366,12 @@ def test_metrics_stats_log_and_outcomes(serve):
                               json={"outcomes": [{"request_id": ids[0], "label": 1}]})
         assert outcome.status_code == 200 and outcome.json()["recorded"] == 1
         assert client.post("/admin/outcomes", headers=AUTH, json={"outcomes": [{"label": 1}]}).status_code == 422
-        store = OutcomeStore(client.gateway.engine)
-        assert wait_for(lambda: len(store.labelled_predictions("credit")) == 2)
-        labelled = store.labelled_predictions("credit")
+        def labelled_rows():
+            return read_predictions(client.gateway.engine, "credit", ["request_id", "label"], role=None,
+                                    labelled_only=True)
+
+        assert wait_for(lambda: len(labelled_rows()) == 2)
+        labelled = labelled_rows()
         assert set(labelled["request_id"]) == {ids[0]} and set(labelled["label"]) == {1.0}
         status = client.get("/admin/status", headers=AUTH).json()
         assert status["prediction_log"]["dropped"] == 0 and status["route_version"] == 1

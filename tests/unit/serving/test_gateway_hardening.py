@@ -40,3 +40,24 @@ def test_log_loss_counters_are_exported_while_the_stats_write_fails(tmp_path):
     assert sample("flightdeck_prediction_log_written") == 0
     gateway.predlog.close(timeout=1)
     db.dispose_engine(url)
+
+
+def test_the_log_queue_is_bounded_by_bytes_as_well_as_rows(tmp_path):
+    url = f"sqlite:///{tmp_path / 'gateway.db'}"
+    db.upgrade(url)
+    big = "x" * 10_000
+    rows = [PredictionRecord(f"r{i}", 0, None, "e", "a", "1", 1, "live", "h", 0.5, 1.0, features=big)
+            for i in range(10)]
+    writer = PredictionLogWriter(db.engine_for(url), queue_size=1000, batch_size=100, flush_seconds=0.01,
+                                 queue_bytes=35_000)
+    try:
+        assert writer.submit(rows) == 3  # 10 rows fit the row bound; about 3.4 fit the byte bound
+        assert writer.dropped == 7
+        writer.start()
+        assert writer.flush(timeout=10)
+        assert writer.submit(rows[:3]) == 3  # written rows give their bytes back
+        assert writer.flush(timeout=10)
+        assert (writer.written, writer.dropped) == (6, 7)
+    finally:
+        writer.close(timeout=1)
+        db.dispose_engine(url)

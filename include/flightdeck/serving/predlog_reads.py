@@ -1,0 +1,110 @@
+"""Reading the prediction log: the one place that queries the `predictions` and `outcomes` tables.
+
+The writer (`flightdeck.serving.predlog`) fills them; everything that reads them back — the
+offline backtest, the pre-flight schema check, experiment metrics, shadow evaluation — calls
+the functions here instead of writing SQL of its own.
+
+The label of a prediction is defined once (`read_predictions` with the column "label"): the
+latest outcome (by observed_at, then by insertion) recorded for the prediction's request_id;
+failing that, the latest recorded for its unit_id. An outcome keyed by request_id labels
+every row of that request; a prediction with neither has no label (NaN).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Literal
+
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from flightdeck.serving.db import UtcDateTime, outcomes, predictions
+
+Role = Literal["live", "shadow"]
+
+LABEL = "label"
+"""The derived column: the prediction's outcome by the rule above (float, NaN when none)."""
+COLUMNS: tuple[str, ...] = (*(c.name for c in predictions.columns), LABEL)
+"""What `read_predictions` can return: every column of the table, and the label."""
+_FLOAT_COLUMNS = ("score", "latency_ms", LABEL)
+
+
+def read_predictions(engine: Engine, endpoint: str, columns: Sequence[str], *, start: datetime | None = None,
+                     end: datetime | None = None, role: Role | None = "live", labelled_only: bool = False,
+                     with_features: bool = False, newest: int | None = None) -> pd.DataFrame:
+    """Prediction-log rows of `endpoint`, oldest first (by created_at, then insertion).
+
+    Args:
+        columns: names from `COLUMNS`, in the order wanted; "label" joins the outcomes.
+        start, end: keep rows created in [start, end) (UTC; either may be None).
+        role: "live" or "shadow" rows only; None for both.
+        labelled_only: keep rows that have a label (the label join is made even if "label"
+            is not among `columns`).
+        with_features: keep rows logged with their input (`features` not null).
+        newest: keep only the `newest` most recent rows (still returned oldest first).
+
+    score, latency_ms and label are float64, created_at a UTC datetime; the frame has the
+    columns asked for even when no row matches.
+    """
+    unknown = [c for c in columns if c not in COLUMNS]
+    if unknown or not columns:
+        raise ValueError(f"columns {unknown or list(columns)} are not prediction-log columns {list(COLUMNS)}")
+    if newest is not None and newest < 1:
+        raise ValueError(f"newest must be positive, got {newest}")
+    p = predictions.c
+    source = predictions
+    label = None
+    if LABEL in columns or labelled_only:
+        by_request, by_unit = _latest_outcome("request_id"), _latest_outcome("unit_id")
+        source = (predictions
+                  .outerjoin(by_request, sa.and_(by_request.c.key == p.request_id, by_request.c.rank == 1))
+                  .outerjoin(by_unit, sa.and_(by_unit.c.key == p.unit_id, by_unit.c.rank == 1)))
+        label = sa.func.coalesce(by_request.c.label, by_unit.c.label)
+    selected = [label.label(LABEL) if c == LABEL else p[c] for c in columns]
+    query = sa.select(*selected).select_from(source).where(p.endpoint == endpoint)
+    if start is not None:
+        query = query.where(p.created_at >= sa.literal(start, UtcDateTime))
+    if end is not None:
+        query = query.where(p.created_at < sa.literal(end, UtcDateTime))
+    if role is not None:
+        query = query.where(p.role == role)
+    if labelled_only:
+        query = query.where(label.is_not(None))
+    if with_features:
+        query = query.where(p.features.is_not(None))
+    if newest is None:
+        query = query.order_by(p.created_at, p.id)
+    else:
+        query = query.order_by(p.created_at.desc(), p.id.desc()).limit(newest)
+    with engine.connect() as conn:
+        rows = conn.execute(query).all()
+    if newest is not None:
+        rows.reverse()
+    frame = pd.DataFrame([tuple(row) for row in rows], columns=list(columns))
+    for column in _FLOAT_COLUMNS:
+        if column in frame:
+            frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
+    if "created_at" in frame:
+        frame["created_at"] = pd.to_datetime(frame["created_at"], utc=True)
+    return frame
+
+
+def missing_columns(engine: Engine, needed: Sequence[str]) -> list[str] | None:
+    """The columns of `needed` that the database's `predictions` table lacks; None when the
+    database has no such table. Raises SQLAlchemyError when the database cannot be read."""
+    inspector = sa.inspect(engine)
+    if not inspector.has_table(predictions.name):
+        return None
+    present = {c["name"] for c in inspector.get_columns(predictions.name)}
+    return [c for c in needed if c not in present]
+
+
+def _latest_outcome(key: str):
+    """Per value of outcomes.<key>, its outcomes ranked newest first (rank 1 = the latest)."""
+    o = outcomes.c
+    rank = sa.func.row_number().over(partition_by=o[key], order_by=(o.observed_at.desc(), o.id.desc()))
+    return (sa.select(o[key].label("key"), o.label, rank.label("rank"))
+            .where(o[key].is_not(None))
+            .subquery(f"latest_by_{key}"))

@@ -1,0 +1,260 @@
+"""Hostile callers against a real gateway on PostgreSQL: ids the database would refuse, bodies and
+messages larger than the limit, columns the model does not read.
+
+One gateway (one uvicorn worker, PostgreSQL, no cache) serves the whole module; the writer-level
+test shares its database.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import socket
+import threading
+import time
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from hypothesis import HealthCheck, given, seed, settings
+from hypothesis import strategies as st
+
+from flightdeck.serving import db
+from flightdeck.serving.predlog import PredictionLogWriter, PredictionRecord
+from tests.support.gateway import gateway_process, register_two_versions
+from tests.support.models import records
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
+
+MAX_ID = 128
+BODY_LIMIT = 64 * 1024
+ROUTES = {"endpoints": {"credit": {"policy": "canary", "weights": {"stable": 100, "canary": 0},
+                                   "variants": {"stable": {"alias": "champion"}, "canary": {"version": "2"}}}}}
+ROW = records(1)[0]
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory):
+    home = tmp_path_factory.mktemp("hostile-home")
+    register_two_versions(home)
+    return home
+
+
+@pytest.fixture(scope="module")
+def gateway(home, module_postgres_url):
+    with gateway_process(home, module_postgres_url, ROUTES, workers=1, FLIGHTDECK_CACHE_BACKEND="off",
+                         FLIGHTDECK_MAX_BODY_BYTES=str(BODY_LIMIT)) as (base, _):
+        yield base
+
+
+@pytest.fixture(scope="module")
+def engine(module_postgres_url):
+    engine = sa.create_engine(module_postgres_url)
+    yield engine
+    engine.dispose()
+
+
+def logged(engine, request_ids: list[str]) -> set[str]:
+    p = db.predictions.c
+    with engine.connect() as conn:
+        return set(conn.execute(sa.select(p.request_id).where(p.request_id.in_(request_ids))).scalars())
+
+
+def wait_logged(engine, request_ids: list[str], timeout: float = 30.0) -> set[str]:
+    deadline = time.monotonic() + timeout
+    while True:
+        found = logged(engine, request_ids)
+        if len(found) == len(set(request_ids)) or time.monotonic() > deadline:
+            return found
+        time.sleep(0.2)
+
+
+def incompressible(n: int) -> str:
+    """`n` hex digits that PostgreSQL cannot compress into an index row (seeded)."""
+    return random.Random(n).randbytes(n // 2 + 1).hex()[:n]
+
+
+def valid_id(value: str) -> bool:
+    return 1 <= len(value) <= MAX_ID and value.isprintable()
+
+
+# Ids as a caller may send them: ordinary ones, any Unicode text (NUL and controls included),
+# and long ones past the b-tree row limit of PostgreSQL's indexes.
+ordinary = st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E), min_size=1, max_size=MAX_ID)
+any_text = st.text(st.characters(codec="utf-8"), min_size=1, max_size=300)
+long_ids = st.integers(MAX_ID + 1, 9000).map(lambda n: incompressible(n))
+header_safe = st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E), min_size=1, max_size=9000)
+PLACES = ("params.unit_id", "oip.id", "oip.parameters.unit_id", "header.x-unit-id", "header.x-request-id")
+
+
+@st.composite
+def hostile_requests(draw):
+    place = draw(st.sampled_from(PLACES))
+    value = draw(header_safe if place.startswith("header.") else st.one_of(ordinary, any_text, long_ids))
+    extra = draw(st.dictionaries(st.text(st.characters(codec="utf-8"), min_size=1, max_size=20),
+                                 st.one_of(st.text(st.characters(codec="utf-8"), max_size=50), st.integers()),
+                                 max_size=3))
+    rows = [{**ROW, **{k: v for k, v in extra.items() if k not in ROW}} for _ in range(draw(st.integers(1, 3)))]
+    return place, value, rows
+
+
+def send(client: httpx.Client, place: str, value: str, rows: list[dict]) -> httpx.Response:
+    if place.startswith("oip."):
+        inputs = [{"name": name, "datatype": "FP64" if isinstance(ROW[name], float) else "BYTES",
+                   "shape": [len(rows)], "data": [r[name] for r in rows]} for name in ROW]
+        body = {"inputs": inputs, **({"id": value} if place == "oip.id" else {"parameters": {"unit_id": value}})}
+        return client.post("/v2/models/credit/infer", json=body)
+    body = {"dataframe_records": rows}
+    if place == "params.unit_id":
+        return client.post("/endpoints/credit/invocations", json={**body, "params": {"unit_id": value}})
+    return client.post("/endpoints/credit/invocations", json=body, headers={place.removeprefix("header."): value})
+
+
+class GoodTraffic:
+    """Well-behaved clients scoring in the background; remembers the request ids it was given."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.request_ids: list[str] = []
+        self.failures: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> GoodTraffic:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+    def _run(self) -> None:
+        with httpx.Client(base_url=self.base, timeout=10) as client:
+            for i in itertools.count():
+                if self._stop.is_set():
+                    return
+                reply = client.post("/endpoints/credit/invocations", json={"dataframe_records": [ROW]},
+                                    headers={"X-Unit-Id": f"good-{i}"})
+                if reply.status_code == 200:
+                    self.request_ids.append(reply.json()["request_id"])
+                else:
+                    self.failures.append(reply.text)
+                time.sleep(0.005)
+
+
+def test_hostile_ids_are_refused_at_the_edge_and_never_cost_good_rows(gateway, engine):
+    accepted: list[str] = []
+    with GoodTraffic(gateway) as good, httpx.Client(base_url=gateway, timeout=10) as client:
+
+        @seed(20261204)
+        @settings(max_examples=120, deadline=None, database=None, derandomize=False,
+                  suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+        @given(hostile_requests())
+        def check(request):
+            place, value, rows = request
+            reply = send(client, place, value, rows)
+            assert reply.status_code < 500, reply.text
+            if valid_id(value):
+                assert reply.status_code == 200, (place, value[:40], reply.text)
+                answer = reply.json()
+                accepted.append(answer["id"] if place.startswith("oip.") else answer["request_id"])
+            else:
+                assert reply.status_code == 400, (place, repr(value[:40]), reply.text)
+                error = reply.json()
+                assert error["field"] and str(MAX_ID) in error["error"], error
+
+        check()
+        time.sleep(0.5)  # good traffic keeps flowing after the last hostile request
+    assert not good.failures, good.failures[:3]
+    assert len(good.request_ids) > 20
+    wanted = good.request_ids + accepted
+    missing = set(wanted) - wait_logged(engine, wanted)
+    assert not missing, f"{len(missing)} of {len(set(wanted))} accepted requests are not in the log"
+
+
+def record(request_id: str, unit_id: str | None = None) -> PredictionRecord:
+    return PredictionRecord(request_id, 0, unit_id, "writer-test", "a", "1", 1, "live", "h", 0.5, 1.0)
+
+
+def test_a_row_the_database_refuses_costs_only_that_row(gateway, engine, module_postgres_url):
+    writer = PredictionLogWriter(db.engine_for(module_postgres_url), queue_size=1000, batch_size=500,
+                                 flush_seconds=5, retry_backoff_s=0.01)
+    good = [f"writer-good-{i}" for i in range(200)]
+    batch = [record(r, unit_id="u") for r in good[:100]]
+    batch += [record("writer-nul", unit_id="bad\x00unit"), record(incompressible(9000), unit_id="u")]
+    batch += [record(r, unit_id="u") for r in good[100:]]
+    try:
+        assert writer.submit(batch) == 202  # one batch: the writer takes it whole
+        writer.start()
+        assert writer.flush(timeout=30)
+        assert (writer.written, writer.failed, writer.dropped) == (200, 2, 0)
+        assert logged(engine, good) == set(good)
+        assert not logged(engine, ["writer-nul"])
+    finally:
+        writer.close(timeout=5)
+
+
+def raw_request(base: str, head: str, body_parts: list[bytes], pause: float = 0.0) -> bytes:
+    """Send a request over a plain socket, body in parts; return what the server answered.
+
+    Reading starts after the headers, so a reply that comes before the body is seen here even
+    though the body is never (completely) sent."""
+    url = urlsplit(base)
+    with socket.create_connection((url.hostname, url.port), timeout=10) as sock:
+        sock.sendall(head.encode())
+        for part in body_parts:
+            sock.settimeout(pause or 0.01)
+            try:
+                reply = sock.recv(65536)
+                if reply:
+                    return reply
+            except TimeoutError:
+                pass
+            sock.sendall(part)
+        sock.settimeout(10)
+        return sock.recv(65536)
+
+
+def test_an_oversized_admin_body_is_refused_before_it_is_read(gateway):
+    # Declares 10 GB and sends 1 KB: the answer must come without the body.
+    head = ("PUT /admin/routes HTTP/1.1\r\nHost: gateway\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {10 * 1024 ** 3}\r\n\r\n")
+    reply = raw_request(gateway, head, [b"{" + b" " * 1023], pause=2.0)
+    assert reply.startswith(b"HTTP/1.1 413"), reply[:200]
+
+
+def test_a_streamed_body_past_the_limit_is_cut_off(gateway):
+    head = ("PUT /admin/routes HTTP/1.1\r\nHost: gateway\r\nContent-Type: application/json\r\n"
+            "Transfer-Encoding: chunked\r\n\r\n")
+    chunk = b"%x\r\n%s\r\n" % (16 * 1024, b" " * 16 * 1024)
+    reply = raw_request(gateway, head, [chunk] * (BODY_LIMIT // (16 * 1024) + 4), pause=0.2)
+    assert reply.startswith(b"HTTP/1.1 413"), reply[:200]
+
+
+def test_an_oversized_websocket_message_closes_the_stream_with_1009(gateway):
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect
+
+    url = gateway.replace("http://", "ws://") + "/stream/credit"
+    with connect(url, max_size=None) as ws:
+        ws.send(httpx.Response(200, json=ROW).text)  # a normal message is answered
+        assert "predictions" in ws.recv(timeout=10)
+        ws.send("[" + " " * (BODY_LIMIT + 1) + "]")
+        with pytest.raises(ConnectionClosed) as closed:
+            ws.recv(timeout=10)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+
+
+def test_only_the_model_inputs_are_logged(gateway, engine):
+    row = {**ROW, "zz_not_a_feature": "x" * 2000}
+    reply = httpx.post(f"{gateway}/endpoints/credit/invocations", json={"dataframe_records": [row]})
+    assert reply.status_code == 200, reply.text
+    request_id = reply.json()["request_id"]
+    assert wait_logged(engine, [request_id]) == {request_id}
+    with engine.connect() as conn:
+        features = conn.execute(sa.select(db.predictions.c.features)
+                                .where(db.predictions.c.request_id == request_id)).scalar_one()
+    import json
+
+    assert sorted(json.loads(features)) == sorted(ROW)
