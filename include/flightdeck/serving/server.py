@@ -6,7 +6,7 @@ import logging
 import os
 import shutil
 
-from flightdeck.config import Settings
+from flightdeck.config import Settings, get_settings
 from flightdeck.serving import db
 from flightdeck.serving.gateway import ensure_route_table
 from flightdeck.serving.store import RouteStore
@@ -39,6 +39,9 @@ def serve(settings: Settings, **overrides) -> None:
         if value is not None:
             os.environ[_FLAG_ENV[name]] = str(value)
             settings = settings.model_copy(update={name: value})
+    # With one worker uvicorn runs the app in this process, where `get_settings()` was cached before
+    # the flags were exported: without this the app read the defaults (gRPC on 8081, whatever the flag).
+    get_settings.cache_clear()
     version = prepare(settings)
     log.info("serving route table v%s on http://%s:%s (gRPC %s) with %s workers", version, settings.gateway_host,
              settings.gateway_port, settings.grpc_port or "off", settings.gateway_workers)
