@@ -31,7 +31,7 @@ SCORE_TOLERANCE = 1e-9
 _PROBE = textwrap.dedent('''
     import json, sys, time
     started = time.perf_counter()
-    root, events, warm_calls = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3])
+    root, events, warm_calls = sys.argv[1], json.load(sys.stdin), int(sys.argv[2])
     sys.path.insert(0, root)
     from flightdeck.serverless import handler as module
     imported = time.perf_counter()
@@ -115,9 +115,11 @@ def run_probe(package_dir: str | Path, events: dict, warm_calls: int = 200, time
     import time
 
     started = time.perf_counter()
-    result = subprocess.run([sys.executable, "-I", "-S", "-c", _PROBE, str(package_dir), json.dumps(events),
-                             str(warm_calls)], capture_output=True, text=True, timeout=timeout, check=False,
-                            cwd=str(package_dir))
+    # The events go through stdin: one command-line argument holds at most 128 KiB on Linux
+    # (E2BIG), a couple of hundred rows.
+    result = subprocess.run([sys.executable, "-I", "-S", "-c", _PROBE, str(package_dir), str(warm_calls)],
+                            input=json.dumps(events), capture_output=True, text=True, timeout=timeout,
+                            check=False, cwd=str(package_dir))
     wall = time.perf_counter() - started
     if result.returncode != 0:
         raise PackageVerificationError(
