@@ -16,32 +16,25 @@ Nothing here imports Airflow; failures are FlightdeckErrors a DAG task can fail 
 from __future__ import annotations
 
 import hashlib
-import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import onnxruntime as ort
-import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from flightdeck import runtime
 from flightdeck.config import Settings, get_settings
 from flightdeck.errors import ConfigError, FlightdeckError, ModelNotFoundError, ParityError
+from flightdeck.golden import GOLDEN_SCORES_FILE, GOLDEN_VERSION, PARITY_METRIC
 from flightdeck.serving import db
 from flightdeck.serving.predlog import PredictionRecord
 from flightdeck.serving.predlog_reads import missing_columns as log_missing_columns
 
 if TYPE_CHECKING:  # the MLflow wrapper imports mlflow: only callers that pass one pay for it
     from flightdeck.registry import Registry
-
-GOLDEN_SCORES_FILE = "parity_golden.json"
-"""Run artifact: rows and the source model's scores for them (see `golden_scores_document`)."""
-PARITY_METRIC = "onnx_parity_max_abs_diff"
-"""Run metric logged by `training.pipeline.export_onnx`: max |Δp| ONNX vs scikit-learn."""
-GOLDEN_VERSION = 1
 
 ParityEvidence = Literal["golden_scores", "recorded_metric"]
 ModelInputs = ort.InferenceSession | bytes | Mapping[str, str]
@@ -62,25 +55,6 @@ class ArtifactError(FlightdeckError):
 
 
 # ---- artifact ----------------------------------------------------------------------------------
-def golden_scores_document(rows: pd.DataFrame, scores: Sequence[float]) -> dict[str, Any]:
-    """The JSON document `check_artifact` re-checks parity with: input rows (column lists,
-    as decoded JSON reaches `runtime.InputPlan`) and the *source* model's scores for them.
-
-    Log it with the training run: `registry.log_json(run_id, golden_scores_document(...),
-    GOLDEN_SCORES_FILE)`. Rows must be complete (the artifact refuses missing values).
-    """
-    scores = [float(s) for s in scores]
-    if len(scores) != len(rows) or not rows.shape[0]:
-        raise ConfigError("golden rows", f"{len(rows)} rows and {len(scores)} scores",
-                          "pass at least one row and one score per row")
-    columns = {str(name): rows[name].tolist() for name in rows.columns}
-    if any(isinstance(v, float) and not math.isfinite(v) for values in columns.values() for v in values) \
-            or not all(math.isfinite(s) for s in scores):
-        raise ConfigError("golden rows", "they hold missing or non-finite values",
-                          "use complete rows (as the parity check does)")
-    return {"version": GOLDEN_VERSION, "columns": columns, "scores": scores}
-
-
 @dataclass(frozen=True)
 class ArtifactCheck:
     """A version that exists, loads in ONNX Runtime, and reproduces its source model."""

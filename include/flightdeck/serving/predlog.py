@@ -55,16 +55,20 @@ class PredictionLogWriter:
 
     Rows are written once `batch_size` of them wait, or every `flush_seconds` otherwise.
     At most `queue_size` rows wait (including the batch being written); beyond that,
-    `submit` drops and counts. A failed batch is retried `retries` times, backing off
-    from `retry_backoff_s`, then counted as failed; the thread carries on.
+    `submit` drops and counts; the same goes for rows beyond `queue_bytes` of estimated
+    memory (`record_bytes`), so a flood of large rows cannot exhaust the worker either.
+    A failed batch is retried `retries` times, backing off from `retry_backoff_s`, then
+    counted as failed; the thread carries on.
     """
 
     def __init__(self, engine: Engine, queue_size: int = 100_000, batch_size: int = 1000,
-                 flush_seconds: float = 0.2, *, retries: int = 3, retry_backoff_s: float = 0.2) -> None:
-        if queue_size <= 0 or batch_size <= 0 or flush_seconds <= 0:
-            raise ValueError("queue_size, batch_size and flush_seconds must be positive")
+                 flush_seconds: float = 0.2, *, queue_bytes: int = 256 * 1024 * 1024, retries: int = 3,
+                 retry_backoff_s: float = 0.2) -> None:
+        if queue_size <= 0 or batch_size <= 0 or flush_seconds <= 0 or queue_bytes <= 0:
+            raise ValueError("queue_size, queue_bytes, batch_size and flush_seconds must be positive")
         self.engine = engine
         self.queue_size = queue_size
+        self.queue_bytes = queue_bytes
         self.batch_size = batch_size
         self.flush_seconds = flush_seconds
         self.retries = retries
@@ -80,6 +84,7 @@ class PredictionLogWriter:
         self._deadline: float | None = None
         self._buffered = 0  # rows in _chunks
         self._in_flight = 0  # rows taken by the writer, not yet written or failed
+        self._bytes = 0  # estimated memory of the rows buffered or in flight
         self._written = self._dropped = self._failed = self._batches = 0
 
     # ---- counters ------------------------------------------------------------------------
@@ -128,12 +133,18 @@ class PredictionLogWriter:
             # which keeps a long backlog from lengthening GC pauses in the event loop.
             records = tuple(records)
         submitted_at = utcnow()
+        sizes = [record_bytes(r) for r in records]
         with self._lock:
             room = 0 if self._closing else self.queue_size - self._buffered - self._in_flight
             accepted = n if n <= room else max(room, 0)
+            size = sum(sizes[:accepted])
+            while accepted and self._bytes + size > self.queue_bytes:
+                accepted -= 1
+                size -= sizes[accepted]
             if accepted:
                 self._chunks.append((submitted_at, records if accepted == n else records[:accepted]))
                 self._buffered += accepted
+                self._bytes += size
             self._dropped += n - accepted
             full_batch = self._buffered >= self.batch_size
         if full_batch and not self._wake.is_set():
@@ -178,6 +189,9 @@ class PredictionLogWriter:
             taken = self._take()
             if taken:
                 self._write(taken)
+                size = sum(record_bytes(r) for _, chunk in taken for r in chunk)
+                with self._lock:
+                    self._bytes -= size
             elif self._stop.is_set():
                 return
 
@@ -189,6 +203,7 @@ class PredictionLogWriter:
                     log.warning("prediction log closing: %d rows not written before the deadline",
                                 self._buffered)
                 self._dropped += self._buffered
+                self._bytes -= sum(record_bytes(r) for _, chunk in self._chunks for r in chunk)
                 self._buffered = 0
                 self._chunks.clear()
                 self._settled.notify_all()
@@ -280,6 +295,16 @@ def _split_rows(taken: list[tuple[datetime, Sequence[PredictionRecord]]], at: in
             second.append((submitted_at, chunk[cut:]))
         seen += len(chunk)
     return first, second
+
+
+# What a queued record costs besides its text fields: the tuple, numbers, short strings.
+_RECORD_OVERHEAD = 400
+
+
+def record_bytes(record: PredictionRecord) -> int:
+    """Estimated memory of a queued record; what `queue_bytes` bounds."""
+    return (_RECORD_OVERHEAD + len(record.request_id) + len(record.unit_id or "")
+            + len(record.features or ""))
 
 
 def _insert_rows(conn, taken: list[tuple[datetime, Sequence[PredictionRecord]]]) -> None:
