@@ -78,8 +78,8 @@ demo: $(STAMP)  ## generate data, train_register, batch_score 7 days, a gateway 
 test: $(STAMP) $(CHECKOV_STAMP)  ## run every test (unit, DAG, static, integration on SQLite and PostgreSQL)
 	$(BIN)/python -m pytest
 
-test-fast: $(STAMP)  ## unit, DAG and static tests only
-	$(BIN)/python -m pytest -m "not integration"
+test-fast: $(STAMP)  ## unit, DAG and static tests only (no integration, no e2e): a few minutes
+	$(BIN)/python -m pytest -m "not integration and not e2e"
 
 lint: $(STAMP)  ## ruff, including Airflow 3 idioms (AIR3)
 	$(BIN)/ruff check include dags plugins tests

@@ -27,6 +27,14 @@ os.environ.update({
 })
 
 
+def pytest_collection_modifyitems(config, items):
+    """Every test under tests/e2e carries the `e2e` marker."""
+    e2e = REPO / "tests" / "e2e"
+    for item in items:
+        if item.path.is_relative_to(e2e):
+            item.add_marker(pytest.mark.e2e)
+
+
 @pytest.fixture(scope="session")
 def postgres_admin():
     """An AUTOCOMMIT engine on the local PostgreSQL's `postgres` database (CREATE / DROP DATABASE)."""
@@ -53,6 +61,29 @@ def module_postgres_url(postgres_admin):
 
     with new_database(postgres_admin) as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def airflow_postgres_template(postgres_admin, tmp_path_factory):
+    """Name of an Airflow metadata database on the local PostgreSQL, migrated once per session;
+    clone it with tests.support.airflow.postgres_copy."""
+    from tests.support.airflow import postgres_template
+
+    with postgres_template(postgres_admin, tmp_path_factory.mktemp("airflow-pg-template")) as name:
+        yield name
+
+
+@pytest.fixture(scope="session")
+def release_world(tmp_path_factory, postgres_admin):
+    """The release world (registry with three versions, a gateway on PostgreSQL scraped by a real
+    Prometheus, labelled traffic), built once and shared by the promotion DAG tests and the
+    end-to-end tests; each test calls `reset()` first."""
+    from tests.support.release_world import release_world as build
+    from tests.support.services import new_database
+
+    with new_database(postgres_admin) as url, \
+            build(tmp_path_factory.mktemp("release-world"), url, prometheus=True) as world:
+        yield world
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
 """Fixtures that run DAGs end to end: a raw data set, an Airflow metadata database
-(SQLite, or a fresh database on the local PostgreSQL) and a temporary MLflow store."""
+(SQLite, or a fresh database on the local PostgreSQL, each a copy of one migrated per
+session) and a temporary MLflow store."""
 
 from __future__ import annotations
 
@@ -7,15 +8,15 @@ import json
 import os
 import subprocess
 import sys
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
+from tests.support.airflow import copy_sqlite, postgres_copy, sqlite_template
+
 REPO = Path(__file__).resolve().parents[2]
 RUNNER = Path(__file__).with_name("dag_runner.py")
-POSTGRES = os.environ.get("FLIGHTDECK_TEST_POSTGRES", "postgresql+psycopg2://postgres@127.0.0.1:5432")
 
 
 @dataclass
@@ -41,10 +42,6 @@ class AirflowSandbox:
         return subprocess.run(args, env={**self.env, **(env or {})}, cwd=REPO, capture_output=True, text=True,
                               timeout=timeout)
 
-    def migrate(self) -> None:
-        done = self.run(str(Path(sys.executable).with_name("airflow")), "db", "migrate")
-        assert done.returncode == 0, done.stderr[-3000:]
-
     def generate(self, start: str, end: str, scenario: str = "clean", *extra: str) -> None:
         done = self.run(str(Path(sys.executable).with_name("flightdeck")), "generate-data",
                         "--start", start, "--end", end, "--scenario", scenario, *extra)
@@ -68,29 +65,20 @@ class AirflowSandbox:
         return Registry.from_settings(Settings(home=self.root / "flightdeck"))
 
 
+@pytest.fixture(scope="session")
+def airflow_sqlite_template(tmp_path_factory) -> Path:
+    """One `airflow db migrate` per session; every SQLite sandbox starts from a copy of it."""
+    return sqlite_template(tmp_path_factory.mktemp("airflow-template"))
+
+
 @pytest.fixture(scope="module")
-def sqlite_sandbox(tmp_path_factory) -> AirflowSandbox:
+def sqlite_sandbox(tmp_path_factory, airflow_sqlite_template) -> AirflowSandbox:
     root = tmp_path_factory.mktemp("sqlite-sandbox")
-    sandbox = AirflowSandbox(root, f"sqlite:///{root / 'airflow.db'}")
-    sandbox.migrate()
-    return sandbox
+    return AirflowSandbox(root, copy_sqlite(airflow_sqlite_template, root / "airflow.db"))
 
 
 @pytest.fixture(scope="module")
-def postgres_sandbox(tmp_path_factory):
-    """A throw-away database on the local PostgreSQL server, dropped afterwards."""
-    import sqlalchemy
-
-    name = f"flightdeck_test_{uuid.uuid4().hex[:10]}"
-    admin = sqlalchemy.create_engine(f"{POSTGRES}/postgres", isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
-    except sqlalchemy.exc.OperationalError as exc:
-        pytest.fail(f"PostgreSQL at {POSTGRES} is not reachable ({exc.orig}); start it before the tests")
-    sandbox = AirflowSandbox(tmp_path_factory.mktemp("postgres-sandbox"), f"{POSTGRES}/{name}")
-    sandbox.migrate()
-    yield sandbox
-    with admin.connect() as conn:
-        conn.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+def postgres_sandbox(tmp_path_factory, postgres_admin, airflow_postgres_template):
+    """A throw-away database on the local PostgreSQL server (a copy of the migrated template), dropped afterwards."""
+    with postgres_copy(postgres_admin, airflow_postgres_template) as url:
+        yield AirflowSandbox(tmp_path_factory.mktemp("postgres-sandbox"), url)

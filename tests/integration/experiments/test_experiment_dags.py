@@ -15,9 +15,9 @@ import yaml
 
 from flightdeck.data.schema import LABEL
 from flightdeck.serving.client import GatewayClient
-from tests.integration.release.world import labelled_rows, register_versions
 from tests.support.gateway import TOKEN, gateway_process
 from tests.support.models import FEATURES
+from tests.support.release_world import labelled_rows, register_versions
 from tests.support.services import new_database
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(400)]

@@ -1,4 +1,4 @@
-"""A world for promotion tests: a real MLflow registry with three versions, a real gateway
+"""A world for promotion tests (one per session, shared by the DAG tests and the end-to-end tests): a real MLflow registry with three versions, a real gateway
 (uvicorn workers on PostgreSQL), a steady load, and labelled traffic in the prediction log.
 
 Versions: 1 = champion (seed 1), 2 = a good challenger (seed 2), 3 = a challenger whose scores
@@ -18,10 +18,12 @@ import pandas as pd
 from flightdeck.config import Settings
 from flightdeck.data.generator import generate_partition
 from flightdeck.data.schema import LABEL
+from flightdeck.delivery.release import AUDIT_TAG
 from flightdeck.devtools.load import Load
 from flightdeck.serving.client import GatewayClient
 from tests.support.gateway import TOKEN, gateway_process
 from tests.support.models import FEATURES, MODEL, onnx_model
+from tests.support.prometheus import prometheus_server
 
 CHAMPION_ROUTES = {"endpoints": {"default": {"policy": "single", "variants": {"champion": {"alias": "champion"}}}}}
 
@@ -78,8 +80,13 @@ class ReleaseWorld:
                 "AIRFLOW_CONN_FLIGHTDECK_GATEWAY": f"http://:{TOKEN}@{host}"}
 
     def reset(self, candidate: str) -> None:
-        """Champion v1, challenger `candidate`, the endpoint serving the champion alone."""
+        """Champion v1, challenger `candidate`, the endpoint serving the champion alone, and no
+        release audit left on the versions by earlier tests (the world is shared by a session)."""
         registry = self.registry()
+        for version in ("1", "2", "3"):
+            for key in registry.client.get_model_version(MODEL, version).tags:
+                if key.startswith(f"{AUDIT_TAG}."):
+                    registry.client.delete_model_version_tag(MODEL, version, key)
         registry.client.set_registered_model_alias(MODEL, "champion", "1")
         registry.client.set_registered_model_alias(MODEL, "challenger", candidate)
         if "previous" in registry.aliases(MODEL):
@@ -110,7 +117,6 @@ class ReleaseWorld:
 
 @contextmanager
 def release_world(home: Path, database_url: str, workers: int = 2, prometheus: bool = False):
-    from tests.support.prometheus import prometheus_server
 
     register_versions(home)
     with gateway_process(home, database_url, CHAMPION_ROUTES, workers=workers) as (base_url, _), \
