@@ -189,7 +189,9 @@ def deploy(rollout_data: dict) -> dict:
     """The candidate beside the baseline with no live traffic (idle colour / 0 % canary)."""
     rollout = _rollout(rollout_data)
     target = make_target(rollout)
-    return _step_result(rollout, target, target.deploy())
+    with fail_fast_on_user_error():  # e.g. an endpoint the gateway does not have: retrying cannot help
+        state = target.deploy()
+    return _step_result(rollout, target, state)
 
 
 @task
