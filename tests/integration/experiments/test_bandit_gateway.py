@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from scipy.stats import chisquare
 
-from flightdeck.experiments.bandit import BANDIT_NAME, ThompsonBandit, apply_weights
+from flightdeck.experiments.bandit import BANDIT_NAME, BanditDecision, ThompsonBandit, apply_weights
 from flightdeck.serving.client import GatewayClient
 from tests.support.gateway import AUTH, TOKEN, gateway_process
 from tests.support.models import MODEL, onnx_model, records
@@ -98,3 +98,39 @@ def test_bandit_weights_reach_the_route_table_and_the_traffic(gateway):
         expected = [300 * decision.weights[arm] for arm in TRUE_RATE]
         assert chisquare(observed, f_exp=expected).pvalue > 0.001
         assert observed[1] > observed[0]
+
+
+class RivalAfterRead(GatewayClient):
+    """A client after whose next read of the route table another admin stores a table
+    (flipping `allow_override` on endpoint credit), so its own write meets a 409."""
+
+    def __init__(self, base: str) -> None:
+        super().__init__(base, TOKEN)
+        self.base, self.pending = base, True
+
+    def routes(self) -> dict:
+        stored = super().routes()
+        if self.pending:
+            self.pending = False
+            with GatewayClient(self.base, TOKEN) as rival:
+                rival.update_endpoint("credit", lambda spec: {**spec, "allow_override": not spec["allow_override"]},
+                                      comment="rival edit")
+        return stored
+
+
+def test_the_bandit_and_a_concurrent_route_edit_both_land(gateway):
+    with GatewayClient(gateway, TOKEN) as client:
+        before = client.routes()
+        override = before["document"]["endpoints"]["credit"]["allow_override"]
+        shares = before["document"]["endpoints"]["credit"]["weights"]
+        candidate = 0.3 if shares["candidate"] / sum(shares.values()) > 0.5 else 0.7
+        decision = BanditDecision({"stable": 1 - candidate, "candidate": candidate},
+                                  {"stable": 0.5, "candidate": 0.5}, True, "test")
+        with RivalAfterRead(gateway) as racing:
+            version = apply_weights(racing, "credit", decision, author_comment="raced")
+        assert version == before["version"] + 2  # the rival's table, then the bandit's on top of it
+        written = client.routes()["document"]["endpoints"]["credit"]
+        assert written["weights"] == pytest.approx(decision.weights, abs=1e-6)
+        assert written["allow_override"] is (not override)  # the rival's edit was not overwritten
+        latest, rival = client.history(limit=2)
+        assert latest["comment"].startswith(BANDIT_NAME) and rival["comment"] == "rival edit"
