@@ -7,13 +7,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
 from flightdeck.delivery.plan import RolloutPlan
 from flightdeck.devtools import load
 from flightdeck.devtools import release_demo as demo
+from tests.support.poll import eventually
 
 
 def test_the_promotion_conf_is_a_valid_canary_plan_with_short_steps():
@@ -130,15 +130,16 @@ def test_stop_group_ends_the_child_and_its_children(tmp_path):
     # A shell that ignores SIGTERM, with a child: both must be gone after stop_group.
     script = "trap '' TERM; sleep 300 & echo $! > child.pid; wait"
     process = demo.start_group(["bash", "-c", script], dict(os.environ), tmp_path / "log.txt", cwd=tmp_path)
-    deadline = time.monotonic() + 10
-    while not (tmp_path / "child.pid").exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    eventually(lambda: (tmp_path / "child.pid").exists(), 10, 0.05, what="the child's pid file")
     child = int((tmp_path / "child.pid").read_text())
     demo.stop_group(process, "test", timeout=1)
     assert process.returncode == -signal.SIGKILL
-    time.sleep(0.2)
-    assert subprocess.run(["ps", "-o", "stat=", "-p", str(child)], capture_output=True, text=True).stdout \
-        .strip() in ("", "Z")
+
+    def child_gone() -> bool:
+        status = subprocess.run(["ps", "-o", "stat=", "-p", str(child)], capture_output=True, text=True).stdout
+        return status.strip() in ("", "Z")
+
+    eventually(child_gone, 10, 0.02, what=f"the child {child} to be killed")
 
 
 def test_the_module_does_not_import_airflow():

@@ -6,7 +6,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -17,6 +16,7 @@ from flightdeck.serving import db
 from flightdeck.serving.errors import RouteTableError, VersionConflictError
 from flightdeck.serving.stats import RunningStats, StatsKey, StatsStore
 from flightdeck.serving.store import RouteStore
+from tests.support.poll import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -201,9 +201,11 @@ RACER = """
 import os, sys, time
 from flightdeck.serving import db
 from flightdeck.serving.store import RouteStore
-url, go, name, count = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+from tests.support.poll import eventually
+url, go, name, count, ready = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
 store = RouteStore(db.engine_for(url))
 store.current_version()  # connect before the start signal, so the writers really overlap
+open(ready, "w").close()
 while not os.path.exists(go):
     time.sleep(0.002)
 for i in range(count):
@@ -215,9 +217,15 @@ def test_racing_processes_get_unique_gap_free_versions(gateway_engine, tmp_path)
     url = gateway_engine.url.render_as_string(hide_password=False)
     go = tmp_path / "go"
     procs_n, each = 4, 10
-    procs = [subprocess.Popen([sys.executable, "-c", RACER, url, str(go), f"p{n}", str(each)],
+    ready = [tmp_path / f"ready-p{n}" for n in range(procs_n)]
+    procs = [subprocess.Popen([sys.executable, "-c", RACER, url, str(go), f"p{n}", str(each), str(ready[n])],
                               stderr=subprocess.PIPE, text=True) for n in range(procs_n)]
-    time.sleep(0.3)  # let them import and connect; the writes start together
+
+    def all_connected() -> bool:
+        assert all(proc.poll() is None for proc in procs), [proc.communicate()[1] for proc in procs]
+        return all(path.exists() for path in ready)
+
+    eventually(all_connected, 60, 0.01, what="every writer to connect")  # then the writes start together
     go.touch()
     errors = [proc.communicate(timeout=90)[1] for proc in procs]
 

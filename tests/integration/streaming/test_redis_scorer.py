@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import redis
@@ -22,6 +20,7 @@ from flightdeck.streaming.scorer import ScorerConfig, StreamScorer
 from flightdeck.streaming.windows import Windows
 from tests.integration.streaming.conftest import REDIS_URL, events, publish
 from tests.support.models import onnx_model
+from tests.support.poll import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -107,46 +106,55 @@ def test_late_events_are_counted_per_window(redis_prefix, base_events):
     assert scorer.metrics.late_events.labels("stream", "tumbling")._value.get() == 1
 
 
-def _run_with_kills(args: list[str], kills: int, seed: int) -> int:
-    """Start the scorer, SIGKILL it `kills` times at random moments, then let it finish; returns kills done."""
-    rng = random.Random(seed)
+def _run_with_kills(args: list[str], kills: int, results, total: int) -> None:
+    """Start the scorer and SIGKILL it `kills` times, each time once its results have grown since
+    the previous kill (asserting the kill landed mid-stream), then let it finish."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     command = [sys.executable, "-m", "flightdeck", "stream", *args, "--batch-size", "1000"]
-    done = 0
-    for _ in range(kills):
+    for kill in range(kills):
+        before = results()
         process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(2.0, 5.0))
-        if process.poll() is None:
-            process.send_signal(signal.SIGKILL)
-            done += 1
+        eventually(lambda: process.poll() is not None or results() > before, 60, 0.01,  # noqa: B023
+                   what=f"the scorer to add results before kill {kill + 1}")
+        assert process.poll() is None, f"the scorer ended (exit {process.returncode}) before kill {kill + 1}"
+        process.send_signal(signal.SIGKILL)
         process.wait()
+        after = results()
+        assert before < after < total, f"kill {kill + 1} did not land mid-stream: {before} -> {after} of {total}"
     final = subprocess.run([*command, "--idle-stop", "1"], env=env, capture_output=True, text=True, timeout=90)
     assert final.returncode == 0, final.stderr[-2000:]
-    return done
 
 
 @pytest.mark.slow
-def test_sigkill_at_random_points_redis_sink_gives_exactly_one_result_per_event(redis_prefix, base_events,
+def test_sigkill_mid_stream_redis_sink_gives_exactly_one_result_per_event(redis_prefix, base_events,
                                                                                  model_file):
     n = 100_000
     publish(redis_prefix, events(base_events, n))
-    kills = _run_with_kills(["--model-file", str(model_file), "--input", f"{redis_prefix}:in",
-                             "--output", f"{redis_prefix}:out", "--dead-letter", f"{redis_prefix}:dead",
-                             "--alerts", "", "--consumer", redis_prefix], kills=3, seed=1)
-    assert kills >= 1
+    client = redis.Redis.from_url(REDIS_URL)
+    _run_with_kills(["--model-file", str(model_file), "--input", f"{redis_prefix}:in",
+                     "--output", f"{redis_prefix}:out", "--dead-letter", f"{redis_prefix}:dead",
+                     "--alerts", "", "--consumer", redis_prefix], kills=3,
+                    results=lambda: client.xlen(f"{redis_prefix}:out"), total=n)
+    client.close()
     ids = [r["event_id"] for r in _outputs(redis_prefix, "out")]
     assert len(ids) == n and len(set(ids)) == n
 
 
-def test_sigkill_at_random_points_postgres_sink_gives_exactly_one_result_per_event(redis_prefix, base_events,
+def test_sigkill_mid_stream_postgres_sink_gives_exactly_one_result_per_event(redis_prefix, base_events,
                                                                                    model_file, postgres_url):
     n = 20_000
     publish(redis_prefix, events(base_events, n))
-    kills = _run_with_kills(["--model-file", str(model_file), "--input", f"{redis_prefix}:in",
-                             "--sink", "sql", "--database-url", postgres_url, "--consumer", redis_prefix],
-                            kills=2, seed=2)
-    assert kills >= 1
     engine = sa.create_engine(postgres_url)
+
+    def results() -> int:
+        with engine.connect() as conn:
+            if not sa.inspect(conn).has_table("stream_results"):
+                return 0
+            return conn.execute(sa.text("SELECT count(*) FROM stream_results")).scalar_one()
+
+    _run_with_kills(["--model-file", str(model_file), "--input", f"{redis_prefix}:in",
+                     "--sink", "sql", "--database-url", postgres_url, "--consumer", redis_prefix],
+                    kills=2, results=results, total=n)
     with engine.connect() as conn:
         rows = conn.execute(sa.text("SELECT count(*), count(DISTINCT event_id) FROM stream_results")).one()
         processed = conn.execute(sa.text("SELECT processed FROM stream_checkpoints")).scalar_one()
