@@ -17,15 +17,15 @@ Backfill: `airflow backfill create --dag-id experiment_analysis --from-date D1 -
 from __future__ import annotations
 
 import pendulum
-from airflow.providers.standard.operators.empty import EmptyOperator
-from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
-from airflow.sdk import DAG, CronDataIntervalTimetable, Param, chain
+from airflow.sdk import DAG, CronDataIntervalTimetable, chain
 
-from flightdeck.airflow import experiments as x
-from flightdeck.airflow.defaults import DEFAULT_ARGS
+from flightdeck.airflow import experiments
+from flightdeck.airflow.defaults import DEFAULT_ARGS, branch_end
+
+DAG_ID = "experiment_analysis"
 
 with DAG(
-    dag_id="experiment_analysis",
+    dag_id=DAG_ID,
     description="Daily A/B / bandit analysis: SRM, sequential tests, report, ship / stop / keep running.",
     doc_md=__doc__,
     # The run after midnight covers the day before: data_interval_start is the analysed day.
@@ -36,16 +36,11 @@ with DAG(
     max_active_runs=1,  # each look carries the always-valid p-value of the day before
     default_args=DEFAULT_ARGS,
     tags=["flightdeck", "experiments"],
-    params={"definition": Param("credit_ab.yaml", type="string", pattern=r"^[A-Za-z0-9_.-]+\.ya?ml$",
-                                description="Experiment definition file under include/config/experiments/.")},
+    params=experiments.analysis_params(),
 ) as dag:
-    definition = x.load_definition()
-    bandit = x.bandit_weights(definition)
-    result = x.analyse_experiment(definition)
-    branch = x.decide(result)
-    promote = TriggerDagRunOperator(
-        task_id="promote", trigger_dag_id=x.PROMOTION_DAG_ID,
-        conf="{{ ti.xcom_pull(task_ids='analyse_experiment')['promotion_conf'] }}",
-        trigger_run_id="experiment__{{ run_id }}", wait_for_completion=False)
-    chain(definition, bandit, result, branch, [promote, EmptyOperator(task_id="stop"),
-                                               EmptyOperator(task_id="keep_running")])
+    definition = experiments.load_definition()
+    bandit = experiments.bandit_weights(definition)
+    result = experiments.analyse_experiment(definition)
+    branch = experiments.decide(result)
+    chain(definition, bandit, result, branch,
+          [experiments.promote_winner(), branch_end("stop"), branch_end("keep_running")])

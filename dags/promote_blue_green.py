@@ -18,15 +18,16 @@ colour, aliases as they were, an audit tag, an alert.
 from __future__ import annotations
 
 import pendulum
-from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import DAG, chain
 
-from flightdeck.airflow import release as r
-from flightdeck.airflow.defaults import DEFAULT_ARGS
+from flightdeck.airflow import release
+from flightdeck.airflow.defaults import DEFAULT_ARGS, branch_end
 from flightdeck.airflow.sensors import MetricGateSensor
 
+DAG_ID = "promote_blue_green"
+
 with DAG(
-    dag_id="promote_blue_green",
+    dag_id=DAG_ID,
     description="Blue-green promotion: shadow gate, human approval, instant cut-over and rollback.",
     doc_md=__doc__,
     schedule=None,
@@ -35,28 +36,28 @@ with DAG(
     max_active_runs=1,
     default_args=DEFAULT_ARGS,
     tags=["flightdeck", "release", "blue-green"],
-    params=r.rollout_params("blue_green"),
+    params=release.rollout_params("blue_green"),
 ) as dag:
-    rollout = r.resolve_rollout("blue_green")
-    checked = r.preflight(rollout)
-    backtested = r.backtest(rollout)
-    deployed = r.deploy(rollout)
-    idle = r.set_weight.override(task_id="step_1_weight")(rollout, 1)
+    rollout = release.resolve_rollout("blue_green")
+    checked = release.preflight(rollout)
+    backtested = release.backtest(rollout)
+    deployed = release.deploy(rollout)
+    idle = release.set_weight.override(task_id="step_1_weight")(rollout, 1)
     shadow_gate = MetricGateSensor(task_id="step_1_gate", rollout=rollout, step_state=idle)
     chain(rollout, checked, backtested, deployed, idle, shadow_gate)
 
-    summary = r.summarise_gates(rollout, ["step_1_gate"])
-    route = r.choose_approval(rollout, summary)
-    approve = r.ReleaseApprovalOperator(
+    summary = release.summarise_gates(rollout, ["step_1_gate"])
+    route = release.choose_approval(rollout, summary)
+    approve = release.ReleaseApprovalOperator(
         task_id="approve", rollout=rollout,
         subject="Switch {{ params.model_name }} to {{ params.candidate }}?",
         body="{{ ti.xcom_pull(task_ids='summarise_gates')['markdown'] }}")
-    skip_approval = EmptyOperator(task_id="skip_approval")
-    switched = r.promote.override(task_id="cut_over")(rollout)
+    skip_approval = branch_end("skip_approval")
+    switched = release.promote.override(task_id="cut_over")(rollout)
     bake = MetricGateSensor(task_id="post_promotion_gate", rollout=rollout, step_state=switched, final=True,
                             bake_seconds_key="post_promotion_bake_seconds", baseline_gates=["step_1_gate"])
-    done = r.finish(rollout)
+    done = release.finish(rollout)
     chain(shadow_gate, summary, route, [approve, skip_approval], switched, bake, done)
 
-    undo = r.rollback()
+    undo = release.rollback()
     chain([rollout, checked, backtested, deployed, idle, shadow_gate, summary, approve, switched, bake], undo)

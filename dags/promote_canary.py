@@ -19,16 +19,16 @@ clear and re-run.
 from __future__ import annotations
 
 import pendulum
-from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import DAG, chain
 
-from flightdeck.airflow import release as r
-from flightdeck.airflow.defaults import DEFAULT_ARGS
+from flightdeck.airflow import release
+from flightdeck.airflow.defaults import DEFAULT_ARGS, branch_end
 from flightdeck.airflow.sensors import MetricGateSensor
-from flightdeck.delivery.limits import MAX_STEPS
+
+DAG_ID = "promote_canary"
 
 with DAG(
-    dag_id="promote_canary",
+    dag_id=DAG_ID,
     description="Canary promotion with metric gates, human approval and automatic rollback.",
     doc_md=__doc__,
     schedule=None,
@@ -37,38 +37,38 @@ with DAG(
     max_active_runs=1,
     default_args=DEFAULT_ARGS,
     tags=["flightdeck", "release", "canary"],
-    params=r.rollout_params("canary"),
+    params=release.rollout_params("canary"),
 ) as dag:
-    rollout = r.resolve_rollout("canary")
-    checked = r.preflight(rollout)
-    backtested = r.backtest(rollout)
-    deployed = r.deploy(rollout)
+    rollout = release.resolve_rollout("canary")
+    checked = release.preflight(rollout)
+    backtested = release.backtest(rollout)
+    deployed = release.deploy(rollout)
     chain(rollout, checked, backtested, deployed)
 
     previous, steps = deployed, []
-    for i in range(1, MAX_STEPS + 1):
-        weight = r.set_weight.override(task_id=f"step_{i}_weight")(rollout, i)
+    for i in range(1, release.MAX_STEPS + 1):
+        weight = release.set_weight.override(task_id=f"step_{i}_weight")(rollout, i)
         gate = MetricGateSensor(task_id=f"step_{i}_gate", rollout=rollout, step_state=weight,
                                 final=False)
         chain(previous, weight, gate)
         previous = gate
         steps += [weight, gate]
-    gate_ids = [f"step_{i}_gate" for i in range(1, MAX_STEPS + 1)]
+    gate_ids = [f"step_{i}_gate" for i in range(1, release.MAX_STEPS + 1)]
 
-    summary = r.summarise_gates(rollout, gate_ids)
-    route = r.choose_approval(rollout, summary)
-    approve = r.ReleaseApprovalOperator(
+    summary = release.summarise_gates(rollout, gate_ids)
+    route = release.choose_approval(rollout, summary)
+    approve = release.ReleaseApprovalOperator(
         task_id="approve", rollout=rollout,
         subject="Promote {{ params.model_name }} {{ params.candidate }} to 100 %?",
         body="{{ ti.xcom_pull(task_ids='summarise_gates')['markdown'] }}")
-    skip_approval = EmptyOperator(task_id="skip_approval")
-    promoted = r.promote(rollout)
+    skip_approval = branch_end("skip_approval")
+    promoted = release.promote(rollout)
     bake = MetricGateSensor(task_id="post_promotion_gate", rollout=rollout, step_state=promoted, final=True,
                             bake_seconds_key="post_promotion_bake_seconds", baseline_gates=gate_ids)
-    done = r.finish(rollout)
+    done = release.finish(rollout)
     chain(previous, summary, route, [approve, skip_approval], promoted, bake, done)
 
     # The way back hangs off every step (never off the branch: a task the branch does not
     # choose is skipped whatever its trigger rule).
-    undo = r.rollback()
+    undo = release.rollback()
     chain([rollout, checked, backtested, deployed, *steps, summary, approve, promoted, bake], undo)

@@ -16,11 +16,13 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import DAG, chain
 
-from flightdeck.airflow import serverless as s
+from flightdeck.airflow import serverless
 from flightdeck.airflow.defaults import DEFAULT_ARGS
 
+DAG_ID = "serverless_package"
+
 with DAG(
-    dag_id="serverless_package",
+    dag_id=DAG_ID,
     description="Package, verify and deploy a model version to AWS Lambda behind an alias.",
     doc_md=__doc__,
     schedule=None,
@@ -29,9 +31,9 @@ with DAG(
     max_active_runs=1,
     default_args=DEFAULT_ARGS,
     tags=["flightdeck", "serverless", "lambda"],
-    params=s.serverless_params(),
+    params=serverless.serverless_params(),
 ) as dag:
-    built = s.package()
-    verified = s.verify(built)
-    deployed = s.deploy(built, verified)
-    chain(built, verified, deployed, s.alarms(deployed, verified))
+    built = serverless.package()
+    verified = serverless.verify(built)
+    deployed = serverless.deploy(built, verified)
+    chain(built, verified, deployed, serverless.alarms(deployed, verified))

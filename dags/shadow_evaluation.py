@@ -14,14 +14,15 @@ Backfill: `airflow backfill create --dag-id shadow_evaluation --from-date D1 --t
 from __future__ import annotations
 
 import pendulum
-from airflow.providers.standard.operators.empty import EmptyOperator
-from airflow.sdk import DAG, CronDataIntervalTimetable, Param, chain
+from airflow.sdk import DAG, CronDataIntervalTimetable, chain
 
-from flightdeck.airflow import experiments as x
-from flightdeck.airflow.defaults import DEFAULT_ARGS
+from flightdeck.airflow import experiments
+from flightdeck.airflow.defaults import DEFAULT_ARGS, branch_end
+
+DAG_ID = "shadow_evaluation"
 
 with DAG(
-    dag_id="shadow_evaluation",
+    dag_id=DAG_ID,
     description="Daily shadow-vs-live comparison with a migration recommendation.",
     doc_md=__doc__,
     schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),
@@ -30,13 +31,8 @@ with DAG(
     max_active_runs=2,
     default_args=DEFAULT_ARGS,
     tags=["flightdeck", "experiments", "shadow"],
-    params={
-        "endpoint": Param("credit", type="string", description="Gateway endpoint with a shadow variant."),
-        "criteria": Param({}, type="object", description="Recommendation thresholds "
-                          "(flightdeck.experiments.shadow.ShadowCriteria): min_pairs, max_disagreement, "
-                          "max_latency_overhead_ms, min_labelled_pairs, alpha, …"),
-    },
+    params=experiments.shadow_params(),
 ) as dag:
-    result = x.evaluate_shadow()
-    chain(result, x.recommend(result), [EmptyOperator(task_id=name) for name in
-                                        ("promote_with_canary", "keep_shadowing", "reject")])
+    result = experiments.evaluate_shadow()
+    chain(result, experiments.recommend(result),
+          [branch_end(name) for name in ("promote_with_canary", "keep_shadowing", "reject")])

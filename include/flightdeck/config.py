@@ -6,11 +6,22 @@ Nothing is read at import time: call `get_settings()`.
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# A name the registry, file paths and metric labels all accept: registered models, channels, experiments.
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+# A registered model version as every DAG names it (Param `model_ref`): its number or an alias.
+MODEL_REF_PATTERN = r"^(?:[0-9]+|[A-Za-z][A-Za-z0-9_-]*)$"
+
+
+def safe_run_id(run_id: str) -> str:
+    """A run id (Airflow's hold ':' and '+') as a folder name or MLflow tag key part."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", run_id)
 
 
 class Settings(BaseSettings):
@@ -26,7 +37,7 @@ class Settings(BaseSettings):
     mlflow_artifact_root: str | None = Field(
         None, description="Where new experiments store artifacts; default home/mlflow/artifacts.")
     experiment_name: str = "flightdeck"
-    model_name: str = Field("flightdeck-classifier", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    model_name: str = Field("flightdeck-classifier", pattern=NAME_PATTERN)
 
     seed: int = 42
     rows_per_day: int = Field(2000, gt=0)

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import tempfile
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import mlflow
@@ -20,8 +21,8 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 
-from flightdeck.config import Settings, get_settings
-from flightdeck.errors import FlightdeckError, ModelNotFoundError
+from flightdeck.config import MODEL_REF_PATTERN, Settings, get_settings
+from flightdeck.errors import ConfigError, FlightdeckError, ModelNotFoundError
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,19 @@ class Registration:
     version: str
     created: bool
     aliases: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ResolvedVersion:
+    """A model reference pinned to a version: `ref` as asked ("champion", "3"), `version` as found."""
+
+    name: str
+    version: str
+    ref: str
+    run_id: str | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
 
 
 class Registry:
@@ -199,6 +213,18 @@ class Registry:
         if version is None:
             raise ModelNotFoundError(name, f"alias {ref!r}")
         return version
+
+    def resolve(self, name: str, ref: str) -> ResolvedVersion:
+        """Pin a model reference (a version number or an alias such as "champion") to a version,
+        once at the start of a run, so every later step uses the same one."""
+        ref = str(ref)
+        if not re.match(MODEL_REF_PATTERN, ref):
+            raise ConfigError("model_ref", f"{ref!r} is neither a version number nor an alias name",
+                              'pass a registered version number such as "3" or an alias such as "champion"')
+        version = self.get_version(name, ref)
+        resolved = ResolvedVersion(name=name, version=str(version.version), ref=ref, run_id=version.run_id)
+        log.info("model %s %s is version %s", name, ref, resolved.version)
+        return resolved
 
     def download_onnx(self, name: str, ref: str) -> tuple[str, bytes]:
         """(version, model bytes) of a version number or an alias of a registered model."""

@@ -115,3 +115,36 @@ def test_rollback_hangs_off_every_step_but_never_off_the_branch(dagbag, dag_id):
 def test_dag_files_read_their_doc(dagbag):
     for dag_id, dag in dagbag.dags.items():
         assert dag.doc_md and dag_id in dag.doc_md, f"{dag_id} should use doc_md=__doc__ naming itself"
+
+
+ALLOWED_IMPORTS = ("__future__", "pendulum", "airflow.sdk", "flightdeck.airflow", "flightdeck.config")
+
+
+@pytest.mark.parametrize("path", DAG_FILES, ids=lambda p: p.name)
+def test_dag_files_are_wiring_only(path):
+    """A docstring, DAG_ID used as dag_id, Params and a chain of adapter tasks: no task bodies,
+    no domain imports, nothing computed at the module's top."""
+    tree = ast.parse(path.read_text(), str(path))
+    assert ast.get_docstring(tree), f"{path.name} has no module docstring"
+    problems = []
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom | ast.Import):
+            modules = [node.module] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names]
+            problems += [f"line {node.lineno}: imports {m}" for m in modules
+                         if not any(m == a or m.startswith(a + ".") for a in ALLOWED_IMPORTS)]
+            if isinstance(node, ast.ImportFrom) and node.module == "flightdeck.airflow":
+                problems += [f"line {node.lineno}: {a.name} as {a.asname}" for a in node.names
+                             if a.asname and a.asname != a.name]
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            problems.append(f"line {node.lineno}: defines {node.name} (belongs in flightdeck.airflow)")
+        elif isinstance(node, ast.Assign):
+            names = [t.id for t in node.targets if isinstance(t, ast.Name)]
+            if names != ["DAG_ID"] or not isinstance(node.value, ast.Constant) or node.value.value != path.stem:
+                problems.append(f"line {node.lineno}: module-level assignment {names}")
+    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", None) == "DAG"]
+    keywords = {k.arg: k.value for call in calls for k in call.keywords}
+    assert getattr(keywords.get("dag_id"), "id", None) == "DAG_ID", f"{path.name}: dag_id=DAG_ID"
+    assert getattr(keywords.get("doc_md"), "id", None) == "__doc__", f"{path.name}: doc_md=__doc__"
+    assert any(getattr(n.func, "id", None) == "chain" for n in ast.walk(tree) if isinstance(n, ast.Call)), \
+        f"{path.name} has no chain(...)"
+    assert not problems, f"{path.name}: " + "; ".join(problems)

@@ -52,7 +52,7 @@ def test_scores_a_day_with_the_champion(sandbox):
     assert frame["score"].between(0, 1).all() and set(frame["run_id"]) == {outcome["run_id"]}
     report = sandbox.root / "flightdeck" / "reports" / "ds=2026-02-05" / "index.html"
     assert report.exists() and "2026-02-05" in report.read_text()
-    assert "scoring with flightdeck-classifier v1 (alias champion)" in outcome["log"]
+    assert "scoring with flightdeck-classifier v1 (model_ref champion)" in outcome["log"]
 
     registry = sandbox.registry()
     (run,) = registry.client.search_runs([registry.experiment_id("flightdeck-batch")],
@@ -62,12 +62,12 @@ def test_scores_a_day_with_the_champion(sandbox):
 
 def test_rerunning_a_day_replaces_it_with_the_same_rows_and_scores(sandbox):
     before = _predictions(sandbox, "2026-02-05").sort_values("customer_id", ignore_index=True)
-    outcome = sandbox.dag_test("batch_score", {"model_version": "1"}, at_two("2026-02-05"))
+    outcome = sandbox.dag_test("batch_score", {"model_ref": "1"}, at_two("2026-02-05"))
     assert outcome["state"] == "success", outcome["log"][-4000:]
     after = _predictions(sandbox, "2026-02-05").sort_values("customer_id", ignore_index=True)
     pd.testing.assert_frame_equal(before[["customer_id", "score", "predicted_label"]],
                                   after[["customer_id", "score", "predicted_label"]])
-    assert "pinned version 1" in outcome["log"]
+    assert "(model_ref 1)" in outcome["log"]
 
 
 def test_corrupt_rows_are_quarantined_and_the_rest_scored(sandbox):
@@ -90,7 +90,7 @@ def test_too_many_bad_rows_fails_the_run_with_a_report(sandbox, webhook):
 
 
 def test_unknown_pinned_version_is_rejected_before_scoring(sandbox):
-    outcome = sandbox.dag_test("batch_score", {"model_version": "99"}, at_two("2026-02-06"))
+    outcome = sandbox.dag_test("batch_score", {"model_ref": "99"}, at_two("2026-02-06"))
     assert outcome["state"] == "failed"
     assert outcome["tasks"]["resolve_model"] == "failed"
     assert outcome["tasks"]["score_partition"] == "upstream_failed"
@@ -99,8 +99,8 @@ def test_unknown_pinned_version_is_rejected_before_scoring(sandbox):
 
 
 def test_malformed_version_param_is_rejected_at_trigger(sandbox):
-    outcome = sandbox.dag_test("batch_score", {"model_version": "latest"}, at_two("2026-02-06"))
-    assert outcome.get("rejected") == "ParamValidationError" and "model_version" in outcome["message"]
+    outcome = sandbox.dag_test("batch_score", {"model_ref": "v1; drop"}, at_two("2026-02-06"))
+    assert outcome.get("rejected") == "ParamValidationError" and "model_ref" in outcome["message"]
 
 
 def test_missing_partition_fails_after_the_sensor_timeout_naming_path_and_day(sandbox):

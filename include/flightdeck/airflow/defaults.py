@@ -5,6 +5,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from datetime import timedelta
 
+from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk.exceptions import AirflowFailException
 
 from flightdeck.errors import FlightdeckError
@@ -29,3 +30,15 @@ def fail_fast_on_user_error():
         yield
     except FlightdeckError as exc:
         raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
+
+
+def branch_end(task_id: str) -> EmptyOperator:
+    """A task that does nothing: the visible end of a branch (e.g. `stop`, `skip_approval`)."""
+    return EmptyOperator(task_id=task_id)
+
+
+def registry():
+    """The MLflow registry of the settings (imported on use: DAG files must not load MLflow)."""
+    from flightdeck.registry import Registry
+
+    return Registry.from_settings()

@@ -14,24 +14,25 @@ import logging
 from airflow.sdk import Connection, task
 from airflow.sdk.exceptions import AirflowNotFoundException
 
-from flightdeck.airflow.defaults import fail_fast_on_user_error
+from flightdeck.airflow.defaults import fail_fast_on_user_error, registry
 
 log = logging.getLogger(__name__)
 
 SIGNING_CONN_ID = "flightdeck_edge_signing"
 
 
-def _registry():
-    from flightdeck.registry import Registry
+def edge_params() -> dict:
+    """The DAG's Params: the fields of `EdgeExportParams`."""
+    from flightdeck.airflow.params import params_from_model
+    from flightdeck.edge.params import EdgeExportParams
 
-    return Registry.from_settings()
+    return params_from_model(EdgeExportParams)
 
 
 def _export_dir(run_id: str):
-    from flightdeck.config import get_settings
+    from flightdeck.config import get_settings, safe_run_id
 
-    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in run_id)
-    return get_settings().staging_dir / f"edge-{safe}"
+    return get_settings().staging_dir / f"edge-{safe_run_id(run_id)}"
 
 
 def signing_key():
@@ -56,19 +57,16 @@ def signing_key():
 
 @task
 def resolve_export(params=None, dag_run=None) -> dict:
-    """Check the Params and resolve an alias to its version number before any work."""
-    from flightdeck.edge.bundle import FORMATS
+    """Check the Params and resolve the model reference to its version number before any work."""
+    from flightdeck.airflow.params import validated
+    from flightdeck.edge.params import EdgeExportParams
     from flightdeck.edge.store import open_store
-    from flightdeck.errors import ConfigError
 
-    values = {**params, **(dag_run.conf or {})}
+    checked = validated(EdgeExportParams, params, dag_run)
     with fail_fast_on_user_error():
-        if values["publish_format"] not in FORMATS:
-            raise ConfigError("publish_format", f"{values['publish_format']!r} is not a bundle format",
-                              f"use one of {', '.join(sorted(FORMATS))}")
-        open_store(values["store"] or "unused")
-        version = _registry().get_version(values["model_name"], str(values["version"]))
-    return {**values, "version": str(version.version), "ref": str(values["version"])}
+        open_store(checked.store or "unused")
+        resolved = registry().resolve(checked.model_name, checked.model_ref)
+    return {**checked.model_dump(mode="json"), "version": resolved.version}
 
 
 @task
@@ -77,7 +75,7 @@ def export_artifacts(resolved: dict, run_id=None) -> dict:
     from flightdeck.edge.export import export_version
 
     with fail_fast_on_user_error():
-        report = export_version(_registry(), resolved["model_name"], resolved["version"], _export_dir(run_id))
+        report = export_version(registry(), resolved["model_name"], resolved["version"], _export_dir(run_id))
     return {"formats": report["formats"], "misses": report["misses"], "champion_auc": report["champion_auc"]}
 
 
@@ -87,7 +85,7 @@ def log_to_mlflow(resolved: dict, exported: dict, run_id=None) -> str:
     from flightdeck.edge.export import load_report, log_export
 
     out = _export_dir(run_id)
-    mlflow_run = log_export(_registry(), load_report(out), out,
+    mlflow_run = log_export(registry(), load_report(out), out,
                             run_key=f"edge:{resolved['model_name']}:{resolved['version']}:{run_id}")
     log.info("logged the edge export to MLflow run %s", mlflow_run)
     return mlflow_run

@@ -11,17 +11,38 @@ import logging
 
 from airflow.sdk import task
 
-from flightdeck.airflow.defaults import fail_fast_on_user_error
+from flightdeck.airflow.defaults import fail_fast_on_user_error, registry
 
 log = logging.getLogger(__name__)
 
 PROMOTION_DAG_ID = "promote_canary"
 
 
-def _registry():
-    from flightdeck.registry import Registry
+def promote_winner():
+    """Trigger the canary promotion of the winning version with the conf `analyse_experiment`
+    built (the DAG renders templates as native objects, so the conf arrives as a dict)."""
+    from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 
-    return Registry.from_settings()
+    return TriggerDagRunOperator(
+        task_id="promote", trigger_dag_id=PROMOTION_DAG_ID,
+        conf="{{ ti.xcom_pull(task_ids='analyse_experiment')['promotion_conf'] }}",
+        trigger_run_id="experiment__{{ run_id }}", wait_for_completion=False)
+
+
+def analysis_params() -> dict:
+    """experiment_analysis's Params: the fields of `ExperimentAnalysisParams`."""
+    from flightdeck.airflow.params import params_from_model
+    from flightdeck.experiments.params import ExperimentAnalysisParams
+
+    return params_from_model(ExperimentAnalysisParams)
+
+
+def shadow_params() -> dict:
+    """shadow_evaluation's Params: the fields of `ShadowEvaluationParams`."""
+    from flightdeck.airflow.params import params_from_model
+    from flightdeck.experiments.params import ShadowEvaluationParams
+
+    return params_from_model(ShadowEvaluationParams)
 
 
 def _label(dag_run) -> str:
@@ -29,12 +50,15 @@ def _label(dag_run) -> str:
 
 
 @task
-def load_definition(params=None) -> dict:
+def load_definition(params=None, dag_run=None) -> dict:
     """Validate the experiment definition named by the Param `definition` (fails, not retried, when bad)."""
+    from flightdeck.airflow.params import validated
     from flightdeck.experiments.definitions import load_definition as load
+    from flightdeck.experiments.params import ExperimentAnalysisParams
 
+    checked = validated(ExperimentAnalysisParams, params, dag_run)
     with fail_fast_on_user_error():
-        definition = load(params["definition"])
+        definition = load(checked.definition)
     log.info("experiment %s: %s on endpoint %s, variants %s, policy %s", definition.name, definition.primary_metric,
              definition.endpoint, definition.weights, definition.policy)
     return definition.model_dump(mode="json")
@@ -47,7 +71,7 @@ def analyse_experiment(definition: dict, data_interval_start=None, dag_run=None)
     from flightdeck.experiments.runs import analyse_day
 
     with fail_fast_on_user_error():
-        result = analyse_day(parse_definition(definition), data_interval_start.date(), _label(dag_run), _registry())
+        result = analyse_day(parse_definition(definition), data_interval_start.date(), _label(dag_run), registry())
     log.info("report: %s", result["report"])
     if "artifact_uri" in result:
         log.info("report in MLflow: %s (run %s)", result["artifact_uri"], result["mlflow_run_id"])
@@ -77,7 +101,7 @@ def bandit_weights(definition: dict, data_interval_start=None) -> dict:
         return {"skipped": True}
     url, token = gateway_url_and_token()
     with fail_fast_on_user_error(), GatewayClient(url, token) as client:
-        result = bandit_step(parsed, data_interval_start.date(), client, _registry())
+        result = bandit_step(parsed, data_interval_start.date(), client, registry())
     log.info("assignment probabilities: %s; weights %s; %s", result["probability_best"], result["weights"],
              result["reason"])
     return result
@@ -86,13 +110,16 @@ def bandit_weights(definition: dict, data_interval_start=None) -> dict:
 @task
 def evaluate_shadow(data_interval_start=None, data_interval_end=None, params=None, dag_run=None) -> dict:
     """Join live and shadow rows of the run's interval → report, MLflow, recommendation."""
+    from flightdeck.airflow.params import validated
     from flightdeck.errors import ConfigError
+    from flightdeck.experiments.params import ShadowEvaluationParams
     from flightdeck.experiments.runs import evaluate_shadow_window
 
+    checked = validated(ShadowEvaluationParams, params, dag_run)
     with fail_fast_on_user_error():
         try:
-            result = evaluate_shadow_window(params["endpoint"], data_interval_start, data_interval_end,
-                                            params["criteria"], _label(dag_run), _registry())
+            result = evaluate_shadow_window(checked.endpoint, data_interval_start, data_interval_end,
+                                            checked.criteria, _label(dag_run), registry())
         except ValueError as exc:  # pydantic: bad criteria
             raise ConfigError("Param criteria", str(exc).replace("\n", " "),
                               "use the fields of flightdeck.experiments.shadow.ShadowCriteria") from None

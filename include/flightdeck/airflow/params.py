@@ -80,3 +80,13 @@ def _clean(node: Any, top: bool = True) -> Any:
             del cleaned["anyOf"]
             cleaned = {**other, **cleaned, "type": [other["type"], "null"]}
     return cleaned
+
+
+def validated(model: type[BaseModel], params: Mapping[str, Any], dag_run: Any = None) -> Any:
+    """The run's Params (and run conf, which may carry keys the form does not show) parsed by
+    `model.parse`; a bad value fails the task at once, naming the Param and the fix."""
+    from flightdeck.airflow.defaults import fail_fast_on_user_error
+
+    values = {**params, **((dag_run.conf or {}) if dag_run is not None else {})}
+    with fail_fast_on_user_error():
+        return model.parse(values)

@@ -19,6 +19,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowNotFoundExceptio
 
 from flightdeck.airflow.defaults import fail_fast_on_user_error
 from flightdeck.airflow.notify import send_alert
+from flightdeck.delivery.limits import MAX_STEPS  # noqa: F401 - the canary DAG lays out this many steps
 
 log = logging.getLogger(__name__)
 

@@ -9,20 +9,19 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from pathlib import Path
 
-from airflow.sdk import Param, task
+from airflow.sdk import task
 
-from flightdeck.airflow.defaults import fail_fast_on_user_error
+from flightdeck.airflow.defaults import fail_fast_on_user_error, registry
 
 log = logging.getLogger(__name__)
 
 
 def _workdir(run_id: str) -> Path:
-    from flightdeck.config import get_settings
+    from flightdeck.config import get_settings, safe_run_id
 
-    path = get_settings().staging_dir / "serverless" / re.sub(r"[^A-Za-z0-9_.-]", "_", run_id)
+    path = get_settings().staging_dir / "serverless" / safe_run_id(run_id)
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -42,15 +41,15 @@ def sample_rows(columns: list[str], n: int = 50) -> list[dict]:
 
 
 @task
-def package(params=None, run_id=None) -> dict:
+def package(params=None, dag_run=None, run_id=None) -> dict:
     """Build the Lambda zip of the Param's model version; fails with the measured size if too big."""
-    from flightdeck.registry import Registry
     from flightdeck.serverless.package import package_registered_model
 
+    checked = _params(params, dag_run)
     with fail_fast_on_user_error():
-        result = package_registered_model(Registry.from_settings(), params["model_name"], str(params["model_ref"]),
-                                          _workdir(run_id), **({"max_zipped": params["max_zipped_bytes"]}
-                                                               if params.get("max_zipped_bytes") else {}))
+        result = package_registered_model(registry(), checked["model_name"], checked["model_ref"], _workdir(run_id),
+                                          **({"max_zipped": checked["max_zipped_bytes"]}
+                                             if checked["max_zipped_bytes"] else {}))
     log.info("package %s: %.1f MB zipped, %.1f MB unzipped", result.zip_path, result.zipped_bytes / 2**20,
              result.unzipped_bytes / 2**20)
     return result.to_dict()
@@ -73,11 +72,19 @@ def verify(built: dict, run_id=None) -> dict:
     return report.to_dict()
 
 
+def _params(params: dict, dag_run) -> dict:
+    from flightdeck.airflow.params import validated
+    from flightdeck.serverless.params import ServerlessPackageParams
+
+    return validated(ServerlessPackageParams, params, dag_run).model_dump()
+
+
 @task
-def deploy(built: dict, verified: dict, params=None) -> dict:
+def deploy(built: dict, verified: dict, params=None, dag_run=None) -> dict:
     """Create or update the function, publish a version, point the alias (optionally weighted)."""
     from flightdeck.serverless.deploy import deploy_package
 
+    params = _params(params, dag_run)
     hook = _lambda_hook(params)
     with fail_fast_on_user_error():
         return deploy_package(hook.conn, zip_path=built["zip_path"], function_name=params["function_name"],
@@ -88,12 +95,13 @@ def deploy(built: dict, verified: dict, params=None) -> dict:
 
 
 @task
-def alarms(deployed: dict, verified: dict, params=None) -> dict:
+def alarms(deployed: dict, verified: dict, params=None, dag_run=None) -> dict:
     """CloudWatch alarms on the alias's errors and p99 duration, named for the rollback to watch."""
     from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 
     from flightdeck.serverless.deploy import put_alarms
 
+    params = _params(params, dag_run)
     cloudwatch = AwsBaseHook(aws_conn_id=params["aws_conn_id"], client_type="cloudwatch",
                              region_name=params.get("region")).conn
     return put_alarms(cloudwatch, deployed["function_name"], deployed["alias"],
@@ -101,24 +109,8 @@ def alarms(deployed: dict, verified: dict, params=None) -> dict:
 
 
 def serverless_params() -> dict:
-    """The DAG's Params."""
-    from flightdeck.config import get_settings
+    """The DAG's Params: the fields of `ServerlessPackageParams`."""
+    from flightdeck.airflow.params import params_from_model
+    from flightdeck.serverless.params import ServerlessPackageParams
 
-    return {
-        "model_name": Param(get_settings().model_name, type="string", description="Registered model."),
-        "model_ref": Param("champion", type="string", description="Version number or alias to package."),
-        "function_name": Param("flightdeck-scorer", type="string", minLength=1),
-        "alias": Param("live", type="string", pattern="^[A-Za-z][A-Za-z0-9_-]*$"),
-        "role_arn": Param(None, type=["null", "string"],
-                          description="Execution role, needed only to create the function."),
-        "canary_percent": Param(None, type=["null", "number"], exclusiveMinimum=0, exclusiveMaximum=100,
-                                description="Leave the alias on the old version and send this % to the new one."),
-        "memory_mb": Param(128, type="integer", minimum=128, maximum=10240),
-        "timeout_seconds": Param(10, type="integer", minimum=1, maximum=900),
-        "max_p99_ms": Param(1000, type="number", exclusiveMinimum=0, description="Duration alarm threshold."),
-        "alarm_actions": Param([], type="array", items={"type": "string"}, description="SNS topic ARNs."),
-        "max_zipped_bytes": Param(None, type=["null", "integer"], minimum=1,
-                                  description="Lower the 50 MB zipped limit (tests, drills)."),
-        "aws_conn_id": Param("aws_default", type="string"),
-        "region": Param(None, type=["null", "string"]),
-    }
+    return params_from_model(ServerlessPackageParams)

@@ -13,9 +13,11 @@ import asyncio
 import logging
 from typing import Any
 
-from airflow.sdk import Asset, AssetWatcher
+from airflow.sdk import Asset, AssetWatcher, get_current_context, task
 from airflow.triggers.base import BaseEventTrigger, TriggerEvent
 
+from flightdeck.airflow.defaults import fail_fast_on_user_error, registry
+from flightdeck.airflow.notify import send_alert
 from flightdeck.config import get_settings
 
 log = logging.getLogger(__name__)
@@ -103,3 +105,76 @@ def alerts_from_context(context) -> list[dict]:
             if "payload" in extra:
                 payloads.append(extra["payload"])
     return payloads
+
+
+def drift_alert_schedule() -> list[Asset]:
+    """stream_drift_investigation's schedule: the drift-alert asset on the configured Redis."""
+    return [drift_alert_asset(get_settings().redis_url, ALERT_STREAM)]
+
+
+def replay_params() -> dict:
+    """stream_replay's Params: the fields of `StreamReplayParams`."""
+    from flightdeck.airflow.params import params_from_model
+    from flightdeck.streaming.params import StreamReplayParams
+
+    return params_from_model(StreamReplayParams)
+
+
+def investigation_params() -> dict:
+    """stream_drift_investigation's Params: the fields of `DriftInvestigationParams`."""
+    from flightdeck.airflow.params import params_from_model
+    from flightdeck.streaming.params import DriftInvestigationParams
+
+    return params_from_model(DriftInvestigationParams)
+
+
+@task
+def replay_range(params=None, dag_run=None, run_id=None) -> dict:
+    """Score a range of the input stream through the batch path; write one parquet file."""
+    from flightdeck.airflow.params import validated
+    from flightdeck.batch.scoring import ModelArtifact
+    from flightdeck.streaming.params import StreamReplayParams
+    from flightdeck.streaming.replay import replay
+
+    settings = get_settings()
+    checked = validated(StreamReplayParams, params, dag_run)
+    with fail_fast_on_user_error():
+        models = registry()
+        pinned = models.resolve(checked.model_name, checked.model_ref)
+        version, onnx_bytes = models.download_onnx(checked.model_name, pinned.version)
+        return replay(checked.redis_url or settings.redis_url, checked.stream, checked.start, checked.end,
+                      ModelArtifact(checked.model_name, version, onnx_bytes),
+                      settings.home / "predictions" / "replay", run_id, settings.decision_threshold)
+
+
+@task
+def investigate(params=None, dag_run=None) -> list[dict]:
+    """Investigate every alert that started the run (or the one named by `alert_id`): a report
+    per alert and a short summary sent as an alert."""
+    from flightdeck.airflow.params import validated
+    from flightdeck.streaming.drift import InvalidAlertError, investigate_payload, read_alert
+    from flightdeck.streaming.params import DriftInvestigationParams
+    from flightdeck.streaming.redis_streams import connect
+
+    settings = get_settings()
+    checked = validated(DriftInvestigationParams, params, dag_run)
+    redis_url = checked.redis_url or settings.redis_url
+    with fail_fast_on_user_error():
+        payloads = alerts_from_context(get_current_context())
+        if checked.alert_id:
+            client = connect(redis_url)
+            try:
+                payloads.append(read_alert(client, checked.alert_stream, checked.alert_id))
+            finally:
+                client.close()
+        if not payloads:
+            raise InvalidAlertError("this run has no alert: it was neither started by an alert nor given one. "
+                                    "Fix: trigger it with {\"alert_id\": \"<entry id in the alert stream>\"}.")
+        done = []
+        for payload in payloads:
+            outcome = investigate_payload(redis_url, payload, checked.output_stream, checked.state_prefix,
+                                          settings.home / "reports" / "stream-drift")
+            send_alert(f"flightdeck: stream score drift (PSI {outcome['score_psi']:.2f})",
+                       f"{outcome['summary']}\nreport: {outcome['report']}")
+            done.append(outcome)
+    return done

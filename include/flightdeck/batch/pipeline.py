@@ -24,7 +24,7 @@ from flightdeck.data.layout import data_files, partition_path
 from flightdeck.data.partitions import read_partition
 from flightdeck.data.schema import ENTITY_ID, FEATURES
 from flightdeck.errors import FlightdeckError
-from flightdeck.registry import CHAMPION, Registry
+from flightdeck.registry import Registry
 
 log = logging.getLogger(__name__)
 
@@ -35,19 +35,6 @@ MONITOR_MAX_ROWS = 200_000
 
 class OutputCheckError(FlightdeckError):
     """The predictions partition does not match what the run promised to write."""
-
-
-def resolve_model(model_name: str, pinned_version: str | None, registry: Registry) -> dict:
-    """The version to score with: the pinned one, else what `champion` points at right now.
-
-    Resolved once at the start of a run and handed to every later stage, so a promotion
-    during the run cannot mix two versions in one day.
-    """
-    version = registry.get_version(model_name, pinned_version or CHAMPION)
-    resolved = {"name": model_name, "version": str(version.version), "run_id": version.run_id,
-                "resolved_from": f"pinned version {pinned_version}" if pinned_version else f"alias {CHAMPION}"}
-    log.info("scoring with %s v%s (%s)", model_name, resolved["version"], resolved["resolved_from"])
-    return resolved
 
 
 def validate(ds: str, threshold: float | None = None) -> dict:

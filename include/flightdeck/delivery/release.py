@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import time
 from dataclasses import dataclass
 
+from flightdeck.config import safe_run_id
 from flightdeck.delivery.plan import ResolvedRollout, RolloutPlan, RolloutPlanError
 from flightdeck.registry import CHAMPION, PREVIOUS, Registry
 
@@ -26,8 +26,8 @@ def resolve(plan: RolloutPlan, registry: Registry) -> ResolvedRollout:
     if champion is None:
         raise RolloutPlanError(f"model {plan.model_name!r} has no {CHAMPION!r} to compare against. Fix: run "
                                "train_register first (the first version becomes champion).")
-    candidate = registry.get_version(plan.model_name, plan.candidate)
-    if str(candidate.version) == str(champion.version):
+    candidate = registry.resolve(plan.model_name, plan.candidate)
+    if candidate.version == str(champion.version):
         raise RolloutPlanError(f"{plan.candidate!r} is version {candidate.version}, which is already the "
                                f"{CHAMPION}. Fix: name another version (e.g. the alias 'challenger').")
     return ResolvedRollout(plan=plan, baseline_version=str(champion.version),
@@ -60,8 +60,7 @@ def audit(rollout: ResolvedRollout, registry: Registry, run_id: str, outcome: st
     record = {"run_id": run_id, "strategy": rollout.plan.strategy, "target": rollout.plan.target,
               "outcome": outcome, "baseline": rollout.baseline_version, "candidate": rollout.candidate_version,
               "detail": detail[:4000], "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    # MLflow tag keys allow letters, digits and _ - . / and space; Airflow run ids hold ':' and '+'.
-    key = f"{AUDIT_TAG}.{re.sub(r'[^A-Za-z0-9_./ -]', '_', run_id)}"
+    key = f"{AUDIT_TAG}.{safe_run_id(run_id)}"
     registry.client.set_model_version_tag(rollout.plan.model_name, rollout.candidate_version, key,
                                           json.dumps(record))
     log.info("release audit: %s", record)

@@ -235,7 +235,7 @@ def build_package(model: bytes, model_name: str, model_version: str, out_dir: st
 
 def package_registered_model(registry, model_name: str, ref: str, out_dir: str | Path, **options) -> PackageResult:
     """Build the package of a registered version (number or alias) from the MLflow registry."""
-    version, model = registry.download_onnx(model_name, ref)
+    version, model = registry.download_onnx(model_name, registry.resolve(model_name, ref).version)
     return build_package(model, model_name, version, out_dir, **options)
 
 

@@ -3,29 +3,30 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Any, Literal
+from typing import ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
-from flightdeck.config import get_settings
-from flightdeck.errors import ConfigError
+from flightdeck.config import NAME_PATTERN, get_settings
+from flightdeck.params import RunParams
 
 MAX_WINDOW_DAYS = 400
 
 
-class TrainParams(BaseModel):
+class TrainParams(RunParams):
     """What to train on and how to judge it. Unknown keys are rejected, not ignored."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    what: ClassVar[str] = "training parameters"
 
-    model_name: str = Field(default_factory=lambda: get_settings().model_name,
-                            pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-    window_start: date
-    window_end: date
+    model_name: str = Field(default_factory=lambda: get_settings().model_name, pattern=NAME_PATTERN,
+                            description="Registered model to compare with and register into.")
+    window_start: date = Field(description="First day of training data.")
+    window_end: date = Field(description="Last day of training data.")
     labels_as_of: date | None = Field(
         None, description="Use labels that had arrived by this day; default the window's last day.")
     model_type: Literal["logistic_regression", "mlp"] = "logistic_regression"
-    margin: float = Field(default_factory=lambda: get_settings().promotion_margin, ge=0, le=1)
+    margin: float = Field(default_factory=lambda: get_settings().promotion_margin, ge=0, le=1,
+                          description="ROC AUC the new model must gain over the champion.")
     holdout_fraction: float = Field(default_factory=lambda: get_settings().holdout_fraction, gt=0.0, lt=0.5)
     seed: int = Field(default_factory=lambda: get_settings().seed, ge=0)
 
@@ -42,21 +43,3 @@ class TrainParams(BaseModel):
     @property
     def label_cutoff(self) -> date:
         return self.labels_as_of or self.window_end
-
-    @classmethod
-    def parse(cls, values: dict[str, Any]) -> TrainParams:
-        """Validate a mapping (Airflow params, CLI options); raise ConfigError naming each bad Param."""
-        cleaned = {k: v for k, v in values.items() if v is not None and v != ""}
-        try:
-            return cls.model_validate(cleaned)
-        except ValidationError as exc:
-            problems = []
-            for error in exc.errors():
-                name = ".".join(str(part) for part in error["loc"]) or "window"
-                message = "unknown parameter" if error["type"] == "extra_forbidden" else error["msg"]
-                problems.append((name, message))
-            names = ", ".join(name for name, _ in problems)
-            detail = "; ".join(f"{name}: {message}" for name, message in problems)
-            raise ConfigError(names, f"invalid training parameters ({detail})",
-                              "correct the named Param(s) in the trigger form or run conf; "
-                              f"known Params are {', '.join(cls.model_fields)}") from None

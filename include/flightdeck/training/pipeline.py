@@ -19,7 +19,7 @@ import pandas as pd
 import flightdeck
 from flightdeck import runtime
 from flightdeck.batch.monitoring import build_reference_profile
-from flightdeck.config import get_settings
+from flightdeck.config import get_settings, safe_run_id
 from flightdeck.data.expectations import validate_raw
 from flightdeck.data.partitions import read_window
 from flightdeck.data.schema import DS, FEATURES, LABEL
@@ -40,8 +40,7 @@ ONNX_FILE = "model.onnx"
 
 def staging_dir(run_id: str) -> Path:
     """The scratch folder of one run (created on demand)."""
-    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in run_id)
-    path = get_settings().staging_dir / safe
+    path = get_settings().staging_dir / safe_run_id(run_id)
     path.mkdir(parents=True, exist_ok=True)
     return path
 

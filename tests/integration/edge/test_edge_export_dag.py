@@ -19,7 +19,7 @@ def test_edge_export_publishes_a_bundle_the_agent_installs(exported, sqlite_sand
 
     home = exported[0]
     env = {"FLIGHTDECK_HOME": str(home), "MLFLOW_REQUIREMENTS_INFERENCE_TIMEOUT": "1"}
-    outcome = sqlite_sandbox.dag_test("edge_export", {"version": "champion", "rollout_percent": 100}, env=env)
+    outcome = sqlite_sandbox.dag_test("edge_export", {"model_ref": "champion", "rollout_percent": 100}, env=env)
     assert outcome.get("state") == "success", outcome["log"][-5000:]
     assert set(outcome["tasks"].values()) == {"success"}
     assert "give devices the public key" in outcome["log"]

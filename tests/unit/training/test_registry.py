@@ -6,7 +6,7 @@ import pytest
 
 from flightdeck import runtime
 from flightdeck.data.schema import FEATURES
-from flightdeck.errors import ModelNotFoundError
+from flightdeck.errors import ConfigError, ModelNotFoundError
 from flightdeck.registry import CHALLENGER, CHAMPION, Registry
 from flightdeck.training.export import to_onnx
 from flightdeck.training.train import fit_pipeline
@@ -91,3 +91,19 @@ def test_unknown_model_alias_or_version_is_a_clear_error(registry):
         registry.download_onnx(NAME, "previous")
     with pytest.raises(ModelNotFoundError, match="version 99"):
         registry.download_onnx(NAME, "99")
+
+
+def test_resolve_pins_a_number_or_an_alias_to_a_version(registry, logged):
+    run_id, _, _ = logged
+    champion = registry.resolve(NAME, CHAMPION)
+    assert (champion.version, champion.ref, champion.run_id) == ("1", CHAMPION, run_id)
+    assert registry.resolve(NAME, CHALLENGER).version == "2"
+    assert registry.resolve(NAME, "2").to_dict() == {"name": NAME, "version": "2", "ref": "2", "run_id": run_id}
+    with pytest.raises(ModelNotFoundError, match="version 99"):
+        registry.resolve(NAME, "99")
+
+
+@pytest.mark.parametrize("ref", ["", "v1; drop", "-1", "latest version"])
+def test_resolve_refuses_what_is_neither_a_number_nor_an_alias(registry, ref):
+    with pytest.raises(ConfigError, match="model_ref"):
+        registry.resolve(NAME, ref)

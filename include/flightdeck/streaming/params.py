@@ -1,0 +1,38 @@
+"""The Params of the streaming DAGs: stream_replay and stream_drift_investigation."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from pydantic import Field
+
+from flightdeck.config import MODEL_REF_PATTERN, NAME_PATTERN, get_settings
+from flightdeck.params import RunParams
+
+
+class StreamReplayParams(RunParams):
+    """A range of the scorer's input stream and the model to re-score it with."""
+
+    what: ClassVar[str] = "stream replay parameters"
+
+    stream: str = Field("flightdeck:events", min_length=1, description="The scorer's input stream.")
+    start: str = Field("-", min_length=1, description="First entry id or epoch ms ('-' = oldest).")
+    end: str = Field("+", min_length=1, description="Last entry id or epoch ms ('+' = newest).")
+    redis_url: str | None = Field(None, description="Default: the configured redis_url.")
+    model_name: str = Field(default_factory=lambda: get_settings().model_name, pattern=NAME_PATTERN,
+                            description="Registered model to score with.")
+    model_ref: str = Field("champion", pattern=MODEL_REF_PATTERN, description="Version number or alias.")
+
+
+class DriftInvestigationParams(RunParams):
+    """Where the scorer's alerts, results and window state live; optionally one alert to look at."""
+
+    what: ClassVar[str] = "drift investigation parameters"
+
+    redis_url: str | None = Field(None, description="Default: the configured redis_url.")
+    alert_stream: str = Field(default_factory=lambda: get_settings().stream_alerts, min_length=1,
+                              description="The stream the scorer publishes drift alerts to.")
+    alert_id: str | None = Field(None, description="Investigate this alert entry by hand.")
+    output_stream: str = Field("flightdeck:scores", min_length=1, description="The scorer's --output.")
+    state_prefix: str = Field("flightdeck:stream:stream-scorer", min_length=1,
+                              description="flightdeck:stream:<the scorer's --consumer>.")
