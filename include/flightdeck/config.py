@@ -13,6 +13,8 @@ from pathlib import Path
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from flightdeck.errors import ConfigError
+
 # A name the registry, file paths and metric labels all accept: registered models, channels, experiments.
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 # A registered model version as every DAG names it (Param `model_ref`): its number or an alias.
@@ -22,6 +24,10 @@ MODEL_REF_PATTERN = r"^(?:[0-9]+|[A-Za-z][A-Za-z0-9_-]*)$"
 def safe_run_id(run_id: str) -> str:
     """A run id (Airflow's hold ':' and '+') as a folder name or MLflow tag key part."""
     return re.sub(r"[^A-Za-z0-9_.-]", "_", run_id)
+
+# Admin tokens guard route changes: short or placeholder ones are refused at gateway start.
+MIN_ADMIN_TOKEN_CHARS = 24
+ADMIN_TOKEN_PLACEHOLDER = "change-me"
 
 
 class Settings(BaseSettings):
@@ -97,6 +103,20 @@ class Settings(BaseSettings):
     # Experiments (flightdeck.experiments).
     experiments_dir: Path | None = Field(
         None, description="Experiment definitions (YAML); default include/config/experiments/ of this repository.")
+
+    def check_admin_tokens(self) -> None:
+        """ConfigError unless every admin token is at least `MIN_ADMIN_TOKEN_CHARS` long and not
+        a placeholder from .env.example; the gateway calls this before it starts."""
+        for name, secret in self.admin_tokens.items():
+            token = secret.get_secret_value()
+            if token.lower().startswith(ADMIN_TOKEN_PLACEHOLDER):
+                problem = f"the token of {name!r} is the placeholder from .env.example"
+            elif len(token) < MIN_ADMIN_TOKEN_CHARS:
+                problem = f"the token of {name!r} is shorter than {MIN_ADMIN_TOKEN_CHARS} characters"
+            else:
+                continue
+            raise ConfigError("FLIGHTDECK_ADMIN_TOKENS", problem,
+                              'generate one with `python -c "import secrets; print(secrets.token_hex(24))"`')
 
     @field_validator("home", mode="after")
     @classmethod

@@ -41,7 +41,7 @@ def run(settings: Settings) -> None:
         if value and not port_free(host, value):
             raise ConfigError(name, f"port {value} on {host} is in use", f"set {name} to a free port")
     rows = _sample_rows(settings, 3)
-    token = secrets.token_urlsafe(16)  # this run only; never written anywhere
+    token = secrets.token_urlsafe(24)  # this run only; never written anywhere
     env = {**os.environ, "FLIGHTDECK_ADMIN_TOKENS": json.dumps({"demo": token})}
     log_path = settings.gateway_dir / "gateway-demo.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)

@@ -8,7 +8,6 @@ admin API, where readability matters more than microseconds.
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import logging
 from contextlib import asynccontextmanager
@@ -242,7 +241,7 @@ def create_app(settings: Settings | None = None, gateway: Gateway | None = None)
         if role not in ("live", "shadow"):
             raise MalformedRequestError("role must be `live` or `shadow`.", field="role")
         store: StatsStore = gateway.stats_store
-        summary = await _in_thread(store.summary, endpoint, since_route_version, role)
+        summary = await gateway.in_background(store.summary, endpoint, since_route_version, role)
         return _json({"endpoint": endpoint, "since_route_version": since_route_version, "role": role,
                       "route_version": gateway.route_version,
                       "variants": [s.to_dict() for s in summary]})
@@ -250,7 +249,7 @@ def create_app(settings: Settings | None = None, gateway: Gateway | None = None)
     # ---- admin -----------------------------------------------------------------------------
     @app.get("/admin/routes", tags=["admin"])
     async def get_routes(request: Request, caller: Admin) -> Response:
-        stored = await _in_thread(gw(request).route_store.current)
+        stored = await gw(request).in_background(gw(request).route_store.current)
         if stored is None:
             return _json({"version": 0, "document": None})
         return _json({"version": stored.version, "document": stored.document, "author": stored.author,
@@ -265,7 +264,7 @@ def create_app(settings: Settings | None = None, gateway: Gateway | None = None)
 
     @app.get("/admin/routes/history", tags=["admin"])
     async def route_history(request: Request, caller: Admin, limit: int = 50) -> Response:
-        records = await _in_thread(gw(request).route_store.history, max(1, min(limit, 1000)))
+        records = await gw(request).in_background(gw(request).route_store.history, max(1, min(limit, 1000)))
         return _json({"history": [r.to_dict() for r in records]})
 
     @app.post("/admin/outcomes", tags=["admin"])
@@ -273,7 +272,7 @@ def create_app(settings: Settings | None = None, gateway: Gateway | None = None)
         """Delayed labels, joined to predictions by request id or unit id."""
         store = OutcomeStore(gw(request).engine)
         items = [Outcome(o.request_id, o.unit_id, o.label, o.observed_at) for o in body.outcomes]
-        return _json({"recorded": await _in_thread(store.record, items)})
+        return _json({"recorded": await gw(request).in_background(store.record, items)})
 
     @app.get("/admin/status", tags=["admin"])
     async def status(request: Request, caller: Admin) -> Response:
@@ -284,10 +283,6 @@ def create_app(settings: Settings | None = None, gateway: Gateway | None = None)
 
 def _refuse(status: int, message: str) -> NoReturn:
     raise HTTPException(status, message, headers={"WWW-Authenticate": "Bearer"})
-
-
-async def _in_thread(func, *args):
-    return await asyncio.to_thread(func, *args)
 
 
 def _package_version() -> str:

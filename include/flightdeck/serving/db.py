@@ -33,6 +33,10 @@ MIGRATE_FIX = "run `flightdeck gateway-migrate` against this database (flightdec
 
 # How long a SQLite writer waits for another process's write lock before failing.
 SQLITE_BUSY_TIMEOUT_S = 15.0
+# The serving engine's PostgreSQL limits: a gateway worker gives up on an unreachable server or a
+# stuck statement instead of holding its threads (and the requests behind them) indefinitely.
+SERVING_CONNECT_TIMEOUT_S = 5
+SERVING_STATEMENT_TIMEOUT_MS = 15_000
 # Any constant identifies "flightdeck gateway migrations" among PostgreSQL advisory locks.
 _PG_MIGRATION_LOCK = 0x666C6467  # "fldg"
 
@@ -143,37 +147,43 @@ def utcnow() -> datetime:
 
 
 # ---- engines --------------------------------------------------------------------------------
-_engines: dict[tuple[int, str], Engine] = {}
+_engines: dict[tuple[int, str, bool], Engine] = {}
 _engines_lock = threading.Lock()
 
 
-def engine_for(url: str) -> Engine:
+def engine_for(url: str, *, serving: bool = False) -> Engine:
     """The process's engine for `url`, created on first use.
 
     SQLite: the parent folder is created, the file runs in WAL mode with a busy timeout so
     several worker processes can share it, and transactions are begun explicitly (see
     `write_transaction`). PostgreSQL: connections are pinged before use, so a restarted
-    server costs one failed ping, not a failed request.
+    server costs one failed ping, not a failed request. The `serving` engine (the gateway's)
+    also has connect and statement timeouts (`SERVING_*`); analysis and migrations, which
+    may legitimately run long, use the other one.
     """
-    key = (os.getpid(), url)  # a forked child must not reuse its parent's pooled connections
+    key = (os.getpid(), url, serving)  # a forked child must not reuse its parent's pooled connections
     with _engines_lock:
         engine = _engines.get(key)
         if engine is None:
-            engine = _engines[key] = _create_engine(url)
+            engine = _engines[key] = _create_engine(url, serving)
         return engine
 
 
 def dispose_engine(url: str) -> None:
-    """Close the pooled connections of `url`'s engine and forget it (tests, database drops)."""
+    """Close the pooled connections of `url`'s engines and forget them (tests, database drops)."""
     with _engines_lock:
-        engine = _engines.pop((os.getpid(), url), None)
-    if engine is not None:
+        engines = [_engines.pop(key) for key in list(_engines) if key[:2] == (os.getpid(), url)]
+    for engine in engines:
         engine.dispose()
 
 
-def _create_engine(url: str) -> Engine:
+def _create_engine(url: str, serving: bool = False) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
+        if serving and parsed.get_backend_name() == "postgresql":
+            limits = {"connect_timeout": SERVING_CONNECT_TIMEOUT_S,
+                      "options": f"-c statement_timeout={SERVING_STATEMENT_TIMEOUT_MS}"}
+            return sa.create_engine(url, pool_pre_ping=True, connect_args=limits)
         return sa.create_engine(url, pool_pre_ping=True)
     database = parsed.database
     in_memory = not database or database == ":memory:" or parsed.query.get("mode") == "memory"

@@ -14,6 +14,7 @@ route change reaches every worker without a restart and without failing a reques
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import hashlib
 import logging
@@ -21,6 +22,7 @@ import random
 import sys
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -58,6 +60,8 @@ log = logging.getLogger(__name__)
 
 # Above this many rows, scoring moves to a thread so one big request does not stall the loop.
 INLINE_ROWS = 64
+# Threads for the blocking work that is not live scoring (see Gateway.in_background).
+BACKGROUND_THREADS = 2
 
 
 class InjectedFault(Exception):
@@ -148,11 +152,12 @@ class Gateway:
 
     def __init__(self, settings: Settings, pool: ModelPool, *, metrics: GatewayMetrics | None = None,
                  rng=random.random) -> None:
+        settings.check_admin_tokens()
         self.settings = settings
         self.pool = pool
         self.metrics = metrics or GatewayMetrics()
         self.worker_id = new_worker_id()
-        self.engine = db.engine_for(settings.gateway_db_url)
+        self.engine = db.engine_for(settings.gateway_db_url, serving=True)
         self.route_store = RouteStore(self.engine)
         self.stats_store = StatsStore(self.engine)
         self.stats = RunningStats()
@@ -166,6 +171,10 @@ class Gateway:
         self._shadow_queue: asyncio.Queue[_Shadow] = asyncio.Queue(settings.shadow_queue_size)
         self._tasks: list[asyncio.Task] = []
         self._compile_lock = asyncio.Lock()
+        # Blocking work other than live scoring (database reads and writes, shadow scoring, model
+        # loading) runs here, so a slow /stats query or a shadow backlog never takes the default
+        # executor's threads from large scoring requests.
+        self._background = ThreadPoolExecutor(BACKGROUND_THREADS, thread_name_prefix="gateway-background")
 
     # ---- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
@@ -186,12 +195,17 @@ class Gateway:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         try:
-            await asyncio.to_thread(self._publish_once)
+            await self.in_background(self._publish_once)
         except Exception:  # the database may be gone at shutdown; the log drain below still runs
             log.exception("could not publish the last running sums")
-        await asyncio.to_thread(self.predlog.close)
+        await self.in_background(self.predlog.close)
+        self._background.shutdown(wait=False)
         if self.cache is not None:
             await self.cache.close()
+
+    async def in_background(self, func, *args):
+        """`func(*args)` on the gateway's background threads (anything blocking but live scoring)."""
+        return await asyncio.get_running_loop().run_in_executor(self._background, functools.partial(func, *args))
 
     def is_live(self) -> bool:
         return True
@@ -237,11 +251,11 @@ class Gateway:
     async def refresh_routes(self) -> bool:
         """Load the stored table if its version differs from ours (seeding one if the store is empty)."""
         async with self._compile_lock:
-            stored = await asyncio.to_thread(ensure_route_table, self.route_store, self.settings)
+            stored = await self.in_background(ensure_route_table, self.route_store, self.settings)
             if self._routes is not None and stored.version == self._routes.version:
                 return False
             try:
-                compiled = await asyncio.to_thread(self._compile, stored.version, parse_route_table(stored.document))
+                compiled = await self.in_background(self._compile, stored.version, parse_route_table(stored.document))
             except FlightdeckError as exc:
                 self._route_error = f"route table v{stored.version}: {exc}"
                 log.error("cannot serve %s", self._route_error)
@@ -287,10 +301,10 @@ class Gateway:
         """
         table = parse_route_table(document)
         try:
-            await asyncio.to_thread(self._compile, 0, table)
+            await self.in_background(self._compile, 0, table)
         except FlightdeckError as exc:
             raise RouteTableError(f"route table refused: {exc}") from None
-        stored = await asyncio.to_thread(self.route_store.replace, table.model_dump(exclude_none=True),
+        stored = await self.in_background(self.route_store.replace, table.model_dump(exclude_none=True),
                                          author, expected_version, comment)
         await self.refresh_routes()
         return stored
@@ -299,7 +313,7 @@ class Gateway:
         while True:
             await asyncio.sleep(self.settings.route_poll_seconds)
             try:
-                if self._routes is None or await asyncio.to_thread(self.route_store.current_version) \
+                if self._routes is None or await self.in_background(self.route_store.current_version) \
                         != self._routes.version:
                     await self.refresh_routes()
             except Exception:  # a database blip must not end the loop
@@ -314,9 +328,9 @@ class Gateway:
                 continue
             try:
                 async with self._compile_lock:
-                    moved = await asyncio.to_thread(self._aliases_moved, routes)
+                    moved = await self.in_background(self._aliases_moved, routes)
                     if moved and self._routes is routes:
-                        self._install(await asyncio.to_thread(self._compile, routes.version, routes.table))
+                        self._install(await self.in_background(self._compile, routes.version, routes.table))
             except Exception:
                 log.exception("alias refresh failed; keeping the loaded versions")
 
@@ -506,7 +520,7 @@ class Gateway:
                 await asyncio.sleep(faults.latency_ms / 1000)
             if faults is not None and faults.error_rate and self._rng() < faults.error_rate:
                 raise InjectedFault(f"injected failure in shadow variant {variant.name!r}")
-            scores = await asyncio.to_thread(variant.model.score, feeds)
+            scores = await self.in_background(variant.model.score, feeds)
         except Exception as exc:
             self._failed(ep, variant, exc)
             self.stats.record(StatsKey(ep.name, variant.name, variant.model.version, job.route_version, "shadow"),
@@ -524,7 +538,7 @@ class Gateway:
         while True:
             await asyncio.sleep(self.settings.stats_flush_seconds)
             try:
-                await asyncio.to_thread(self._publish_once)
+                await self.in_background(self._publish_once)
             except Exception:
                 log.exception("publishing running sums failed; will retry")
 

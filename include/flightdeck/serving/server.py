@@ -21,6 +21,7 @@ _FLAG_ENV = {"gateway_host": "FLIGHTDECK_GATEWAY_HOST", "gateway_port": "FLIGHTD
 
 def prepare(settings: Settings) -> int:
     """Everything done once before the workers start; returns the route version in force."""
+    settings.check_admin_tokens()
     db.upgrade(settings.gateway_db_url)
     stored = ensure_route_table(RouteStore(db.engine_for(settings.gateway_db_url)), settings)
     # One folder per port: prometheus_client's multiprocess files of this server only.

@@ -26,7 +26,7 @@ from flightdeck.serving.client import (
 from tests.support import free_port
 from tests.support.models import MODEL, FakeRegistry, onnx_model
 
-TOKEN = "target-test-token"
+TOKEN = "target-test-token-0123456789abcdef"
 CHAMPION_ONLY = {"endpoints": {"default": {"policy": "single", "variants": {"champion": {"alias": "champion"}}},
                                "other": {"policy": "single", "variants": {"x": {"version": "9"}}}}}
 

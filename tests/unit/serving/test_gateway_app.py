@@ -27,7 +27,7 @@ from flightdeck.serving.predlog_reads import read_predictions
 from flightdeck.serving.store import RouteStore
 from tests.support.models import FakeRegistry, onnx_model, records, split
 
-TOKEN = "test-admin-token"
+TOKEN = "test-admin-token-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 BLUE_GREEN = {"endpoints": {"credit": {"policy": "blue_green", "active": "blue",
                                        "variants": {"blue": {"version": "1"}, "green": {"version": "2"}}}}}

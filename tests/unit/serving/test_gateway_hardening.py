@@ -61,3 +61,32 @@ def test_the_log_queue_is_bounded_by_bytes_as_well_as_rows(tmp_path):
     finally:
         writer.close(timeout=1)
         db.dispose_engine(url)
+
+
+@pytest.mark.parametrize(("token", "problem"), [
+    ("change-me-ops-token-0123456789", "placeholder"),
+    ("short-token-1234", "shorter than 24 characters"),
+])
+def test_the_gateway_refuses_to_start_with_a_weak_admin_token(tmp_path, token, problem):
+    from flightdeck.errors import ConfigError
+    from flightdeck.serving.server import prepare
+
+    url = f"sqlite:///{tmp_path / 'gateway.db'}"
+    settings = Settings(home=tmp_path / "home", gateway_database_url=url, grpc_port=0,
+                        admin_tokens={"ok": "a" * 24, "ops": token})
+    for start in (lambda: Gateway(settings, ModelPool(FakeRegistry())), lambda: prepare(settings)):
+        with pytest.raises(ConfigError) as refused:
+            start()
+        message = str(refused.value)
+        assert "FLIGHTDECK_ADMIN_TOKENS" in message and "'ops'" in message and problem in message
+        assert token not in message  # the error never echoes a secret
+    db.dispose_engine(url)
+
+
+def test_a_long_random_admin_token_is_accepted(tmp_path):
+    url = f"sqlite:///{tmp_path / 'gateway.db'}"
+    db.upgrade(url)
+    settings = Settings(home=tmp_path / "home", gateway_database_url=url, grpc_port=0,
+                        admin_tokens={"ops": "Zq3-" * 8})
+    assert Gateway(settings, ModelPool(FakeRegistry())).settings is settings
+    db.dispose_engine(url)
