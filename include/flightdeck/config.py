@@ -99,6 +99,9 @@ class Settings(BaseSettings):
     # The stream scorer (flightdeck.streaming).
     stream_alerts: str = Field("flightdeck:alerts", min_length=1,
                                description="Redis stream the scorer publishes drift alerts to (watched by Airflow).")
+    stream_redis_url: str = Field(
+        "redis://127.0.0.1:6379/0", description="Redis holding the event, result and alert streams and the "
+        "scorer's checkpoint: run it with maxmemory-policy noeviction and AOF persistence, never the cache's.")
 
     # Experiments (flightdeck.experiments).
     experiments_dir: Path | None = Field(

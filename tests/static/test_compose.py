@@ -28,7 +28,8 @@ AIRFLOW_SERVICES = [
     "airflow-dag-processor",
     "airflow-triggerer",
 ]
-REQUIRED_SERVICES = ["postgres", "airflow-init", *AIRFLOW_SERVICES, "mlflow", "dask-scheduler", "redis", "gateway"]
+REQUIRED_SERVICES = ["postgres", "airflow-init", *AIRFLOW_SERVICES, "mlflow", "dask-scheduler", "redis", "gateway",
+                     "stream-redis"]
 # ${VAR}, ${VAR:-default}, ${VAR:?error}; "$${…}" is an escaped literal "$" for the container.
 INTERPOLATION = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)([^}]*)\}")
 REQUIRED_VAR = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*:\?[^}]*\}")
@@ -217,6 +218,22 @@ def airflow_settings(compose: dict) -> list[str]:
     return problems
 
 
+def stream_redis_keeps_state(compose: dict) -> list[str]:
+    """The stream scorer's Redis never evicts and persists with AOF; every flightdeck process points at it."""
+    command = compose["services"].get("stream-redis", {}).get("command", [])
+    text = " ".join(command) if isinstance(command, list) else str(command)
+    problems = []
+    if not re.search(r"--maxmemory-policy\s+noeviction\b", text):
+        problems.append("stream-redis: maxmemory-policy is not noeviction")
+    if not re.search(r"--appendonly\s+yes\b", text):
+        problems.append("stream-redis: AOF persistence is off")
+    if "/data" not in " ".join(str(v) for v in compose["services"].get("stream-redis", {}).get("volumes", [])):
+        problems.append("stream-redis: /data is not on a volume")
+    if compose.get("x-flightdeck-env", {}).get("FLIGHTDECK_STREAM_REDIS_URL") != "redis://stream-redis:6379/0":
+        problems.append("FLIGHTDECK_STREAM_REDIS_URL does not point at stream-redis")
+    return problems
+
+
 RULES: list[Callable[[dict], list[str]]] = [
     depends_on_targets_exist,
     required_services_exist,
@@ -227,6 +244,7 @@ RULES: list[Callable[[dict], list[str]]] = [
     ports_loopback_only,
     healthy_dependencies_have_healthchecks,
     airflow_settings,
+    stream_redis_keeps_state,
 ]
 
 
@@ -260,6 +278,9 @@ def _break(compose: dict, rule_name: str) -> None:
         env = dict(environment(services["airflow-scheduler"]))
         env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] = "http://localhost:8080/execution/"
         services["airflow-scheduler"]["environment"] = env
+    elif rule_name == "stream_redis_keeps_state":
+        services["stream-redis"]["command"] = ["redis-server", "--appendonly", "yes",
+                                               "--maxmemory-policy", "allkeys-lru"]
     else:
         raise AssertionError(f"no breakage written for {rule_name}")
 

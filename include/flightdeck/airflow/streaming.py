@@ -109,7 +109,7 @@ def alerts_from_context(context) -> list[dict]:
 
 def drift_alert_schedule() -> list[Asset]:
     """stream_drift_investigation's schedule: the drift-alert asset on the configured Redis."""
-    return [drift_alert_asset(get_settings().redis_url, ALERT_STREAM)]
+    return [drift_alert_asset(get_settings().stream_redis_url, ALERT_STREAM)]
 
 
 def replay_params() -> dict:
@@ -142,7 +142,7 @@ def replay_range(params=None, dag_run=None, run_id=None) -> dict:
         models = registry()
         pinned = models.resolve(checked.model_name, checked.model_ref)
         version, onnx_bytes = models.download_onnx(checked.model_name, pinned.version)
-        return replay(checked.redis_url or settings.redis_url, checked.stream, checked.start, checked.end,
+        return replay(checked.redis_url or settings.stream_redis_url, checked.stream, checked.start, checked.end,
                       ModelArtifact(checked.model_name, version, onnx_bytes),
                       settings.home / "predictions" / "replay", run_id, settings.decision_threshold)
 
@@ -158,7 +158,7 @@ def investigate(params=None, dag_run=None) -> list[dict]:
 
     settings = get_settings()
     checked = validated(DriftInvestigationParams, params, dag_run)
-    redis_url = checked.redis_url or settings.redis_url
+    redis_url = checked.redis_url or settings.stream_redis_url
     with fail_fast_on_user_error():
         payloads = alerts_from_context(get_current_context())
         if checked.alert_id:

@@ -15,7 +15,7 @@ def _options(args: argparse.Namespace):
 
     settings = get_settings()
     return StreamOptions(
-        broker=args.broker, redis_url=args.redis_url or settings.redis_url, kafka_bootstrap=args.kafka_bootstrap,
+        broker=args.broker, redis_url=args.redis_url or settings.stream_redis_url, kafka_bootstrap=args.kafka_bootstrap,
         input=args.input, output=args.output, dead_letter=args.dead_letter, alerts=(settings.stream_alerts if args.alerts is None else args.alerts) or None,
         sink=args.sink, database_url=args.database_url, consumer=args.consumer,
         model_file=Path(args.model_file) if args.model_file else None, model_version=args.model_version,
@@ -47,7 +47,7 @@ def _produce(args: argparse.Namespace) -> None:
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--redis-url", help="Redis URL (default: the settings' redis_url)")
+    parser.add_argument("--redis-url", help="Redis URL (default: the settings' stream_redis_url)")
     parser.add_argument("--input", default="flightdeck:events", help="input stream / topic")
 
 

@@ -31,7 +31,7 @@ def produce_generated(redis_url: str | None, stream: str, n: int, seed: int = 7,
     from flightdeck.config import get_settings
     from flightdeck.streaming.redis_streams import connect
 
-    client = connect(redis_url or get_settings().redis_url)
+    client = connect(redis_url or get_settings().stream_redis_url)
     started, sent = time.monotonic(), 0
     pipe = client.pipeline(transaction=False)
     for value in generated_events(n, seed):

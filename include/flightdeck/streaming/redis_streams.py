@@ -13,7 +13,7 @@ import json
 
 import redis
 
-from flightdeck.streaming.broker import Checkpoint, CommitBatch
+from flightdeck.streaming.broker import Checkpoint, CommitBatch, FencedError
 from flightdeck.streaming.events import Record
 from flightdeck.streaming.windows import window_key
 
@@ -63,7 +63,10 @@ class RedisStreamSource:
 _COMMIT = """
 local n_res, n_dead, n_ent, n_win, n_alert = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]),
     tonumber(ARGV[4]), tonumber(ARGV[5])
-local i = 7
+if (redis.call('GET', KEYS[5]) or '') ~= ARGV[7] then
+    return redis.error_reply('FENCED the stored checkpoint is not the expected one')
+end
+local i = 8
 for _ = 1, n_res do redis.call('XADD', KEYS[1], '*', 'data', ARGV[i]); i = i + 1 end
 for _ = 1, n_dead do redis.call('XADD', KEYS[2], '*', 'data', ARGV[i], 'reason', ARGV[i + 1]); i = i + 2 end
 for _ = 1, n_ent, 2 do redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1]); i = i + 2 end
@@ -80,6 +83,13 @@ class RedisSink:
     One Lua script per batch writes the output entries, the dead letters, entity state,
     window records and the source position: Redis runs a script atomically, so it applies
     all of it or, if the client dies before the call arrives, none of it.
+
+    Fencing: the script first compares the stored checkpoint with the one this sink last loaded
+    or wrote, and writes nothing if they differ (FencedError): a second scorer started with the
+    same consumer name cannot make the first one write its batches again.
+
+    Keep stream state on a Redis with `maxmemory-policy noeviction` and AOF persistence (the
+    `stream-redis` service in compose): an evicted or lost checkpoint re-scores the whole stream.
     """
 
     def __init__(self, client: redis.Redis, output_stream: str, dead_letter_stream: str, state_prefix: str,
@@ -90,9 +100,11 @@ class RedisSink:
         self._entities = f"{state_prefix}:entities"
         self.windows_key = f"{state_prefix}:windows"
         self._script = client.register_script(_COMMIT)
+        self._stored = b""  # the checkpoint as last loaded or written: what a commit expects to find
 
     def load(self) -> Checkpoint:
         raw = self.client.get(self._checkpoint)
+        self._stored = raw or b""
         if raw is None:
             return Checkpoint()
         data = json.loads(raw)
@@ -111,15 +123,22 @@ class RedisSink:
         checkpoint = json.dumps({"position": cp.position, "processed": cp.processed, "windows": cp.windows})
         results = [r.to_json() for r in batch.results]
         dead = [d.to_json() for d in batch.dead_letters]
-        reasons = [d.reason for d in batch.dead_letters]
+        reasons = [d.storable_reason for d in batch.dead_letters]
         entities = [x for k, v in batch.entities.items() for x in (k, json.dumps(v))]
         windows = [x for r in batch.window_records for x in (window_key(r), json.dumps(r))]
         alerts = [json.dumps(a) for a in batch.alerts] if self.alerts else []
         counts = [len(results), len(dead), len(entities), len(windows), len(alerts)]
-        self._script(keys=[self.output, self.dead, self._entities, self.windows_key, self._checkpoint,
-                           self.alerts or self.output],
-                     args=[*counts, checkpoint, *results, *[x for pair in zip(dead, reasons, strict=True)
-                                                            for x in pair], *entities, *windows, *alerts])
+        try:
+            self._script(keys=[self.output, self.dead, self._entities, self.windows_key, self._checkpoint,
+                               self.alerts or self.output],
+                         args=[*counts, checkpoint, self._stored, *results,
+                               *[x for pair in zip(dead, reasons, strict=True) for x in pair],
+                               *entities, *windows, *alerts])
+        except redis.ResponseError as exc:
+            if str(exc).startswith("FENCED"):
+                raise FencedError(self._checkpoint.removesuffix(":checkpoint")) from None
+            raise
+        self._stored = checkpoint.encode()
 
     def window_records(self) -> list[dict]:
         """Every window record written so far."""

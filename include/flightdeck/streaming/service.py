@@ -17,7 +17,7 @@ class StreamOptions:
     """Where to read, where to write, which model, and the window definitions."""
 
     broker: str = "redis"  # redis | kafka
-    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_url: str = "redis://127.0.0.1:6379/0"  # the stream Redis (settings.stream_redis_url), not the cache's
     kafka_bootstrap: str | None = None
     input: str = "flightdeck:events"
     output: str = "flightdeck:scores"
