@@ -8,6 +8,12 @@ Re-writing a day replaces it (idempotent tasks, backfills).
 Names starting with "." or "_" are never partitions: writers keep their staging folders
 (`.ds=…tmp-…`) and lock files there, and readers skip them.
 
+Without an atomic exchange (renameat2 RENAME_EXCHANGE) a swap is three renames: the complete,
+fsynced staging folder becomes `.ds=….new-…` (ready), the old partition `.ds=….old-…`, then the
+ready folder `ds=…`. A writer killed or failing in between leaves no `ds=…` folder for a moment;
+the next writer of that day, or a reader that finds it missing, restores the newest complete copy
+(ready, else old) under the writer lock before anything else (`_recover`).
+
 `read_window` adds a `ds` column of strings "YYYY-MM-DD" — the same text as Airflow's
 `{{ ds }}` and the folder name, so it can be compared and grouped without conversions.
 """
@@ -37,6 +43,7 @@ from flightdeck.data.schema import DS
 from flightdeck.errors import ConfigError, MissingPartitionError
 
 _PARTITION_NAME = re.compile(r"^ds=(\d{4}-\d{2}-\d{2})$")
+_SWAPPING = re.compile(r"\.(new|old)-[0-9a-f]+$")  # `.ds=….new-…` / `.ds=….old-…`: a swap under way
 _READ_ATTEMPTS = 5  # a reader that loses a race with a swap retries; one swap takes ms
 
 
@@ -78,9 +85,9 @@ def staged_partition(root: str | os.PathLike[str], ds: date | str) -> Iterator[P
     root.mkdir(parents=True, exist_ok=True)
     target = partition_path(root, ds)
     with _writer_lock(root, target.name):
-        # Under the lock no other writer of this day is alive, so any staging folder
-        # left here belongs to a writer that crashed.
-        _remove_leftovers(root, target.name)
+        # Under the lock no other writer of this day is alive, so anything left beside the
+        # partition belongs to a writer that crashed.
+        _recover(root, target.name)
         staging = root / f".{target.name}.tmp-{uuid.uuid4().hex}"
         staging.mkdir()
         try:
@@ -88,13 +95,10 @@ def staged_partition(root: str | os.PathLike[str], ds: date | str) -> Iterator[P
             for written in staging.iterdir():
                 _fsync_file(written)
             _fsync_dir(staging)
-            retired = _swap_in(staging, target)
+            _swap_in(staging, target)
             _fsync_dir(root)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
-        if retired is not None:
-            shutil.rmtree(retired, ignore_errors=True)
+        finally:
+            _recover(root, target.name)  # removes the old copy; after a failure, restores one
 
 
 def list_partitions(root: str | os.PathLike[str]) -> list[date]:
@@ -103,6 +107,9 @@ def list_partitions(root: str | os.PathLike[str]) -> list[date]:
     if not root.is_dir():
         return []
     days = []
+    names = {entry.name for entry in root.iterdir()}
+    for name in {_SWAPPING.sub("", n).removeprefix(".") for n in names if _SWAPPING.search(n)} - names:
+        _restore_interrupted(root, name)  # a swap died between its renames
     for entry in root.iterdir():
         match = _PARTITION_NAME.match(entry.name)
         if match and entry.is_dir():
@@ -123,8 +130,11 @@ def read_partition(root: str | os.PathLike[str], ds: date | str) -> pd.DataFrame
             return _read_folder(target)
         except FileNotFoundError:
             # Either the day has no partition, or a writer swapped the folder between our
-            # listing and opening a file (or, without an atomic exchange, between its two
-            # renames): look again shortly; a folder missing twice in a row is missing.
+            # listing and opening a file (or, without an atomic exchange, between its
+            # renames, or died there: then restore it): look again shortly; a folder missing
+            # twice in a row is missing.
+            if not target.is_dir() and _restore_interrupted(Path(root), target.name):
+                continue
             if attempt > 0 and not target.is_dir():
                 break
             time.sleep(0.02 * (attempt + 1))
@@ -143,7 +153,8 @@ def read_window(root: str | os.PathLike[str], start: date | str, end: date | str
         MissingPartitionError: Any day of the window has no partition; names all of them.
     """
     days = _days(as_date(start), as_date(end))
-    missing = [f"{d:%Y-%m-%d}" for d in days if not partition_path(root, d).is_dir()]
+    missing = [f"{d:%Y-%m-%d}" for d in days if not partition_path(root, d).is_dir()
+               and not _restore_interrupted(Path(root), partition_path(root, d).name)]
     if missing:
         raise MissingPartitionError(str(root), missing)
     frames = []
@@ -216,18 +227,58 @@ def _read_folder(folder: Path) -> pd.DataFrame:
     return table.to_pandas()
 
 
-def _swap_in(staging: Path, target: Path) -> Path | None:
-    """Put `staging` at `target`; return the folder now holding the old version, if any."""
+def _swap_in(staging: Path, target: Path) -> None:
+    """Put the complete `staging` folder at `target`; the old version is left for `_recover`."""
     if not target.exists():
         os.rename(staging, target)
-        return None
+        return
     if _exchange(staging, target):
-        return staging
-    # No atomic exchange here: two renames. Readers that hit the short gap retry.
-    retired = target.with_name(f".{target.name}.old-{uuid.uuid4().hex}")
-    os.rename(target, retired)
-    os.rename(staging, target)
-    return retired
+        return  # `staging` now holds the old version
+    # No atomic exchange here: three renames (see the module docstring). Readers that hit the
+    # short gap retry; after a crash in it, `_recover` finds the ready copy by its name.
+    ready = target.with_name(f".{target.name}.new-{uuid.uuid4().hex}")
+    os.rename(staging, ready)
+    os.rename(target, target.with_name(f".{target.name}.old-{uuid.uuid4().hex}"))
+    os.rename(ready, target)
+
+
+def _recover(root: Path, name: str) -> None:
+    """Under the writer lock: if `name` is missing, put the newest complete copy back (a ready
+    new version, else the retired old one); then remove every other copy and staging folder."""
+    target = root / name
+    if not target.is_dir():
+        ready = sorted(root.glob(f".{name}.new-*"), key=_mtime, reverse=True)
+        retired = sorted(root.glob(f".{name}.old-*"), key=_mtime, reverse=True)
+        for candidate in ready + retired:
+            try:
+                os.rename(candidate, target)
+            except OSError:
+                continue
+            _fsync_dir(root)
+            break
+    for pattern in (".tmp-*", ".new-*", ".old-*"):
+        for leftover in root.glob(f".{name}{pattern}"):
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _restore_interrupted(root: Path, name: str) -> bool:
+    """A reader's part: when `name` is missing but a swap left copies, restore one under the
+    writer lock (waiting for a live writer to finish first). True if `name` exists after."""
+    if not (any(root.glob(f".{name}.new-*")) or any(root.glob(f".{name}.old-*"))):
+        return False
+    try:
+        with _writer_lock(root, name):
+            _recover(root, name)
+    except OSError:  # e.g. a read-only copy of the data: nothing to restore from here
+        return False
+    return (root / name).is_dir()
+
+
+def _mtime(path: Path) -> int:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return 0
 
 
 _RENAME_EXCHANGE = 2
@@ -262,13 +313,6 @@ def _writer_lock(root: Path, name: str) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
-
-
-def _remove_leftovers(root: Path, name: str) -> None:
-    for leftover in root.glob(f".{name}.tmp-*"):
-        shutil.rmtree(leftover, ignore_errors=True)
-    for leftover in root.glob(f".{name}.old-*"):
-        shutil.rmtree(leftover, ignore_errors=True)
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -142,3 +142,98 @@ def test_read_partition_missing_and_bad_window(tmp_path):
     with pytest.raises(ConfigError) as cfg:
         read_window(tmp_path, date(2024, 1, 2), date(2024, 1, 1))
     assert cfg.value.name == "start"
+
+
+# -- a writer that dies or fails during the two-rename swap (no RENAME_EXCHANGE) ------------------
+_CRASHING_WRITER = """
+import os, sys
+import pandas as pd
+from flightdeck.data import partitions
+
+root, crash_at = sys.argv[1], int(sys.argv[2])
+partitions._exchange = lambda a, b: False
+calls = 0
+real_rename = os.rename
+
+def rename(src, dst):
+    global calls
+    calls += 1
+    if calls == crash_at:
+        os._exit(9)  # dies here: no cleanup, no finally
+    real_rename(src, dst)
+
+partitions.os.rename = rename
+partitions.write_partition_atomically(pd.read_parquet(sys.argv[3]), root, "2024-04-02")
+os._exit(0 if crash_at > calls else 1)
+"""
+
+
+@pytest.mark.parametrize("crash_at, survivor, first_reader", [
+    (1, "old", "read_partition"), (2, "old", "read_partition"), (3, "new", "read_partition"),
+    (3, "new", "list_partitions"), (3, "new", "read_window"), (4, "new", "read_partition")])
+def test_a_writer_killed_at_any_step_of_the_swap_leaves_a_complete_copy_that_is_restored(
+        tmp_path, crash_at, survivor, first_reader):
+    import subprocess
+    import sys
+
+    root = tmp_path / "root"
+    old, new = generate_partition(DAY, rows=50, seed=1), generate_partition(DAY, rows=60, seed=2)
+    write_partition_atomically(old, root, DAY)
+    new.to_parquet(tmp_path / "new.parquet", index=False)
+    child = subprocess.run([sys.executable, "-c", _CRASHING_WRITER, str(root), str(crash_at),
+                            str(tmp_path / "new.parquet")], capture_output=True, text=True, timeout=60)
+    # 1 renames staging to ready, 2 retires the old folder, 3 moves the new one in; 4: no crash
+    assert child.returncode == (9 if crash_at <= 3 else 0), child.stderr[-2000:]
+    expected = {"old": old, "new": new}[survivor]
+    # whichever reader comes first finds (and if need be restores) the newest complete copy ...
+    if first_reader == "list_partitions":
+        assert list_partitions(root) == [DAY]
+    elif first_reader == "read_window":
+        pd.testing.assert_frame_equal(read_window(root, DAY, DAY).drop(columns=[DS]), expected)
+    pd.testing.assert_frame_equal(read_partition(root, DAY), expected)
+    assert list_partitions(root) == [DAY]
+    # ... and the next writer replaces it and leaves nothing behind
+    newest = generate_partition(DAY, rows=70, seed=3)
+    write_partition_atomically(newest, root, DAY)
+    assert _entries(root) == [".ds=2024-04-02.lock", "ds=2024-04-02"]
+    pd.testing.assert_frame_equal(read_partition(root, DAY), newest)
+
+
+def test_the_next_writer_restores_before_it_writes(tmp_path):
+    import subprocess
+    import sys
+
+    root = tmp_path / "root"
+    old, new = generate_partition(DAY, rows=50, seed=1), generate_partition(DAY, rows=60, seed=2)
+    write_partition_atomically(old, root, DAY)
+    new.to_parquet(tmp_path / "new.parquet", index=False)
+    subprocess.run([sys.executable, "-c", _CRASHING_WRITER, str(root), "3", str(tmp_path / "new.parquet")],
+                   capture_output=True, timeout=60)
+    assert not partition_path(root, DAY).exists()  # killed between the two renames
+    with pytest.raises(RuntimeError):  # a writer that fails: the restored copy must stay
+        with partitions.staged_partition(root, DAY):
+            raise RuntimeError("task failed")
+    pd.testing.assert_frame_equal(read_partition(root, DAY), new)
+    assert _entries(root) == [".ds=2024-04-02.lock", "ds=2024-04-02"]
+
+
+def test_an_error_between_the_two_renames_keeps_a_complete_copy(tmp_path, monkeypatch):
+    monkeypatch.setattr(partitions, "_exchange", lambda a, b: False)
+    old, new = generate_partition(DAY, rows=50, seed=1), generate_partition(DAY, rows=60, seed=2)
+    write_partition_atomically(old, tmp_path, DAY)
+    real_rename, calls = partitions.os.rename, []
+
+    def failing_rename(src, dst):
+        calls.append(Path(dst).name)
+        if Path(dst).name == "ds=2024-04-02" and len(calls) == 3:
+            raise OSError(5, "injected I/O error")
+        real_rename(src, dst)
+
+    monkeypatch.setattr(partitions.os, "rename", failing_rename)
+    with pytest.raises(OSError, match="injected"):
+        write_partition_atomically(new, tmp_path, DAY)
+    monkeypatch.setattr(partitions.os, "rename", real_rename)
+    got = read_partition(tmp_path, DAY)
+    assert len(got) in (50, 60)  # a complete copy, whichever the failed writer could restore
+    pd.testing.assert_frame_equal(got, new if len(got) == 60 else old)
+    assert _entries(tmp_path) == [".ds=2024-04-02.lock", "ds=2024-04-02"]
