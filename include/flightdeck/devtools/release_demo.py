@@ -439,19 +439,19 @@ def _train_and_register(registry, params) -> str:
 def _serve_champion_alone(client, registry, model: str, row: dict) -> None:
     """Start from the champion alone on the demo's endpoint (an interrupted demo may have left a canary)."""
     champion = registry.aliases(model)["champion"]
-    stored = client.routes()
-    spec = stored["document"]["endpoints"].get(ENDPOINT) or {}
-    variants = list(spec.get("variants", {}).values())
-    plain = (spec.get("policy") == "single" and len(variants) == 1 and not spec.get("shadow")
-             and not spec.get("fallback") and not variants[0].get("faults")
-             and (variants[0].get("version") == champion or variants[0].get("alias") == "champion"))
-    if not plain:
-        document = {**stored["document"], "endpoints": {
-            **stored["document"]["endpoints"],
-            ENDPOINT: {"policy": "single", "variants": {"stable": {"model": model, "version": champion}}}}}
-        version = client.replace_routes(document, comment="release demo: start from the champion alone",
-                                        expected_version=stored["version"])
-        say(f"endpoint {ENDPOINT!r} reset to the champion v{champion} alone (route table v{version})")
+
+    def champion_alone(spec: dict | None) -> dict | None:
+        spec = spec or {}
+        variants = list(spec.get("variants", {}).values())
+        plain = (spec.get("policy") == "single" and len(variants) == 1 and not spec.get("shadow")
+                 and not spec.get("fallback") and not variants[0].get("faults")
+                 and (variants[0].get("version") == champion or variants[0].get("alias") == "champion"))
+        return None if plain else {"policy": "single", "variants": {"stable": {"model": model, "version": champion}}}
+
+    update = client.update_endpoint(ENDPOINT, champion_alone, comment="release demo: start from the champion alone",
+                                    create=True)
+    if update.written:
+        say(f"endpoint {ENDPOINT!r} reset to the champion v{champion} alone (route table v{update.version})")
     _wait_serving(client, champion, row)
 
 

@@ -249,3 +249,23 @@ def test_gateway_answers_are_typed_by_status(client, gateway_url):
         stranger.routes()
     assert denied.value.status == 403
     assert not issubclass(GatewayUnavailableError, FlightdeckError)  # a 5xx may be retried
+
+
+def test_the_release_demo_resets_its_endpoint_through_the_same_editor(client):
+    """An interrupted demo may leave a canary: the next run puts the champion back alone, once."""
+    from flightdeck.devtools import release_demo
+    from tests.support.models import records
+
+    class Aliases:
+        def aliases(self, model: str) -> dict[str, str]:
+            return {"champion": "1", "challenger": "2"}
+
+    GatewayTarget(client, release_demo.ENDPOINT, MODEL, "1", "2", "canary").set_weight(20)
+    start = client.routes()["version"]
+    release_demo._serve_champion_alone(client, Aliases(), MODEL, records(1)[0])
+    assert client.routes()["version"] == start + 1
+    assert client.routes()["document"]["endpoints"][release_demo.ENDPOINT] == {
+        "policy": "single", "variants": {"stable": {"model": MODEL, "version": "1"}}, "allow_override": True}
+    assert client.routes()["document"]["endpoints"]["other"]["variants"] == {"x": {"version": "9"}}
+    release_demo._serve_champion_alone(client, Aliases(), MODEL, records(1)[0])  # already so: nothing written
+    assert client.routes()["version"] == start + 1
