@@ -50,7 +50,7 @@ with DAG(
     route = release.choose_approval(rollout, summary)
     approve = release.ReleaseApprovalOperator(
         task_id="approve", rollout=rollout,
-        subject="Switch {{ params.model_name }} to {{ params.candidate }}?",
+        subject="Switch {{ params.model_name }} to {{ params.model_ref }}?",
         body="{{ ti.xcom_pull(task_ids='summarise_gates')['markdown'] }}")
     skip_approval = branch_end("skip_approval")
     switched = release.promote.override(task_id="cut_over")(rollout)

@@ -59,7 +59,7 @@ with DAG(
     route = release.choose_approval(rollout, summary)
     approve = release.ReleaseApprovalOperator(
         task_id="approve", rollout=rollout,
-        subject="Promote {{ params.model_name }} {{ params.candidate }} to 100 %?",
+        subject="Promote {{ params.model_name }} {{ params.model_ref }} to 100 %?",
         body="{{ ti.xcom_pull(task_ids='summarise_gates')['markdown'] }}")
     skip_approval = branch_end("skip_approval")
     promoted = release.promote(rollout)

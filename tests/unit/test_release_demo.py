@@ -18,7 +18,7 @@ from tests.support.poll import eventually
 
 def test_the_promotion_conf_is_a_valid_canary_plan_with_short_steps():
     plan = RolloutPlan.parse({**demo.promotion_conf(), "strategy": "canary", "model_name": "m"})
-    assert plan.candidate == "challenger" and plan.require_approval
+    assert plan.model_ref == "challenger" and plan.require_approval
     assert plan.step_percents == [10.0, 50.0]
     assert plan.bake_seconds <= 15 and plan.post_promotion_bake_seconds <= 30
     assert plan.gates.min_requests < 200 and plan.drill_faults is None
@@ -28,7 +28,7 @@ def test_the_drill_conf_is_a_valid_canary_plan_that_injects_errors_into_an_old_v
     aliases = {"champion": "2", "previous": "1", "challenger": "2"}
     conf = demo.broken_conf(aliases)
     plan = RolloutPlan.parse({**conf, "strategy": "canary", "model_name": "m"})
-    assert plan.candidate == "previous" and plan.require_approval
+    assert plan.model_ref == "previous" and plan.require_approval
     assert plan.drill_faults == {"error_rate": 0.05}
     assert "drill_faults" not in demo.promotion_conf()  # the drill does not leak into run 1's conf
 

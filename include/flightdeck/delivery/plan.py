@@ -16,7 +16,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from flightdeck.config import get_settings
+from flightdeck.config import MODEL_REF_PATTERN, get_settings
 from flightdeck.delivery.gates import GateSettings
 from flightdeck.delivery.limits import MAX_STEPS
 from flightdeck.errors import FlightdeckError
@@ -60,7 +60,8 @@ class RolloutPlan(_Strict):
 
     strategy: Strategy
     model_name: str = Field(..., min_length=1)
-    candidate: str = Field("challenger", min_length=1, description="Version number or alias of the candidate.")
+    model_ref: str = Field("challenger", pattern=MODEL_REF_PATTERN,
+                           description="The candidate: a version number or an alias of the model.")
     target: Literal["gateway", "lambda", "kubernetes"] = "gateway"
     endpoint: str = Field("default", min_length=1, description="Gateway endpoint the rollout owns.")
     target_options: dict = Field(default_factory=dict, description=(

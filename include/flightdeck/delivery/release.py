@@ -26,9 +26,9 @@ def resolve(plan: RolloutPlan, registry: Registry) -> ResolvedRollout:
     if champion is None:
         raise RolloutPlanError(f"model {plan.model_name!r} has no {CHAMPION!r} to compare against. Fix: run "
                                "train_register first (the first version becomes champion).")
-    candidate = registry.resolve(plan.model_name, plan.candidate)
+    candidate = registry.resolve(plan.model_name, plan.model_ref)
     if candidate.version == str(champion.version):
-        raise RolloutPlanError(f"{plan.candidate!r} is version {candidate.version}, which is already the "
+        raise RolloutPlanError(f"{plan.model_ref!r} is version {candidate.version}, which is already the "
                                f"{CHAMPION}. Fix: name another version (e.g. the alias 'challenger').")
     return ResolvedRollout(plan=plan, baseline_version=str(champion.version),
                            candidate_version=str(candidate.version),

@@ -82,8 +82,8 @@ def say(*parts: object) -> None:
 
 # ---- pure parts (unit-tested) ---------------------------------------------------------------
 def promotion_conf(candidate: str = "challenger") -> dict:
-    """Run conf of the promotion: the demo plan with `candidate` (a version or an alias)."""
-    return {**DEMO_PLAN, "candidate": candidate}
+    """Run conf of the promotion: the demo plan with the candidate as `model_ref` (a version or an alias)."""
+    return {**DEMO_PLAN, "model_ref": candidate}
 
 
 def broken_candidate(aliases: dict[str, str]) -> str:
@@ -322,8 +322,8 @@ def _run(settings: Settings, rate: float, stack: contextlib.ExitStack) -> None:
     # Run 2: an old version with injected errors; the gates must roll it back on their own.
     say("")
     conf2 = broken_conf(aliases)
-    broken = aliases[conf2["candidate"]]
-    say(f"== run 2: a deliberately broken challenger: v{broken} (alias {conf2['candidate']}) with "
+    broken = aliases[conf2["model_ref"]]
+    say(f"== run 2: a deliberately broken challenger: v{broken} (alias {conf2['model_ref']}) with "
         f"{BROKEN_FAULTS['error_rate']:.0%} of its calls failing (drill_faults); approval required ==")
     run_id2 = api.trigger(DAG_ID, conf2, note=f"{RUN_NOTE}: broken challenger")
     say(f"triggered {run_id2} with conf {json.dumps(conf2)}")

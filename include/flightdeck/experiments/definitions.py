@@ -128,7 +128,7 @@ class ExperimentDefinition(_Strict):
                              f"(proportions: {sorted(m for m, s in METRICS.items() if s.kind == 'proportion')})")
         from flightdeck.delivery.plan import RolloutPlan
 
-        allowed = set(RolloutPlan.model_fields) - {"strategy", "candidate"}  # the candidate is the winner
+        allowed = set(RolloutPlan.model_fields) - {"strategy", "model_ref"}  # the candidate is the winner
         unknown = sorted(set(self.promotion) - allowed)
         if unknown:
             raise ValueError(f"promotion: {unknown} are not promote_canary Params (known: {sorted(allowed)})")

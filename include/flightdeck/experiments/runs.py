@@ -89,7 +89,7 @@ def promotion_conf(definition: ExperimentDefinition, variant: str, observed_vers
     `promotion` Params (e.g. the production endpoint and steps)."""
     spec = definition.variants[variant]
     candidate = observed_versions[0] if len(observed_versions) == 1 else spec.ref
-    conf = {"candidate": str(candidate), **definition.promotion}
+    conf = {"model_ref": str(candidate), **definition.promotion}
     if spec.model or definition.model_name:
         conf["model_name"] = spec.model or definition.model_name
     return conf

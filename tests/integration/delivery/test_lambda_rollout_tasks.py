@@ -76,7 +76,7 @@ def test_a_rollback_after_promotion_puts_the_alias_back_on_the_old_version(
         lambda_function, registry, webhook_server, monkeypatch):
     url, received = webhook_server
     monkeypatch.setenv("AIRFLOW_CONN_FLIGHTDECK_ALERTS", f"{url}/alerts")
-    params = {"model_name": MODEL, "candidate": CHALLENGER, "target": "lambda", "metrics_source": "cloudwatch",
+    params = {"model_name": MODEL, "model_ref": CHALLENGER, "target": "lambda", "metrics_source": "cloudwatch",
               "target_options": {"function_name": FUNCTION, "alias": "live", "region": "us-east-1"},
               "steps": [25], "require_approval": False}
     xcoms = XComs()

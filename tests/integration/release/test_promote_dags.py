@@ -37,7 +37,7 @@ def run(sqlite_sandbox, world, dag_id: str, conf: dict) -> dict:
 def test_a_good_challenger_goes_through_every_step_and_becomes_champion(sqlite_sandbox, world):
     world.reset(candidate="2")
     with world.load() as load:
-        outcome = run(sqlite_sandbox, world, "promote_canary", {**FAST, "candidate": "challenger"})
+        outcome = run(sqlite_sandbox, world, "promote_canary", {**FAST, "model_ref": "challenger"})
     tasks = outcome["tasks"]
     assert outcome["state"] == "success", outcome["log"][-6000:]
     assert tasks["step_1_gate"] == tasks["step_2_gate"] == tasks["post_promotion_gate"] == "success"
@@ -55,10 +55,10 @@ def test_a_good_challenger_goes_through_every_step_and_becomes_champion(sqlite_s
     ("5 % errors", {"drill_faults": {"error_rate": 0.05}}, "error_rate"),
     ("+50 ms latency, gates on Prometheus", {"drill_faults": {"latency_ms": 50}, "metrics_source": "prometheus"},
      "latency"),
-    ("shifted scores", {"candidate": "3"}, "score_psi"),
+    ("shifted scores", {"model_ref": "3"}, "score_psi"),
 ])
 def test_a_bad_challenger_is_rolled_back_before_the_second_step(sqlite_sandbox, world, case, conf, failing_check):
-    world.reset(candidate=conf.get("candidate", "2"))
+    world.reset(candidate=conf.get("model_ref", "2"))
     if conf.get("metrics_source") == "prometheus":
         conf = {**conf, "prometheus_url": world.prometheus_url}
     with world.load():
@@ -71,7 +71,7 @@ def test_a_bad_challenger_is_rolled_back_before_the_second_step(sqlite_sandbox, 
     assert f"{failing_check}" in outcome["log"] and "metric gate fail" in outcome["log"]
     assert world.registry().aliases(MODEL)["champion"] == "1"
     assert endpoint(world)["variants"] == {"stable": {"model": MODEL, "version": "1"}}
-    candidate = conf.get("candidate", "2")
+    candidate = conf.get("model_ref", "2")
     assert [r["outcome"] for r in audit_records(world, candidate)][-1] == "rolled_back"
 
 

@@ -167,7 +167,7 @@ def test_promote_canary_takes_the_lambda_canary_to_100_percent(sqlite_sandbox, m
     aws_env = {key: os.environ[key] for key in os.environ if key.startswith("AWS_")}
     gateway_db = f"sqlite:///{sqlite_sandbox.root / 'gateway.db'}"
     upgrade(gateway_db)  # pre-flight checks the prediction log; backtest finds no labelled rows
-    conf = {"model_name": MODEL, "candidate": "challenger", "target": "lambda", "metrics_source": "cloudwatch",
+    conf = {"model_name": MODEL, "model_ref": "challenger", "target": "lambda", "metrics_source": "cloudwatch",
             "target_options": {"function_name": FUNCTION, "alias": "live"}, "steps": [50], "bake_seconds": 3,
             "max_step_seconds": 60, "look_seconds": 1, "post_promotion_bake_seconds": 2,
             "require_approval": False, "gates": {"min_requests": 100, "min_requests_hard_fail": 30}}
