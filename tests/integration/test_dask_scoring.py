@@ -4,7 +4,6 @@ including a worker SIGKILLed in the middle of a job."""
 from __future__ import annotations
 
 import threading
-import time
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from flightdeck.data.schema import ENTITY_ID
 from flightdeck.training.export import to_onnx
 from flightdeck.training.train import fit_pipeline
 from tests.support.dask import DaskProcesses
+from tests.support.poll import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -129,10 +129,8 @@ def _run_into(outcome: dict, client: Client, job: ScoringJob) -> None:
 
 def _wait_for_first_part(out_root: Path, runner: threading.Thread, timeout: float = 60) -> int:
     """Block until a task has written its file into the staging folder; return how many have."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def count_or_end() -> tuple[int] | None:
         done = list(out_root.glob(".ds=*.tmp-*/part-*.parquet"))
-        if done or not runner.is_alive():
-            return len(done)
-        time.sleep(0.005)
-    raise TimeoutError("no task finished a file")
+        return (len(done),) if done or not runner.is_alive() else None
+
+    return eventually(count_or_end, timeout, 0.005, what="a task to finish a file")[0]

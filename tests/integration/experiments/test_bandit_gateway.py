@@ -4,8 +4,6 @@ the bandit and its assignment probabilities, and new units are then split by the
 
 from __future__ import annotations
 
-import time
-
 import httpx
 import numpy as np
 import pytest
@@ -15,6 +13,7 @@ from flightdeck.experiments.bandit import BANDIT_NAME, BanditDecision, ThompsonB
 from flightdeck.serving.client import GatewayClient
 from tests.support.gateway import AUTH, TOKEN, gateway_process
 from tests.support.models import MODEL, onnx_model, records
+from tests.support.poll import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -56,10 +55,8 @@ def serve_units(client: GatewayClient, first_unit: int, n: int) -> list[str]:
 
 def wait_for_version(base: str, version: int, timeout: float = 10.0) -> None:
     """The (single) worker polls the route store; wait until it serves `version`."""
-    deadline = time.monotonic() + timeout
-    while httpx.get(f"{base}/admin/status", headers=AUTH).json()["route_version"] != version:
-        assert time.monotonic() < deadline, f"the worker never loaded route version {version}"
-        time.sleep(0.1)
+    eventually(lambda: httpx.get(f"{base}/admin/status", headers=AUTH).json()["route_version"] == version,
+               timeout, what=f"the worker to load route version {version}")
 
 
 def test_bandit_weights_reach_the_route_table_and_the_traffic(gateway):

@@ -33,6 +33,7 @@ from tests.support.gateway import (
     register_two_versions,
 )
 from tests.support.models import records
+from tests.support.poll import eventually
 from tests.support.prometheus import prometheus_binary, prometheus_server, wait_for_scrape
 
 pytestmark = pytest.mark.integration
@@ -74,16 +75,16 @@ class Observed:
 
 def wait_for_workers(base: str, version: int, workers: int = 2, timeout: float = 15) -> None:
     """Until `workers` distinct workers answer with route table `version` (fresh connections)."""
-    deadline = time.monotonic() + timeout
     seen: dict[str, int] = {}
-    while time.monotonic() < deadline:
+
+    def all_switched() -> bool:
         with httpx.Client(timeout=5) as client:
             status = client.get(f"{base}/admin/status", headers=AUTH).json()
         seen[status["worker_id"]] = status["route_version"]
-        if len(seen) >= workers and all(v == version for v in seen.values()):
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"workers did not all switch to route table v{version}: {seen}")
+        return len(seen) >= workers and all(v == version for v in seen.values())
+
+    eventually(all_switched, timeout, 0.05, what=f"every worker to switch to route table v{version}",
+               detail=lambda: str(seen))
 
 
 async def send(base: str, plan: list[tuple[str, dict]], concurrency: int = 8) -> dict[str, Sent]:

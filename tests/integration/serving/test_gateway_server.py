@@ -26,8 +26,9 @@ from flightdeck.serving.client import grpc_infer
 from flightdeck.serving.policies import unit_bucket
 from flightdeck.serving.protos import grpc_predict_v2_pb2 as pb2
 from flightdeck.serving.protos import grpc_predict_v2_pb2_grpc as pb2_grpc
-from tests.support.gateway import AUTH, gateway_process, register_two_versions
+from tests.support.gateway import AUTH, TOKEN, gateway_process, register_two_versions
 from tests.support.models import records, split
+from tests.support.poll import eventually
 
 pytestmark = [pytest.mark.integration]
 
@@ -60,13 +61,12 @@ def put_routes(base: str, document: dict, comment: str = "test", wait: bool = Tr
 
 
 def wait_for_workers(base: str, version: int, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def both_switched() -> bool:
         versions = workers_seen(base, attempts=12)
-        if len(versions) == 2 and set(versions.values()) == {version}:
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"workers did not all switch to route table v{version}: {versions}")
+        return len(versions) == 2 and set(versions.values()) == {version}
+
+    eventually(both_switched, timeout, what=f"both workers to switch to route table v{version}",
+               detail=lambda: str(workers_seen(base, attempts=12)))
 
 
 @dataclass
@@ -237,9 +237,9 @@ def test_prediction_log_lands_in_postgres(server, module_postgres_url):
 def test_redis_cache_is_shared_by_workers(server):
     base, _ = server
     body = split(3)
-    first = httpx.post(f"{base}/endpoints/credit/invocations", json=body,
-                       headers={"X-Flightdeck-Variant": "blue"}).json()
-    answers = asyncio.run(fire(base, [body] * 40, [{"X-Flightdeck-Variant": "blue"}] * 40, concurrency=8))
+    forced = {"X-Flightdeck-Variant": "blue", **AUTH}  # forcing a variant is an admin's privilege
+    first = httpx.post(f"{base}/endpoints/credit/invocations", json=body, headers=forced).json()
+    answers = asyncio.run(fire(base, [body] * 40, [forced] * 40, concurrency=8))
     assert all(a.json()["cached"] for a in answers)  # on both workers, from the first request's entry
     assert all(a.json()["predictions"] == first["predictions"] for a in answers)
 
@@ -248,10 +248,10 @@ def test_grpc_serves_the_same_scores(server):
     base, grpc_port = server
     rows = records(4)
     rest = httpx.post(f"{base}/endpoints/credit/invocations", json={"dataframe_records": rows},
-                      headers={"X-Flightdeck-Variant": "green"}).json()
+                      headers={"X-Flightdeck-Variant": "green", **AUTH}).json()
     inputs = httpx.get(f"{base}/v2/models/credit").json()["inputs"]
     target = f"127.0.0.1:{grpc_port}"
-    reply = grpc_infer(target, "credit", rows, inputs, variant="green")
+    reply = grpc_infer(target, "credit", rows, inputs, variant="green", token=TOKEN)
     with grpc.insecure_channel(target) as channel:
         assert pb2_grpc.GRPCInferenceServiceStub(channel).ServerReady(pb2.ServerReadyRequest()).ready
     with pytest.raises(grpc.RpcError) as refused:

@@ -16,6 +16,7 @@ from flightdeck.serving import db
 from flightdeck.serving.errors import InvalidInputError
 from flightdeck.serving.predlog import Outcome, OutcomeStore, PredictionLogWriter, PredictionRecord
 from flightdeck.serving.predlog_reads import missing_columns, read_predictions
+from tests.support.poll import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -35,10 +36,7 @@ def rows_in(engine) -> int:
 
 
 def wait_until(condition, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.01)
+    eventually(condition, timeout, 0.01)
 
 
 @pytest.fixture

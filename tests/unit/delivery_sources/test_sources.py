@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -33,6 +32,7 @@ from flightdeck.delivery.window import VariantWindow
 from flightdeck.errors import ConfigError, FlightdeckError
 from flightdeck.serving.metrics import LATENCY_BUCKETS
 from flightdeck.stats import SCORE_EDGES
+from tests.support import free_port
 
 T0 = 1_800_000_000.0  # the window starts here in the canned answers
 SCORE_LES = [*(str(e) for e in SCORE_EDGES[1:]), "+Inf"]
@@ -210,12 +210,6 @@ def test_the_query_reads_every_metric_of_the_endpoint_over_the_window_and_the_lo
 
 
 # ---- sources over real sockets -------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def canned_server():
     """A loopback HTTP server answering GETs from `routes`: path (without query) -> (status, body)."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import struct
 from importlib import metadata
 from types import SimpleNamespace
@@ -19,9 +18,12 @@ from flightdeck.serving.gateway import Prediction
 from flightdeck.serving.grpc_service import start_grpc_server
 from flightdeck.serving.protos import grpc_predict_v2_pb2 as pb2
 from flightdeck.serving.protos import grpc_predict_v2_pb2_grpc as pb2_grpc
+from tests.support import free_port
 
 MAX_ROWS = 5
 MAX_BODY_BYTES = 64 * 1024
+ADMIN_TOKEN = "grpc-admin-token-0123456789abcdef"
+ADMIN = (("authorization", f"Bearer {ADMIN_TOKEN}"),)
 ENDPOINT = "default"
 
 
@@ -29,23 +31,25 @@ class FakeGateway:
     """The Gateway interface over one endpoint `default`; records predict calls, can be made to fail."""
 
     def __init__(self) -> None:
-        self.settings = Settings(max_batch_rows=MAX_ROWS, max_body_bytes=MAX_BODY_BYTES)
+        self.settings = Settings(max_batch_rows=MAX_ROWS, max_body_bytes=MAX_BODY_BYTES,
+                                 admin_tokens={"ops": ADMIN_TOKEN})
         self.calls: list[dict] = []
         self.error: Exception | None = None
         self.live = True
         self.ready = True
 
     async def predict(self, endpoint, columns, *, unit_id=None, override=None, version=None,
-                      request_id=None):
+                      client_request_id=None):
         self.calls.append({"endpoint": endpoint, "columns": columns, "unit_id": unit_id,
-                           "override": override, "version": version, "request_id": request_id})
+                           "override": override, "version": version, "client_request_id": client_request_id})
         if self.error is not None:
             raise self.error
         self._check(endpoint)
         rows = len(next(iter(columns.values())))
-        return Prediction(request_id=request_id or "generated-id", endpoint=endpoint,
+        return Prediction(request_id="generated-id", endpoint=endpoint,
                           scores=np.linspace(0.25, 0.75, rows), variant="challenger",
-                          model_version=version or "3", route_version=7, cached=False, fallback=True)
+                          model_version=version or "3", route_version=7, cached=False, fallback=True,
+                          client_request_id=client_request_id)
 
     def is_live(self) -> bool:
         return self.live
@@ -72,12 +76,6 @@ class FakeGateway:
             raise errors.UnknownEndpointError(f"no endpoint {endpoint!r}", field="model_name")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def serve(gateway, scenario):
     """Run `await scenario(stub)` against a fresh server on loopback; return its result."""
 
@@ -93,15 +91,15 @@ def serve(gateway, scenario):
     return asyncio.run(asyncio.wait_for(run(), timeout=30))
 
 
-def call(gateway, method: str, request):
+def call(gateway, method: str, request, metadata=None):
     """One RPC's response."""
-    return serve(gateway, lambda stub: getattr(stub, method)(request))
+    return serve(gateway, lambda stub: getattr(stub, method)(request, metadata=metadata))
 
 
-def call_error(gateway, method: str, request) -> grpc.aio.AioRpcError:
+def call_error(gateway, method: str, request, metadata=None) -> grpc.aio.AioRpcError:
     """The error one RPC fails with."""
     with pytest.raises(grpc.aio.AioRpcError) as caught:
-        call(gateway, method, request)
+        call(gateway, method, request, metadata)
     return caught.value
 
 
@@ -224,13 +222,30 @@ def test_infer_passes_unit_id_override_version_and_request_id():
         parameters={"unit_id": pb2.InferParameter(string_param="user-9"),
                     "variant": pb2.InferParameter(string_param="champion")})
 
-    response = call(gateway, "ModelInfer", request)
+    response = call(gateway, "ModelInfer", request, ADMIN)
 
     recorded = gateway.calls[0]
-    assert {k: recorded[k] for k in ("endpoint", "unit_id", "override", "version", "request_id")} == {
+    assert {k: recorded[k] for k in ("endpoint", "unit_id", "override", "version", "client_request_id")} == {
         "endpoint": ENDPOINT, "unit_id": "user-9", "override": "champion", "version": "4",
-        "request_id": "req-1"}
+        "client_request_id": "req-1"}
+    # OIP echoes the caller's id; the gateway's own id is a parameter.
     assert (response.model_version, response.id) == ("4", "req-1")
+    assert response.parameters["request_id"].string_param == "generated-id"
+
+
+@pytest.mark.parametrize("fields", [
+    {"parameters": {"variant": pb2.InferParameter(string_param="champion")}},
+    {"model_version": "4"},
+])
+@pytest.mark.parametrize("metadata", [None, (("authorization", "Bearer not-a-token-0123456789abcdef"),)])
+def test_only_an_admin_forces_a_variant_or_a_version(fields, metadata):
+    gateway = FakeGateway()
+    request = infer_request([tensor("amount", "FP64", [1], fp64_contents=[1.0])], **fields)
+
+    failure = call_error(gateway, "ModelInfer", request, metadata)
+
+    assert failure.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert "admin token" in failure.details() and not gateway.calls
 
 
 def test_infer_takes_an_integer_unit_id_and_defaults_the_rest_to_none():
@@ -241,7 +256,7 @@ def test_infer_takes_an_integer_unit_id_and_defaults_the_rest_to_none():
     call(gateway, "ModelInfer", request)
 
     recorded = gateway.calls[0]
-    assert (recorded["unit_id"], recorded["override"], recorded["version"], recorded["request_id"]) == (
+    assert (recorded["unit_id"], recorded["override"], recorded["version"], recorded["client_request_id"]) == (
         "42", None, None, None)
 
 
