@@ -17,7 +17,7 @@ from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import Connection, TriggerRule, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowNotFoundException
 
-from flightdeck.airflow.defaults import fail_fast_on_user_error
+from flightdeck.airflow.defaults import fail_fast_on_user_error, registry
 from flightdeck.airflow.notify import send_alert
 from flightdeck.delivery.limits import MAX_STEPS  # noqa: F401 - the canary DAG lays out this many steps
 
@@ -31,12 +31,6 @@ def _rollout(data: dict):
     from flightdeck.delivery.plan import ResolvedRollout
 
     return ResolvedRollout.from_dict(data)
-
-
-def _registry():
-    from flightdeck.registry import Registry
-
-    return Registry.from_settings()
 
 
 def gateway_url_and_token() -> tuple[str, str | None]:
@@ -134,7 +128,7 @@ def resolve_rollout(strategy: str, params=None, dag_run=None) -> dict:
 
     values = {**params, **(dag_run.conf or {}), "strategy": strategy}
     with fail_fast_on_user_error():
-        rollout = resolve(RolloutPlan.parse(values), _registry())
+        rollout = resolve(RolloutPlan.parse(values), registry())
         rollout = pin_target(rollout, make_target(rollout))
     log.info("rollout of %s v%s over v%s (%s, target %s)", rollout.plan.model_name, rollout.candidate_version,
              rollout.baseline_version, strategy, rollout.plan.target)
@@ -149,10 +143,10 @@ def preflight(rollout_data: dict) -> dict:
     from flightdeck.serving.db import engine_for
 
     rollout = _rollout(rollout_data)
-    registry = _registry()
+    models = registry()
     with fail_fast_on_user_error():
-        candidate = check_artifact(registry, rollout.plan.model_name, rollout.candidate_version)
-        baseline = check_artifact(registry, rollout.plan.model_name, rollout.baseline_version)
+        candidate = check_artifact(models, rollout.plan.model_name, rollout.candidate_version)
+        baseline = check_artifact(models, rollout.plan.model_name, rollout.baseline_version)
         compatibility = check_log_compatibility(engine_for(get_settings().gateway_db_url), baseline.inputs,
                                                 candidate.inputs)
         compatibility.raise_for_incompatible()
@@ -170,7 +164,7 @@ def backtest(rollout_data: dict) -> dict:
     rollout = _rollout(rollout_data)
     plan = rollout.plan
     with fail_fast_on_user_error():
-        report = backtest_versions(_registry(), engine_for(get_settings().gateway_db_url), plan.model_name,
+        report = backtest_versions(registry(), engine_for(get_settings().gateway_db_url), plan.model_name,
                                    plan.endpoint, rollout.baseline_version, rollout.candidate_version,
                                    plan.backtest)
         log.info("backtest:\n%s", report.to_markdown())
@@ -268,7 +262,7 @@ def promote(rollout_data: dict) -> dict:
         rollout.check_time_left()
     target = make_target(rollout)
     result = _step_result(rollout, target, target.promote())
-    result["aliases"] = promote_aliases(rollout, _registry())
+    result["aliases"] = promote_aliases(rollout, registry())
     return result
 
 
@@ -278,7 +272,7 @@ def finish(rollout_data: dict, run_id=None) -> dict:
     from flightdeck.delivery.release import audit
 
     rollout = _rollout(rollout_data)
-    record = audit(rollout, _registry(), run_id, "promoted", "every gate passed")
+    record = audit(rollout, registry(), run_id, "promoted", "every gate passed")
     send_alert(f"flightdeck: {rollout.plan.model_name} v{rollout.candidate_version} promoted",
                f"{rollout.plan.strategy} rollout {run_id} finished: v{rollout.candidate_version} is champion, "
                f"v{rollout.baseline_version} is previous.")
@@ -300,9 +294,9 @@ def rollback(run_id=None, ti=None) -> dict:
         return {"rolled_back": False}
     rollout = _rollout(rollout_data)
     state = make_target(rollout).rollback()
-    registry = _registry()
-    aliases = restore_aliases(rollout, registry)
-    record = audit(rollout, registry, run_id, "rolled_back", "a step failed; its log says which gate and why")
+    models = registry()
+    aliases = restore_aliases(rollout, models)
+    record = audit(rollout, models, run_id, "rolled_back", "a step failed; its log says which gate and why")
     send_alert(f"flightdeck: rollout of {rollout.plan.model_name} v{rollout.candidate_version} rolled back",
                f"{rollout.plan.strategy} rollout {run_id}: a step failed. All traffic is on "
                f"v{rollout.baseline_version} ({state.target} serves {state.baseline}, "

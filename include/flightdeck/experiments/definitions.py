@@ -32,6 +32,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from flightdeck.config import NAME_PATTERN
 from flightdeck.errors import ConfigError
 from flightdeck.experiments.metrics import METRICS, Unit
 from flightdeck.serving.routes import ModelRef
@@ -77,7 +78,7 @@ class CupedSettings(_Strict):
 class ExperimentDefinition(_Strict):
     """A validated experiment. Metric names come from `flightdeck.experiments.metrics.METRICS`."""
 
-    name: str = Field(..., pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    name: str = Field(..., pattern=NAME_PATTERN)
     description: str = ""
     endpoint: str = Field(..., min_length=1, description="Gateway endpoint that splits the traffic.")
     model_name: str | None = Field(None, description="Registered model; default the settings' model_name.")

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from flightdeck.delivery.plan import ResolvedRollout, RolloutPlan, RolloutPlanError
+from flightdeck.delivery.plan import (
+    ResolvedRollout,
+    RolloutExpiredError,
+    RolloutPlan,
+    RolloutPlanError,
+)
 
 
 def test_defaults_make_a_sensible_canary():
@@ -28,6 +35,7 @@ def test_blue_green_has_one_shadow_step():
     ({"gates": {"alpha": 0.9}}, "gates.alpha"),
     ({"gates": {"alpah": 0.01}}, "gates.alpah"),
     ({"stepz": [5]}, "stepz"),
+    ({"model_ref": "v2; drop"}, "model_ref"),
 ])
 def test_bad_params_are_named(change, named):
     with pytest.raises(RolloutPlanError, match="rollout Params are invalid") as info:
@@ -39,6 +47,16 @@ def test_a_resolved_rollout_survives_json():
     rollout = ResolvedRollout(RolloutPlan.parse({"strategy": "canary", "model_name": "m", "steps": [10]}),
                               baseline_version="1", candidate_version="2", aliases_before={"champion": "1"})
     assert ResolvedRollout.from_dict(rollout.to_dict()) == rollout
+    pinned = rollout.with_target_state({"kind": "aws_lambda", "baseline": "4"})
+    assert ResolvedRollout.from_dict(json.loads(json.dumps(pinned.to_dict()))) == pinned
+
+
+def test_the_rollout_expires_after_max_duration_seconds():
+    plan = RolloutPlan.parse({"strategy": "canary", "model_name": "m", "max_duration_seconds": 100})
+    rollout = ResolvedRollout(plan, baseline_version="1", candidate_version="2", started_at=1000.0)
+    assert rollout.check_time_left(now=1060.0) == pytest.approx(40.0)
+    with pytest.raises(RolloutExpiredError, match="max_duration_seconds \\(100 s\\)"):
+        rollout.check_time_left(now=1100.0)
 
 
 @pytest.mark.parametrize("change, named", [
