@@ -10,8 +10,10 @@ On disk, under the agent's root:
                           fsynced and renamed, so it always names a complete bundle
     state.json            the agent's report: active model, last outcome, rejected bundles
 
-One update: channel pointer → manifest + signature (Ed25519, the publisher's public key) →
-model name / agent version / cohort checks → download each file, checking size and sha256
+One update: signed channel pointer (this model and channel, not expired, a sequence no lower
+than the highest seen, no downgrade unless a signed rollback) → manifest + signature (Ed25519,
+the publisher's public key; the manifest the pointer names) → model name / agent version /
+file size caps / cohort checks → download each file, checking size and sha256
 (retried when short or corrupt) → fsync → rename incoming/<id> to models/<id> → self-test on
 the bundle's golden rows → switch active.json → report. A failing self-test discards the new
 bundle and the previous model keeps serving (rolled back); the bundle is remembered as
@@ -40,6 +42,9 @@ import numpy as np
 
 from flightdeck.edge.bundle import (
     MANIFEST,
+    MAX_MANIFEST_BYTES,
+    MAX_POINTER_BYTES,
+    MAX_SIGNATURE_BYTES,
     PREPROCESS,
     SIGNATURE,
     BundleError,
@@ -49,9 +54,10 @@ from flightdeck.edge.bundle import (
     in_cohort,
     parse_manifest,
     parse_version,
+    read_pointer,
     sha256,
 )
-from flightdeck.edge.errors import EdgeError, StoreError
+from flightdeck.edge.errors import EdgeError, PointerError
 from flightdeck.edge.keys import load_public_key
 from flightdeck.edge.models import load_model
 from flightdeck.edge.store import Store, open_store
@@ -83,6 +89,7 @@ class AgentConfig:
     poll_seconds: float = 60.0
     download_attempts: int = 3
     retry_seconds: float = 0.5
+    max_file_bytes: int = 512 * 1024 * 1024  # a bundle declaring a larger file is rejected
 
 
 def _crash_point(name: str) -> None:
@@ -192,14 +199,21 @@ class Agent:
         except (OSError, ValueError):
             return {"active": None, "previous": None}
 
-    def _verify_installed(self, bundle_id: str):
-        """(manifest, model) of an installed bundle whose signature, hashes and self-test hold."""
+    def _verify_installed(self, bundle_id: str, manifest_sha: str | None = None):
+        """(manifest, model) of an installed bundle whose signature, identity (this model, this bundle
+        id, and the manifest `manifest_sha` when given), hashes and self-test hold."""
         folder = self.models_dir / bundle_id
         try:
             body, signature = (folder / MANIFEST).read_bytes(), (folder / SIGNATURE).read_bytes()
         except OSError as exc:
             raise BundleError(f"installed bundle {bundle_id} is incomplete ({exc})") from exc
         manifest = parse_manifest(body, signature, self.public_key, f"installed bundle {bundle_id}")
+        if manifest["bundle_id"] != bundle_id or manifest["model_name"] != self.config.model_name:
+            raise BundleError(f"installed bundle {bundle_id}: its signed manifest is {manifest['model_name']} "
+                              f"{manifest['bundle_id']}, not this bundle. Fix: let the agent reinstall it.")
+        if manifest_sha is not None and sha256(body) != manifest_sha:
+            raise BundleError(f"installed bundle {bundle_id}: its manifest is not the one the channel pointer "
+                              "names. Fix: let the agent reinstall it.")
         for name in manifest["files"]:
             try:
                 check_file(manifest, name, (folder / name).read_bytes())
@@ -249,6 +263,9 @@ class Agent:
         """Look for a new bundle and install it if it is for this device; returns the outcome."""
         try:
             outcome, error = self._update(), None
+        except PointerError as exc:  # keep serving what we have; a valid pointer may come later
+            outcome, error = "refused", str(exc)
+            log.warning("channel pointer refused: %s", exc)
         except EdgeError as exc:  # store unreachable, download failed: try again next poll
             outcome, error = "failed", str(exc)
             log.warning("update failed: %s", exc)
@@ -256,33 +273,52 @@ class Agent:
         _crash_point("reported")
         return outcome
 
+    def _pointer(self) -> dict:
+        """The channel's verified pointer, no older than the newest this device has seen."""
+        name, channel = self.config.model_name, self.config.channel
+        try:
+            data = self.store.get(channel_key(name, channel), max_bytes=MAX_POINTER_BYTES)
+        except BundleError as exc:
+            raise PointerError(str(exc)) from None
+        pointer = read_pointer(data, self.public_key, name, channel, now=datetime.now(UTC))
+        seen = int(self.state.get("pointer_sequence", 0))
+        if pointer["sequence"] < seen:
+            raise PointerError(f"channel {channel!r} of {name}: pointer sequence {pointer['sequence']} is older "
+                               f"than {seen}, already seen (a replayed pointer). Fix: publish to the channel again.")
+        self.state["pointer_sequence"] = pointer["sequence"]
+        return pointer
+
     def _update(self) -> str:
         name = self.config.model_name
-        try:
-            pointer = json.loads(self.store.get(channel_key(name, self.config.channel)))
-            bundle_id = str(pointer["bundle_id"])
-        except (ValueError, KeyError, TypeError) as exc:
-            raise StoreError(f"channel {self.config.channel!r} of {name} is malformed ({exc}). "
-                             "Fix: republish the bundle.") from exc
+        pointer = self._pointer()
+        bundle_id = str(pointer["bundle_id"])
         if self.active and bundle_id == self.active["bundle_id"]:
             return "up_to_date"
         prefix = bundle_prefix(name, bundle_id)
-        body = self.store.get(f"{prefix}/{MANIFEST}")
-        signature = self.store.get(f"{prefix}/{SIGNATURE}")
+        body = self.store.get(f"{prefix}/{MANIFEST}", max_bytes=MAX_MANIFEST_BYTES)
+        signature = self.store.get(f"{prefix}/{SIGNATURE}", max_bytes=MAX_SIGNATURE_BYTES)
         manifest_sha = sha256(body)
         if manifest_sha in self.state["rejected"]:
             return "skipped: rejected before"
         try:
             manifest = parse_manifest(body, signature, self.public_key, f"bundle {bundle_id}")
-            if manifest["model_name"] != name or manifest["bundle_id"] != bundle_id:
-                raise BundleError(f"bundle {bundle_id}: the signed manifest is for {manifest['model_name']} "
-                                  f"{manifest['bundle_id']} (replayed under another name). Fix: republish.")
-            if parse_version(manifest["min_agent_version"]) > parse_version(AGENT_VERSION):
-                raise BundleError(f"bundle {bundle_id} needs agent {manifest['min_agent_version']}, this is "
-                                  f"{AGENT_VERSION}. Fix: upgrade the agent.")
         except BundleError as exc:
             self._reject(manifest_sha, str(exc))
             return "rejected"
+        if manifest_sha != pointer["manifest_sha256"]:
+            # also seen mid-publish (new manifest, old pointer): not the bundle's fault, try again later
+            raise EdgeError(f"bundle {bundle_id}: the manifest in the store is not the one the channel pointer "
+                            "names. Fix: wait for the publish to finish, or publish to the channel again.")
+        try:
+            self._check_manifest(manifest, bundle_id)
+        except BundleError as exc:
+            self._reject(manifest_sha, str(exc))
+            return "rejected"
+        if self.active and not pointer["rollback"] and \
+                parse_version(manifest["model_version"]) < parse_version(self.active["model_version"]):
+            raise PointerError(f"channel {self.config.channel!r} of {name}: the pointer moves from version "
+                               f"{self.active['model_version']} back to {manifest['model_version']} without a "
+                               "signed rollback. Fix: publish it as a rollback (point_channel rollback=True).")
         _crash_point("manifest_verified")
         if not in_cohort(self.config.device_id, bundle_id, manifest["rollout_percent"]):
             return "not_in_cohort"
@@ -294,7 +330,7 @@ class Agent:
         self._install(bundle_id)
         _crash_point("installed")
         try:
-            manifest, model = self._verify_installed(bundle_id)
+            manifest, model = self._verify_installed(bundle_id, manifest_sha)
         except EdgeError as exc:
             shutil.rmtree(self.models_dir / bundle_id, ignore_errors=True)
             self._reject(manifest_sha, str(exc))
@@ -302,6 +338,20 @@ class Agent:
         _crash_point("self_tested")
         self._switch(manifest, model)
         return "updated"
+
+    def _check_manifest(self, manifest: dict, bundle_id: str) -> None:
+        """BundleError unless the signed manifest is this bundle, for this agent, within the size cap."""
+        if manifest["model_name"] != self.config.model_name or manifest["bundle_id"] != bundle_id:
+            raise BundleError(f"bundle {bundle_id}: the signed manifest is for {manifest['model_name']} "
+                              f"{manifest['bundle_id']} (replayed under another name). Fix: republish.")
+        if parse_version(manifest["min_agent_version"]) > parse_version(AGENT_VERSION):
+            raise BundleError(f"bundle {bundle_id} needs agent {manifest['min_agent_version']}, this is "
+                              f"{AGENT_VERSION}. Fix: upgrade the agent.")
+        sizes = {n: f.get("size") for n, f in manifest["files"].items()}
+        if any(type(v) is not int or not 0 <= v <= self.config.max_file_bytes for v in sizes.values()):
+            raise BundleError(f"bundle {bundle_id}: a file is declared larger than this agent's max_file_bytes "
+                              f"({self.config.max_file_bytes}) or without a size: {sizes}. Fix: publish a "
+                              "smaller export, or raise max_file_bytes on devices that can hold it.")
 
     def _download(self, manifest: dict, prefix: str) -> None:
         folder = self.incoming_dir / manifest["bundle_id"]
@@ -319,9 +369,10 @@ class Agent:
         last: EdgeError | None = None
         for attempt in range(1, self.config.download_attempts + 1):
             try:
-                data = self.store.get(f"{prefix}/{name}")
-                if name not in (MANIFEST, SIGNATURE):
-                    check_file(manifest, name, data)
+                if name in (MANIFEST, SIGNATURE):
+                    return self.store.get(f"{prefix}/{name}", max_bytes=MAX_MANIFEST_BYTES)
+                data = self.store.get(f"{prefix}/{name}", max_bytes=manifest["files"][name]["size"])
+                check_file(manifest, name, data)
                 return data
             except EdgeError as exc:
                 last = exc

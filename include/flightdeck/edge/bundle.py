@@ -4,12 +4,19 @@ Store layout (one model name per folder):
     <model>/bundles/<bundle id>/manifest.json   the manifest (JSON, the exact signed bytes)
     <model>/bundles/<bundle id>/manifest.sig    Ed25519 signature of manifest.json
     <model>/bundles/<bundle id>/<file>          model, preprocessing spec, golden rows
-    <model>/channels/<channel>.json             which bundle a channel offers (a hint, unsigned)
+    <model>/channels/<channel>.json             the signed channel pointer (below)
 
 The bundle id is `<model version>-<format>`, so republishing the same model with a larger
 rollout percentage keeps its id: the cohort hash (device id + bundle id) then only grows.
 The channel pointer is written last, so a device never follows it to a half-written bundle.
-The pointer is not signed: it can only name a bundle, and every bundle is signed.
+
+The channel pointer is one object, {"body": <JSON text>, "signature": <hex Ed25519>}, whose
+signed body names the model, the channel, a sequence that grows with every publish, the
+bundle and the sha256 of its manifest, an expiry, and whether it is a rollback. A device
+refuses a pointer that is unsigned, for another model or channel, expired (so a store frozen
+on an old pointer is noticed), older than the newest it has seen (a replay), or that moves it
+to an older model version without `rollback` signed in. Publishers re-sign a channel before
+its pointer expires (`point_channel`).
 
 The device agent imports this module: hashlib, json, cryptography only.
 """
@@ -20,12 +27,12 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from flightdeck.edge.errors import BundleError, EdgeError
+from flightdeck.edge.errors import BundleError, EdgeError, PointerError, StoreError
 from flightdeck.edge.keys import verify
 from flightdeck.edge.store import Store
 
@@ -39,6 +46,12 @@ FORMATS = {"onnx_float": "model.onnx", "onnx_int8": "model.onnx", "tflite_float3
 REQUIRED = ("schema", "bundle_id", "model_name", "model_version", "format", "model_file", "files",
             "min_agent_version", "created_at", "rollout_percent", "self_test")
 COHORT_BUCKETS = 10_000
+POINTER_SCHEMA = 1
+POINTER_VALID_FOR = timedelta(days=30)
+# Downloads are read up to a cap: a pointer or manifest beyond it is not read at all.
+MAX_POINTER_BYTES = 64 * 1024
+MAX_MANIFEST_BYTES = 1024 * 1024
+MAX_SIGNATURE_BYTES = 1024
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -130,9 +143,60 @@ def publish(store: Store, manifest: dict, files: dict[str, bytes], key: Ed25519P
     body = encode_manifest(manifest)
     store.put(f"{prefix}/{MANIFEST}", body)
     store.put(f"{prefix}/{SIGNATURE}", key.sign(body))
-    store.put(channel_key(manifest["model_name"], channel),
-              json.dumps({"bundle_id": manifest["bundle_id"], "manifest_sha256": sha256(body)}).encode())
+    point_channel(store, manifest["model_name"], channel, manifest["bundle_id"], body, key)
     return Published(store.uri, manifest["bundle_id"], channel, sha256(body))
+
+
+def point_channel(store: Store, model_name: str, channel: str, bundle_id: str, manifest_body: bytes,
+                  key: Ed25519PrivateKey, *, rollback: bool = False, valid_for: timedelta = POINTER_VALID_FOR,
+                  now: datetime | None = None) -> dict:
+    """Sign and write the channel's pointer to a published bundle, one sequence above the current
+    pointer's. `rollback=True` lets devices move back to an older model version; re-pointing at
+    the same bundle renews the expiry."""
+    if not _NAME.match(channel):
+        raise EdgeError(f"channel {channel!r} is not a plain name. Fix: e.g. 'stable' or 'beta'.")
+    now = now or datetime.now(UTC)
+    key_name = channel_key(model_name, channel)
+    try:
+        current = read_pointer(store.get(key_name, max_bytes=MAX_POINTER_BYTES), key.public_key(),
+                               model_name, channel, now=None)["sequence"]
+    except StoreError:
+        current = 0  # the channel's first pointer
+    except BundleError:
+        current = 0  # not a pointer this key signed: start over (devices keep their highest sequence)
+    pointer = {"schema": POINTER_SCHEMA, "model_name": model_name, "channel": channel, "sequence": current + 1,
+               "bundle_id": bundle_id, "manifest_sha256": sha256(manifest_body), "rollback": bool(rollback),
+               "issued_at": now.isoformat(), "expires_at": (now + valid_for).isoformat()}
+    body = json.dumps(pointer, sort_keys=True)
+    store.put(key_name, json.dumps({"body": body, "signature": key.sign(body.encode()).hex()}).encode())
+    return pointer
+
+
+def read_pointer(data: bytes, public_key: Ed25519PublicKey, model_name: str, channel: str,
+                 now: datetime | None) -> dict:
+    """The verified body of a channel pointer; PointerError unless it is signed by the publisher, for
+    this model and channel, and (when `now` is given) not expired."""
+    what = f"channel {channel!r} of {model_name}"
+    try:
+        envelope = json.loads(data)
+        body, signature = envelope["body"].encode(), bytes.fromhex(envelope["signature"])
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise PointerError(f"{what}: the pointer is not a signed pointer ({type(exc).__name__}). "
+                           "Fix: publish the bundle again with this flightdeck version.") from None
+    try:
+        verify(public_key, signature, body, f"{what}: pointer")
+    except BundleError as exc:
+        raise PointerError(str(exc)) from None
+    pointer = json.loads(body)
+    if pointer.get("schema") != POINTER_SCHEMA:
+        raise PointerError(f"{what}: pointer schema {pointer.get('schema')} is not supported. Fix: upgrade the agent.")
+    if pointer["model_name"] != model_name or pointer["channel"] != channel:
+        raise PointerError(f"{what}: the signed pointer is for {pointer['model_name']} channel "
+                           f"{pointer['channel']!r} (copied from elsewhere). Fix: publish to this channel.")
+    if now is not None and datetime.fromisoformat(pointer["expires_at"]) <= now:
+        raise PointerError(f"{what}: the pointer expired at {pointer['expires_at']} (the store is stale or "
+                           "frozen). Fix: re-sign the channel (point_channel) before it expires.")
+    return pointer
 
 
 def parse_manifest(body: bytes, signature: bytes, public_key: Ed25519PublicKey, what: str) -> dict:

@@ -29,3 +29,8 @@ class GateError(EdgeError):
         super().__init__("edge export gate(s) missed: " + "; ".join(misses)
                          + ". Fix: keep the float exports exact and retrain/re-distil until the "
                            "quantised models are within the AUC budget (or loosen the gate deliberately).")
+
+
+class PointerError(BundleError):
+    """A channel pointer cannot be trusted: unsigned, altered, expired, for another model or
+    channel, older than one already seen, or a downgrade without a signed rollback."""

@@ -7,7 +7,17 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from flightdeck.edge.bundle import FORMATS, Published, build_manifest, publish
+from flightdeck.edge.bundle import (
+    FORMATS,
+    MANIFEST,
+    SIGNATURE,
+    Published,
+    bundle_prefix,
+    build_manifest,
+    parse_manifest,
+    point_channel,
+    publish,
+)
 from flightdeck.edge.errors import EdgeError
 from flightdeck.edge.export import REPORT, SELF_TEST_TOLERANCE
 from flightdeck.edge.store import open_store
@@ -36,3 +46,15 @@ def publish_artifact(export_dir: Path, fmt: str, store_uri: str, key: Ed25519Pri
                               source={"mlflow_run_id": report["source_run_id"], "auc": row.get("auc"),
                                       "champion_auc": report["champion_auc"]})
     return publish(open_store(store_uri), manifest, files, key, channel)
+
+
+def repoint_channel(store_uri: str, model_name: str, bundle_id: str, key: Ed25519PrivateKey,
+                    channel: str = "stable", rollback: bool = False) -> dict:
+    """Point a channel at a bundle already in the store, with a new signed pointer (next sequence,
+    fresh expiry). Renews a channel before its pointer expires; with `rollback=True`, moves devices
+    back to an older model version (they refuse a downgrade otherwise). Returns the pointer."""
+    store = open_store(store_uri)
+    prefix = bundle_prefix(model_name, bundle_id)
+    body = store.get(f"{prefix}/{MANIFEST}")
+    parse_manifest(body, store.get(f"{prefix}/{SIGNATURE}"), key.public_key(), f"bundle {bundle_id}")
+    return point_channel(store, model_name, channel, bundle_id, body, key, rollback=rollback)

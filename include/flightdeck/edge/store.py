@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import Protocol
 
-from flightdeck.edge.errors import StoreError
+from flightdeck.edge.errors import BundleError, StoreError
 
 
 class Store(Protocol):
@@ -22,7 +22,13 @@ class Store(Protocol):
 
     def put(self, key: str, data: bytes) -> None: ...
 
-    def get(self, key: str) -> bytes: ...
+    def get(self, key: str, max_bytes: int | None = None) -> bytes:
+        """The object's bytes; BundleError, without reading it, when it is larger than `max_bytes`."""
+
+
+def _too_large(key: str, size: int, max_bytes: int) -> BundleError:
+    return BundleError(f"{key!r} is larger than {max_bytes} bytes ({size}): not downloaded. Fix: republish "
+                       "the bundle; a store object larger than its manifest says is padded or tampered.")
 
 
 class LocalStore:
@@ -52,12 +58,19 @@ class LocalStore:
             Path(tmp).unlink(missing_ok=True)
             raise
 
-    def get(self, key: str) -> bytes:
+    def get(self, key: str, max_bytes: int | None = None) -> bytes:
         try:
-            return self._path(key).read_bytes()
+            with open(self._path(key), "rb") as handle:
+                size = os.fstat(handle.fileno()).st_size
+                if max_bytes is not None and size > max_bytes:
+                    raise _too_large(key, size, max_bytes)
+                data = handle.read() if max_bytes is None else handle.read(max_bytes + 1)
         except FileNotFoundError:
             raise StoreError(f"{key!r} is not in the store {self.uri}. Fix: publish a bundle first "
                              "(DAG edge_export or `flightdeck edge-publish`).") from None
+        if max_bytes is not None and len(data) > max_bytes:  # it grew while we read
+            raise _too_large(key, len(data), max_bytes)
+        return data
 
 
 class S3Store:
@@ -78,11 +91,19 @@ class S3Store:
     def put(self, key: str, data: bytes) -> None:
         self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
 
-    def get(self, key: str) -> bytes:
+    def get(self, key: str, max_bytes: int | None = None) -> bytes:
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
-            return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
+            answer = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
+            size = int(answer.get("ContentLength") or 0)
+            if max_bytes is not None and size > max_bytes:
+                answer["Body"].close()
+                raise _too_large(key, size, max_bytes)
+            data = answer["Body"].read() if max_bytes is None else answer["Body"].read(max_bytes + 1)
+            if max_bytes is not None and len(data) > max_bytes:
+                raise _too_large(key, len(data), max_bytes)
+            return data
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
             if code in {"NoSuchKey", "404", "NoSuchBucket"}:

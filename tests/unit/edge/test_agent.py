@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from flightdeck.edge.agent import AGENT_VERSION, Agent
-from flightdeck.edge.bundle import MANIFEST, bundle_prefix
+from flightdeck.edge.bundle import MANIFEST, bundle_prefix, point_channel
 from flightdeck.edge.errors import EdgeError
 from flightdeck.edge.keys import generate_keypair, load_private_key
 from flightdeck.edge.models import OnnxEdgeModel
@@ -72,11 +72,15 @@ def test_tampered_manifest_is_rejected(make_agent, store, keys):
     assert any("signature" in reason for reason in agent.state["rejected"].values())
 
 
-def test_bundle_signed_with_another_key_is_rejected(make_agent, store, tmp_path):
+def test_bundle_signed_with_another_key_is_rejected(make_agent, store, keys, tmp_path):
     other = load_private_key(generate_keypair(tmp_path / "other")[0])
     publish_version(store, other, "1", seed=1)
     agent = make_agent()
     agent.start()
+    assert agent.poll_once() == "refused"  # its channel pointer is signed with the other key too
+    assert "signature" in agent.state["last_error"]
+    body = store.get(f"{bundle_prefix(MODEL, '1-onnx_float')}/{MANIFEST}")
+    point_channel(store, MODEL, "stable", "1-onnx_float", body, keys[0])  # our pointer, their bundle
     assert agent.poll_once() == "rejected"
     assert agent.state["status"] == "no_model"
 
@@ -91,8 +95,8 @@ class TruncatingStore:
     def put(self, key, data):
         self.inner.put(key, data)
 
-    def get(self, key):
-        data = self.inner.get(key)
+    def get(self, key, max_bytes=None):
+        data = self.inner.get(key, max_bytes)
         if key.endswith("model.onnx"):
             self.model_gets += 1
             if self.model_gets <= self.failures:
