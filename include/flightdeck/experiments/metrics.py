@@ -87,7 +87,8 @@ def read_rows(engine: Engine, endpoint: str, start: datetime, end: datetime,
     by request_id, else by unit_id); unlabelled rows are kept (label NaN): approval rate and
     latency need no label.
     """
-    return read_predictions(engine, endpoint, ROW_COLUMNS, start=start, end=end, role=role)
+    # Requests an admin forced onto a variant were not assigned by the experiment: left out.
+    return read_predictions(engine, endpoint, ROW_COLUMNS, start=start, end=end, role=role, include_forced=False)
 
 
 def row_values(rows: pd.DataFrame, threshold: float) -> pd.DataFrame:

@@ -8,7 +8,6 @@ admin API, where readability matters more than microseconds.
 
 from __future__ import annotations
 
-import hmac
 import logging
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -37,6 +36,7 @@ from flightdeck.serving.scoring import (
     mlflow_invocations,
     oip_infer,
     text_param,
+    token_caller,
 )
 from flightdeck.serving.stats import StatsStore
 
@@ -57,11 +57,7 @@ def admin_caller(request: Request,
     """The name of the admin calling: 401 without a bearer token, 403 with an unknown one."""
     if credentials is None:
         _refuse(401, "admin API needs `Authorization: Bearer <token>`.")
-    offered = credentials.credentials.encode()
-    caller = None
-    for name, token in request.app.state.settings.admin_tokens.items():
-        if hmac.compare_digest(offered, token.get_secret_value().encode()):  # constant time
-            caller = name
+    caller = token_caller(request.app.state.settings, f"Bearer {credentials.credentials}")
     if caller is None:
         _refuse(403, "token not recognised. Fix: use a token from FLIGHTDECK_ADMIN_TOKENS.")
     return caller

@@ -208,10 +208,10 @@ def _same_spec(desired: dict, current: dict | None) -> bool:
 
 
 def grpc_infer(target: str, endpoint: str, records: list[dict], inputs: list[dict], variant: str | None = None,
-               timeout: float = 10.0):
+               timeout: float = 10.0, token: str | None = None):
     """Score over OIP v2 gRPC at `target` ("host:port"); `inputs` is the endpoint metadata's input list.
 
-    `variant` forces one of the endpoint's variants (the tester override)."""
+    `variant` forces one of the endpoint's variants, which only an admin may do: pass `token`."""
     import grpc
 
     from flightdeck.serving.protos import grpc_predict_v2_pb2 as pb2
@@ -227,5 +227,6 @@ def grpc_infer(target: str, endpoint: str, records: list[dict], inputs: list[dic
     parameters = {"variant": pb2.InferParameter(string_param=variant)} if variant else {}
     with grpc.insecure_channel(target) as channel:
         reply = pb2_grpc.GRPCInferenceServiceStub(channel).ModelInfer(
-            pb2.ModelInferRequest(model_name=endpoint, inputs=tensors, parameters=parameters), timeout=timeout)
+            pb2.ModelInferRequest(model_name=endpoint, inputs=tensors, parameters=parameters), timeout=timeout,
+            metadata=[("authorization", f"Bearer {token}")] if token else None)
     return reply

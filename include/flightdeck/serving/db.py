@@ -122,6 +122,10 @@ predictions = sa.Table(
     sa.Column("created_at", UtcDateTime, nullable=False),
     # The row's input as a JSON object (live rows): what a backtest replays through a challenger.
     sa.Column("features", sa.Text, nullable=True),
+    # An admin forced the variant (X-Flightdeck-Variant or a pinned version): not gate or experiment evidence.
+    sa.Column("forced", sa.Boolean, nullable=False, server_default=sa.false()),
+    # The request id the caller sent; request_id is the gateway's own. Outcomes join on either.
+    sa.Column("client_request_id", sa.Text, nullable=True),
     sa.Index("ix_predictions_request_id", "request_id"),
     sa.Index("ix_predictions_unit_id", "unit_id"),
     sa.Index("ix_predictions_endpoint_created_at", "endpoint", "created_at"),

@@ -37,6 +37,12 @@ class PayloadTooLargeError(RequestError):
     status = 413
 
 
+class OverrideNotAllowedError(RequestError):
+    """A request forcing a variant (or a model version) without a valid admin token."""
+
+    status = 403
+
+
 class UnknownEndpointError(RequestError):
     """No endpoint, variant or model version of that name in the current route table."""
 

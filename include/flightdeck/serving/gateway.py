@@ -70,7 +70,10 @@ class InjectedFault(Exception):
 
 @dataclass(frozen=True)
 class Prediction:
-    """An answer: scores plus who produced them (variant, model version, route version)."""
+    """An answer: scores plus who produced them (variant, model version, route version).
+
+    `request_id` is the gateway's own (unique); `client_request_id` is the id the caller sent.
+    `forced`: an admin chose the variant (or model version) instead of the endpoint's policy."""
 
     request_id: str
     endpoint: str
@@ -81,6 +84,8 @@ class Prediction:
     cached: bool = False
     fallback: bool = False
     row_variants: list[str] | None = None  # conditional routing that split the rows
+    client_request_id: str | None = None
+    forced: bool = False
 
 
 @dataclass
@@ -341,15 +346,21 @@ class Gateway:
     # ---- prediction ------------------------------------------------------------------------
     async def predict(self, endpoint: str, columns: dict[str, list], *, unit_id: str | None = None,
                       override: str | None = None, version: str | None = None,
-                      request_id: str | None = None) -> Prediction:
-        """Route, score and record one request. RequestError subclasses are the caller's fault."""
+                      client_request_id: str | None = None) -> Prediction:
+        """Route, score and record one request. RequestError subclasses are the caller's fault.
+
+        `override` / `version` force a variant: transports pass them only for admins. A forced
+        request is flagged in the prediction log, not mirrored to a shadow, and left out of the
+        running sums and the per-variant Prometheus families the release gates read."""
         started = time.perf_counter()
         routes = self._current()
+        forced = False
         try:
             ep = self._endpoint(endpoint, routes)  # the table this request started with, throughout
             if version is not None:
                 override = self._variant_for_version(ep, version)
             choice = ep.router.choose(columns, unit_id, override)
+            forced = choice.overridden
             if choice.variant is not None:
                 answers = [await self._answer(ep, ep.variants[choice.variant], columns)]
             elif choice.members:
@@ -361,18 +372,20 @@ class Gateway:
             # Callers choose the endpoint name: never let them mint new label values.
             label = endpoint if endpoint in routes.endpoints else "(unknown)"
             self.metrics.child(self.metrics.rejected, label, str(exc.status)).inc()
-            if isinstance(exc, VariantFailedError) and exc.variant is not None:
+            if isinstance(exc, VariantFailedError) and exc.variant is not None and not forced:
                 # A failure with no fallback is the variant's error: the release gates must see it.
                 self.stats.record(StatsKey(endpoint, exc.variant, exc.model_version, routes.version, "live"),
                                   time.perf_counter() - started, _NO_SCORES, error=True)
             raise
         latency = time.perf_counter() - started
-        request_id = request_id or uuid.uuid4().hex
+        # The gateway's own id: the caller's may be reused or shared, and shadow rows join on this one.
+        request_id = uuid.uuid4().hex
         scores = _assemble(answers, len(next(iter(columns.values()))))
         inputs, digests = _row_inputs(columns, ep.input_names)
         for answer in answers:
-            self._record(ep, answer, routes.version, latency, request_id, unit_id, digests, "live", inputs)
-        if choice.variant is not None:
+            self._record(ep, answer, routes.version, latency, request_id, unit_id, digests, "live", inputs,
+                         forced=forced, client_request_id=client_request_id)
+        if choice.variant is not None and not forced:
             self._mirror(ep, columns, scores, request_id, unit_id, routes.version, digests, answers[0].variant)
         single = len(answers) == 1
         return Prediction(
@@ -381,7 +394,8 @@ class Gateway:
             model_version=answers[0].model_version if single else "+".join(a.model_version for a in answers),
             route_version=routes.version, cached=all(a.cached for a in answers),
             fallback=any(a.fallback for a in answers),
-            row_variants=None if single else _row_labels(answers, len(scores)))
+            row_variants=None if single else _row_labels(answers, len(scores)),
+            client_request_id=client_request_id, forced=forced)
 
     def _variant_for_version(self, ep: Endpoint, version: str) -> str:
         for name, variant in ep.variants.items():
@@ -469,23 +483,27 @@ class Gateway:
     # ---- recording -------------------------------------------------------------------------
     def _record(self, ep: Endpoint, answer: _Answer, route_version: int, latency: float, request_id: str,
                 unit_id: str | None, digests: list[str], role: str, inputs: list[str] | None = None,
-                disagreements: int = 0) -> None:
+                disagreements: int = 0, *, forced: bool = False, client_request_id: str | None = None) -> None:
         scores = answer.scores.tolist()
-        if role == "live":
-            requests, latencies, score_histogram = self.metrics.answered(ep.name, answer.variant, answer.model_version)
-            requests.inc()
-            latencies.observe(latency)
-            for value in scores:
-                score_histogram.observe(value)
-        self.stats.record(StatsKey(ep.name, answer.variant, answer.model_version, route_version, role),
-                          latency, answer.scores, answer.error, disagreements)
+        if forced:
+            self.metrics.child(self.metrics.forced, ep.name, answer.variant, answer.model_version).inc()
+        else:  # what the gates read: a forced request is no evidence about the policy
+            if role == "live":
+                requests, latencies, score_histogram = self.metrics.answered(ep.name, answer.variant,
+                                                                             answer.model_version)
+                requests.inc()
+                latencies.observe(latency)
+                for value in scores:
+                    score_histogram.observe(value)
+            self.stats.record(StatsKey(ep.name, answer.variant, answer.model_version, route_version, role),
+                              latency, answer.scores, answer.error, disagreements)
         now = datetime.now(UTC)
         rows = answer.rows if answer.rows is not None else range(len(answer.scores))
         latency_ms = latency * 1000
         self.predlog.submit([
             PredictionRecord(request_id, row, unit_id, ep.name, answer.variant, answer.model_version, route_version,
                              role, digests[row], score, latency_ms, answer.fallback, now,
-                             inputs[row] if inputs is not None else None)
+                             inputs[row] if inputs is not None else None, forced, client_request_id)
             for row, score in zip(rows, scores, strict=True)])
 
     def _mirror(self, ep: Endpoint, columns: dict, live_scores: np.ndarray, request_id: str,

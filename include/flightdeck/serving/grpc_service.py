@@ -24,7 +24,7 @@ from flightdeck.serving import payloads
 from flightdeck.serving.errors import MalformedRequestError, RequestError
 from flightdeck.serving.protos import grpc_predict_v2_pb2 as pb2
 from flightdeck.serving.protos import grpc_predict_v2_pb2_grpc as pb2_grpc
-from flightdeck.serving.scoring import checked_id
+from flightdeck.serving.scoring import allowed_override, checked_id
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +33,7 @@ OUTPUT_NAME = "probabilities"
 
 _STATUS_CODES = {
     400: grpc.StatusCode.INVALID_ARGUMENT,
+    403: grpc.StatusCode.PERMISSION_DENIED,
     404: grpc.StatusCode.NOT_FOUND,
     409: grpc.StatusCode.ABORTED,
     413: grpc.StatusCode.RESOURCE_EXHAUSTED,
@@ -131,13 +132,17 @@ class InferenceServicer(pb2_grpc.GRPCInferenceServiceServicer):
     async def ModelInfer(self, request: pb2.ModelInferRequest, context: Context) -> pb2.ModelInferResponse:
         columns = payloads.columns_from_oip_inputs(
             input_tensors(request), self.gateway.settings.max_batch_rows)
+        version = request.model_version or None
+        override = string_parameter(request.parameters, "variant")
+        authorization = dict(context.invocation_metadata() or ()).get("authorization")
         prediction = await self.gateway.predict(
             request.model_name,
             columns,
             unit_id=checked_id(string_parameter(request.parameters, "unit_id", allow_int=True), "unit_id"),
-            override=string_parameter(request.parameters, "variant"),
-            version=request.model_version or None,
-            request_id=checked_id(request.id, "id"),
+            override=allowed_override(self.gateway.settings, authorization, override,
+                                      "variant" if override is not None else "model_version", version),
+            version=version,
+            client_request_id=checked_id(request.id, "id"),
         )
         return infer_response(request.model_name, prediction)
 
@@ -217,9 +222,10 @@ def infer_response(endpoint: str, prediction: Any) -> pb2.ModelInferResponse:
     return pb2.ModelInferResponse(
         model_name=endpoint,
         model_version=prediction.model_version,
-        id=prediction.request_id,
+        id=prediction.client_request_id or prediction.request_id,  # OIP echoes the caller's id
         outputs=[output],
         parameters={
+            "request_id": pb2.InferParameter(string_param=prediction.request_id),
             "variant": pb2.InferParameter(string_param=prediction.variant),
             "route_version": pb2.InferParameter(int64_param=prediction.route_version),
             "fallback": pb2.InferParameter(bool_param=prediction.fallback),

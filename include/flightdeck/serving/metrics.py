@@ -47,6 +47,8 @@ class GatewayMetrics:
             "flightdeck_shadow_disagreements", "Shadow rows whose decision differs from the live answer.")
         self.shadow_dropped = counter("flightdeck_shadow_dropped", "Mirrored requests dropped: queue full.",
                                       ("endpoint",))
+        self.forced = counter("flightdeck_forced_requests",
+                              "Requests an admin forced onto a variant; not in flightdeck_requests.")
         self.fallbacks = counter("flightdeck_fallbacks", "Requests the fallback answered, by the primary that failed.")
         self.cache_hits = counter("flightdeck_cache_hits", "Responses served from the cache.")
         self.cache_misses = counter("flightdeck_cache_misses", "Cache lookups that missed.")

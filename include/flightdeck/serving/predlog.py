@@ -48,6 +48,8 @@ class PredictionRecord(NamedTuple):
     fallback: bool = False
     created_at: datetime | None = None  # None: when it was submitted
     features: str | None = None  # the row's input as a JSON object (live rows)
+    forced: bool = False  # an admin forced the variant: not evidence for gates or experiments
+    client_request_id: str | None = None  # the id the caller sent (request_id is the gateway's)
 
 
 class PredictionLogWriter:
@@ -304,7 +306,7 @@ _RECORD_OVERHEAD = 400
 def record_bytes(record: PredictionRecord) -> int:
     """Estimated memory of a queued record; what `queue_bytes` bounds."""
     return (_RECORD_OVERHEAD + len(record.request_id) + len(record.unit_id or "")
-            + len(record.features or ""))
+            + len(record.features or "") + len(record.client_request_id or ""))
 
 
 def _insert_rows(conn, taken: list[tuple[datetime, Sequence[PredictionRecord]]]) -> None:
@@ -341,7 +343,9 @@ def _copy_rows(conn, taken: list[tuple[datetime, Sequence[PredictionRecord]]]) -
                 r.role.translate(_COPY_ESCAPES), r.input_hash.translate(_COPY_ESCAPES),
                 repr(float(r.score)), repr(float(r.latency_ms)), "t" if r.fallback else "f",
                 created_at.isoformat(),
-                "\\N" if r.features is None else r.features.translate(_COPY_ESCAPES))))
+                "\\N" if r.features is None else r.features.translate(_COPY_ESCAPES),
+                "t" if r.forced else "f",
+                "\\N" if r.client_request_id is None else r.client_request_id.translate(_COPY_ESCAPES))))
     lines.append("")
     cursor = conn.connection.dbapi_connection.cursor()
     try:

@@ -5,8 +5,9 @@ offline backtest, the pre-flight schema check, experiment metrics, shadow evalua
 the functions here instead of writing SQL of its own.
 
 The label of a prediction is defined once (`read_predictions` with the column "label"): the
-latest outcome (by observed_at, then by insertion) recorded for the prediction's request_id;
-failing that, the latest recorded for its unit_id. An outcome keyed by request_id labels
+latest outcome (by observed_at, then by insertion) recorded for the prediction's request_id
+(the gateway's id, else the id the caller sent, `client_request_id`); failing that, the latest
+recorded for its unit_id. An outcome keyed by request_id labels
 every row of that request; a prediction with neither has no label (NaN).
 """
 
@@ -33,7 +34,8 @@ _FLOAT_COLUMNS = ("score", "latency_ms", LABEL)
 
 def read_predictions(engine: Engine, endpoint: str, columns: Sequence[str], *, start: datetime | None = None,
                      end: datetime | None = None, role: Role | None = "live", labelled_only: bool = False,
-                     with_features: bool = False, newest: int | None = None) -> pd.DataFrame:
+                     with_features: bool = False, newest: int | None = None,
+                     include_forced: bool = True) -> pd.DataFrame:
     """Prediction-log rows of `endpoint`, oldest first (by created_at, then insertion).
 
     Args:
@@ -44,6 +46,8 @@ def read_predictions(engine: Engine, endpoint: str, columns: Sequence[str], *, s
             is not among `columns`).
         with_features: keep rows logged with their input (`features` not null).
         newest: keep only the `newest` most recent rows (still returned oldest first).
+        include_forced: False leaves out requests an admin forced onto a variant (no evidence
+            about the endpoint's policy: experiments leave them out).
 
     score, latency_ms and label are float64, created_at a UTC datetime; the frame has the
     columns asked for even when no row matches.
@@ -58,10 +62,12 @@ def read_predictions(engine: Engine, endpoint: str, columns: Sequence[str], *, s
     label = None
     if LABEL in columns or labelled_only:
         by_request, by_unit = _latest_outcome("request_id"), _latest_outcome("unit_id")
+        by_client = _latest_outcome("request_id").alias("latest_by_client_request_id")
         source = (predictions
                   .outerjoin(by_request, sa.and_(by_request.c.key == p.request_id, by_request.c.rank == 1))
+                  .outerjoin(by_client, sa.and_(by_client.c.key == p.client_request_id, by_client.c.rank == 1))
                   .outerjoin(by_unit, sa.and_(by_unit.c.key == p.unit_id, by_unit.c.rank == 1)))
-        label = sa.func.coalesce(by_request.c.label, by_unit.c.label)
+        label = sa.func.coalesce(by_request.c.label, by_client.c.label, by_unit.c.label)
     selected = [label.label(LABEL) if c == LABEL else p[c] for c in columns]
     query = sa.select(*selected).select_from(source).where(p.endpoint == endpoint)
     if start is not None:
@@ -74,6 +80,8 @@ def read_predictions(engine: Engine, endpoint: str, columns: Sequence[str], *, s
         query = query.where(label.is_not(None))
     if with_features:
         query = query.where(p.features.is_not(None))
+    if not include_forced:
+        query = query.where(sa.not_(p.forced))
     if newest is None:
         query = query.order_by(p.created_at, p.id)
     else:

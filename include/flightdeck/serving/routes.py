@@ -18,8 +18,8 @@ it is instant), `canary` (weighted, per request), `ab` (weighted, sticky by unit
 hash of `salt` and the id), `ensemble` (every member scores; mean or majority vote),
 `conditional` (per row, first matching rule on a feature, else `default`).
 Any endpoint may add a `shadow` (mirror a share of requests, answer discarded) and a
-`fallback` (latency budget + circuit breaker). Testers force a variant with the
-`X-Flightdeck-Variant` header unless `allow_override` is false.
+`fallback` (latency budget + circuit breaker). Admins (a valid admin token) force a variant
+with the `X-Flightdeck-Variant` header unless `allow_override` is false.
 """
 
 from __future__ import annotations

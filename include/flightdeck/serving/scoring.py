@@ -9,6 +9,7 @@ scoring, and the gateway's throughput target leaves no room for that.
 
 from __future__ import annotations
 
+import hmac
 import logging
 import re
 from collections.abc import Mapping
@@ -19,7 +20,12 @@ import orjson
 
 from flightdeck.config import Settings
 from flightdeck.serving import payloads
-from flightdeck.serving.errors import MalformedRequestError, PayloadTooLargeError, RequestError
+from flightdeck.serving.errors import (
+    MalformedRequestError,
+    OverrideNotAllowedError,
+    PayloadTooLargeError,
+    RequestError,
+)
 from flightdeck.serving.gateway import Gateway, Prediction
 
 log = logging.getLogger(__name__)
@@ -77,6 +83,37 @@ def checked_id(value: str | None, name: str) -> str | None:
     return value
 
 
+def token_caller(settings: Settings, authorization: str | None) -> str | None:
+    """The admin whose token an `Authorization: Bearer <token>` value carries, else None.
+
+    Every token is compared in constant time, so the reply time tells nothing about them."""
+    scheme, _, offered = (authorization or "").partition(" ")
+    offered = offered.strip()
+    if scheme.lower() != "bearer" or not offered:
+        return None
+    caller = None
+    for name, token in settings.admin_tokens.items():
+        if hmac.compare_digest(offered.encode(), token.get_secret_value().encode()):
+            caller = name
+    return caller
+
+
+def allowed_override(settings: Settings, authorization: str | None, override: str | None, field: str,
+                     version: str | None = None) -> str | None:
+    """`override` if the caller may force a variant (or pin a model version): admins only.
+
+    A forced request skips the endpoint's policy, so it is no evidence about that policy: it
+    is flagged in the prediction log and left out of the running sums the release gates read
+    and of experiment analysis. Anyone else forcing a variant gets 403."""
+    if (override is not None or version is not None) and token_caller(settings, authorization) is None:
+        what = f"variant {override!r}" if override is not None else f"model version {version!r}"
+        raise OverrideNotAllowedError(
+            f"forcing {what} needs an admin token (`Authorization: Bearer <token>`, one of "
+            f"FLIGHTDECK_ADMIN_TOKENS). Fix: drop `{field}` to be routed by the endpoint's policy, or "
+            "send an admin token.", field=field)
+    return override
+
+
 def id_param(headers: Mapping[str, str], header: str, value: Any, name: str) -> str | None:
     """The id from `header` if sent, else from the body parameter `name`; checked either way."""
     sent = headers.get(header)
@@ -89,14 +126,19 @@ async def mlflow_invocations(gateway: Gateway, settings: Settings, endpoint: str
                              headers: Mapping[str, str]) -> Reply:
     """MLflow scoring-server body in, {"predictions": [...], "variant", "model_version", ...} out."""
     columns, params = payloads.columns_from_mlflow(payloads.parse_json(body), settings.max_batch_rows)
+    override, field = headers.get(VARIANT_HEADER), "X-Flightdeck-Variant"
+    if not override:
+        override, field = text_param(params.get("variant"), "params.variant"), "params.variant"
     prediction = await gateway.predict(
         endpoint or gateway.default_endpoint, columns,
         unit_id=id_param(headers, UNIT_HEADER, params.get("unit_id"), "params.unit_id"),
-        override=headers.get(VARIANT_HEADER) or text_param(params.get("variant"), "params.variant"),
-        request_id=checked_id(headers.get(REQUEST_ID_HEADER), REQUEST_ID_HEADER))
+        override=allowed_override(settings, headers.get("authorization"), override, field),
+        client_request_id=checked_id(headers.get(REQUEST_ID_HEADER), REQUEST_ID_HEADER))
     answer = {"predictions": prediction.scores, "variant": prediction.variant,
               "model_version": prediction.model_version, "route_version": prediction.route_version,
               "request_id": prediction.request_id, "fallback": prediction.fallback, "cached": prediction.cached}
+    if prediction.client_request_id is not None:
+        answer["client_request_id"] = prediction.client_request_id
     if prediction.row_variants is not None:
         answer["row_variants"] = prediction.row_variants
     return json_reply(answer, headers=_answer_headers(prediction))
@@ -112,16 +154,24 @@ async def oip_infer(gateway: Gateway, settings: Settings, name: str, model_versi
     parameters = payload.get("parameters") or {}
     if not isinstance(parameters, dict):
         raise MalformedRequestError("`parameters` must be an object.", field="parameters")
+    override, field = headers.get(VARIANT_HEADER), "X-Flightdeck-Variant"
+    if not override:
+        override, field = text_param(parameters.get("variant"), "parameters.variant"), "parameters.variant"
+    if override is None and model_version is not None:
+        field = "version"
     prediction = await gateway.predict(
         name, columns, version=model_version,
         unit_id=id_param(headers, UNIT_HEADER, parameters.get("unit_id"), "parameters.unit_id"),
-        override=headers.get(VARIANT_HEADER) or text_param(parameters.get("variant"), "parameters.variant"),
-        request_id=checked_id(text_param(payload.get("id"), "id"), "id")
+        override=allowed_override(settings, headers.get("authorization"), override, field, model_version),
+        client_request_id=checked_id(text_param(payload.get("id"), "id"), "id")
         or checked_id(headers.get(REQUEST_ID_HEADER), REQUEST_ID_HEADER))
     scores = prediction.scores
-    answer = {"model_name": name, "model_version": prediction.model_version, "id": prediction.request_id,
+    # OIP echoes the caller's id; the gateway's own request id (what outcomes join on) is a parameter.
+    answer = {"model_name": name, "model_version": prediction.model_version,
+              "id": prediction.client_request_id or prediction.request_id,
               "parameters": {"variant": prediction.variant, "route_version": prediction.route_version,
-                             "fallback": prediction.fallback, "cached": prediction.cached},
+                             "fallback": prediction.fallback, "cached": prediction.cached,
+                             "request_id": prediction.request_id},
               "outputs": [{"name": "probabilities", "datatype": "FP64", "shape": [len(scores)], "data": scores}]}
     return json_reply(answer, headers=_answer_headers(prediction))
 

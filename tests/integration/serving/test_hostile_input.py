@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from flightdeck.serving import db
 from flightdeck.serving.predlog import PredictionLogWriter, PredictionRecord
-from tests.support.gateway import gateway_process, register_two_versions
+from tests.support.gateway import AUTH, TOKEN, gateway_process, register_two_versions
 from tests.support.models import records
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
@@ -42,10 +42,15 @@ def home(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def gateway(home, module_postgres_url):
+def gateway_and_grpc(home, module_postgres_url):
     with gateway_process(home, module_postgres_url, ROUTES, workers=1, FLIGHTDECK_CACHE_BACKEND="off",
-                         FLIGHTDECK_MAX_BODY_BYTES=str(BODY_LIMIT)) as (base, _):
-        yield base
+                         FLIGHTDECK_MAX_BODY_BYTES=str(BODY_LIMIT)) as (base, grpc_port):
+        yield base, grpc_port
+
+
+@pytest.fixture(scope="module")
+def gateway(gateway_and_grpc):
+    return gateway_and_grpc[0]
 
 
 @pytest.fixture(scope="module")
@@ -158,7 +163,8 @@ def test_hostile_ids_are_refused_at_the_edge_and_never_cost_good_rows(gateway, e
             if valid_id(value):
                 assert reply.status_code == 200, (place, value[:40], reply.text)
                 answer = reply.json()
-                accepted.append(answer["id"] if place.startswith("oip.") else answer["request_id"])
+                accepted.append(answer["parameters"]["request_id"] if place.startswith("oip.")
+                                else answer["request_id"])
             else:
                 assert reply.status_code == 400, (place, repr(value[:40]), reply.text)
                 error = reply.json()
@@ -258,3 +264,81 @@ def test_only_the_model_inputs_are_logged(gateway, engine):
     import json
 
     assert sorted(json.loads(features)) == sorted(ROW)
+
+
+# ---- forcing a variant is an admin's privilege ---------------------------------------------
+def forced_rows(engine, request_id: str) -> list[tuple]:
+    p = db.predictions.c
+    with engine.connect() as conn:
+        return conn.execute(sa.select(p.variant, p.forced, p.client_request_id)
+                            .where(p.request_id == request_id)).all()
+
+
+def canary_requests(base: str) -> int:
+    """Live requests the running sums (what the gates read) hold for the canary variant."""
+    variants = httpx.get(f"{base}/stats/credit").json()["variants"]
+    return sum(v["requests"] for v in variants if v["variant"] == "canary")
+
+
+def test_a_caller_without_an_admin_token_cannot_force_a_variant(gateway_and_grpc):
+    import grpc
+
+    from flightdeck.serving.client import grpc_infer
+
+    base, grpc_port = gateway_and_grpc
+    body = {"dataframe_records": [ROW]}
+    for headers, payload in (({"X-Flightdeck-Variant": "canary"}, body),
+                             ({}, {**body, "params": {"variant": "canary"}}),
+                             ({"X-Flightdeck-Variant": "canary", "Authorization": "Bearer not-the-token"}, body)):
+        reply = httpx.post(f"{base}/endpoints/credit/invocations", json=payload, headers=headers)
+        assert reply.status_code == 403, reply.text
+        assert reply.json()["field"] in ("X-Flightdeck-Variant", "params.variant")
+        assert "admin token" in reply.json()["error"]
+    inputs = httpx.get(f"{base}/v2/models/credit").json()["inputs"]
+    with pytest.raises(grpc.RpcError) as refused:
+        grpc_infer(f"127.0.0.1:{grpc_port}", "credit", [ROW], inputs, variant="canary")
+    assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    reply = grpc_infer(f"127.0.0.1:{grpc_port}", "credit", [ROW], inputs, variant="canary", token=TOKEN)
+    assert reply.parameters["variant"].string_param == "canary"
+
+
+def test_forced_requests_are_flagged_and_kept_out_of_gate_and_experiment_evidence(gateway, engine):
+    from datetime import UTC, datetime, timedelta
+
+    from flightdeck.experiments.metrics import read_rows
+
+    before = canary_requests(gateway)
+    reply = httpx.post(f"{gateway}/endpoints/credit/invocations", json={"dataframe_records": [ROW]},
+                       headers={**AUTH, "X-Flightdeck-Variant": "canary"})
+    assert reply.status_code == 200 and reply.json()["variant"] == "canary", reply.text
+    forced_id = reply.json()["request_id"]
+    normal = httpx.post(f"{gateway}/endpoints/credit/invocations", json={"dataframe_records": [ROW]}).json()
+    assert wait_logged(engine, [forced_id, normal["request_id"]]) == {forced_id, normal["request_id"]}
+    assert forced_rows(engine, forced_id) == [("canary", True, None)]
+    assert forced_rows(engine, normal["request_id"]) == [("stable", False, None)]
+
+    time.sleep(1.0)  # several publishes of the running sums (every 0.2 s)
+    assert canary_requests(gateway) == before
+    now = datetime.now(UTC)
+    rows = read_rows(engine, "credit", now - timedelta(hours=1), now + timedelta(minutes=1))
+    assert normal["request_id"] in set(rows["request_id"]) and forced_id not in set(rows["request_id"])
+
+
+def test_request_ids_are_the_servers_and_outcomes_still_join_on_the_clients_id(gateway, engine):
+    from flightdeck.serving.predlog_reads import read_predictions
+
+    client_id = f"order-{random.Random(7).randrange(10**9)}"
+    answers = [httpx.post(f"{gateway}/endpoints/credit/invocations", json={"dataframe_records": [ROW]},
+                          headers={"X-Request-Id": client_id}).json() for _ in range(2)]
+    server_ids = [a["request_id"] for a in answers]
+    assert len(set(server_ids)) == 2 and client_id not in server_ids  # a reused client id stays apart
+    assert all(a["client_request_id"] == client_id for a in answers)
+    assert wait_logged(engine, server_ids) == set(server_ids)
+    assert {row[2] for sid in server_ids for row in forced_rows(engine, sid)} == {client_id}
+
+    recorded = httpx.post(f"{gateway}/admin/outcomes", headers=AUTH,
+                          json={"outcomes": [{"request_id": client_id, "label": 1}]})
+    assert recorded.status_code == 200, recorded.text
+    labelled = read_predictions(engine, "credit", ["request_id", "label"], labelled_only=True)
+    assert set(server_ids) <= set(labelled["request_id"])
+    assert set(labelled.loc[labelled["request_id"].isin(server_ids), "label"]) == {1.0}

@@ -104,9 +104,12 @@ def test_open_inference_protocol(serve):
         assert answer["id"] == "req-1" and answer["model_version"] == "1"
         assert answer["outputs"][0]["shape"] == [3]
         np.testing.assert_allclose(answer["outputs"][0]["data"], expected_scores(1, rows), atol=1e-12)
-        pinned = client.post("/v2/models/credit/versions/2/infer", json={"inputs": tensors}).json()
+        # Pinning a version forces a variant: admins only.
+        assert client.post("/v2/models/credit/versions/2/infer", json={"inputs": tensors}).status_code == 403
+        pinned = client.post("/v2/models/credit/versions/2/infer", json={"inputs": tensors}, headers=AUTH).json()
         np.testing.assert_allclose(pinned["outputs"][0]["data"], expected_scores(2, rows), atol=1e-12)
-        assert client.post("/v2/models/credit/versions/9/infer", json={"inputs": tensors}).status_code == 404
+        assert client.post("/v2/models/credit/versions/9/infer", json={"inputs": tensors},
+                           headers=AUTH).status_code == 404
         assert client.get("/v2/models/nope").status_code == 404
 
 
@@ -316,8 +319,9 @@ def test_header_override_and_sticky_ab(serve):
         seen = {client.post("/invocations", json=split(1), headers={"X-Unit-Id": "user-7"}).json()["variant"]
                 for _ in range(10)}
         assert len(seen) == 1
-        forced = client.post("/invocations", json=split(1),
-                             headers={"X-Unit-Id": "user-7", "X-Flightdeck-Variant": "b"}).json()
+        override = {"X-Unit-Id": "user-7", "X-Flightdeck-Variant": "b"}
+        assert client.post("/invocations", json=split(1), headers=override).status_code == 403
+        forced = client.post("/invocations", json=split(1), headers={**override, **AUTH}).json()
         assert forced["variant"] == "b"
         assert client.post("/invocations", json=split(1)).status_code == 422  # no unit id
 
