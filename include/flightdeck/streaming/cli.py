@@ -21,6 +21,7 @@ def _options(args: argparse.Namespace):
         model_file=Path(args.model_file) if args.model_file else None, model_version=args.model_version,
         routes_file=Path(args.routes_file) if args.routes_file else settings.routes_file, endpoint=args.endpoint,
         poll_seconds=args.poll_seconds, allowed_lateness_s=args.allowed_lateness,
+        max_future_skew_s=args.max_future_skew if args.max_future_skew >= 0 else None,
         config=ScorerConfig(batch_size=args.batch_size, threshold=settings.decision_threshold))
 
 
@@ -73,6 +74,8 @@ def register(commands) -> None:
     stream.add_argument("--endpoint", help="route-table endpoint (default: the table's default)")
     stream.add_argument("--poll-seconds", type=float, default=30.0, help="how often routes/aliases are re-read")
     stream.add_argument("--allowed-lateness", type=float, default=10.0, help="watermark delay, seconds")
+    stream.add_argument("--max-future-skew", type=float, default=300.0,
+                        help="event times further ahead of arrival are clamped for the windows, seconds (-1: off)")
     stream.add_argument("--batch-size", type=int, default=500)
     stream.add_argument("--metrics-port", type=int, default=0, help="serve /metrics on 127.0.0.1:PORT")
     stream.add_argument("--max-records", type=int, help="stop after this many records")

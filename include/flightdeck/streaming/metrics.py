@@ -20,6 +20,9 @@ class StreamMetrics:
                                     ("endpoint",), registry=registry)
         self.late_events = Counter("flightdeck_stream_late_events", "Events that arrived after their window closed.",
                                    ("endpoint", "window"), registry=registry)
+        self.clamped_events = Counter("flightdeck_stream_clamped_events",
+                                      "Events whose event time was too far ahead of their arrival, clamped.",
+                                      ("endpoint", "window"), registry=registry)
         self.batches = Counter("flightdeck_stream_batches", "Batches committed.", ("endpoint",), registry=registry)
         self.model_switches = Counter("flightdeck_stream_model_switches", "Model version changes picked up.",
                                       ("endpoint",), registry=registry)

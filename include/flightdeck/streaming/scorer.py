@@ -179,6 +179,8 @@ class StreamScorer:
                 dead.append(DeadLetter(record.offset, f"cannot be parsed ({type(exc).__name__}: {exc}). "
                                                       "Fix: publish one JSON object per event.", record.value))
         scored = self._score(events, dead)
+        now = time.time()
+        arrival = {r.offset: r.timestamp if r.timestamp is not None else now for r in records}
         states = self._entity_states([e.entity_id for e, _, _ in scored])
         results, changed, window_records, alerts = [], {}, [], []
         for event, variant, score in scored:
@@ -192,7 +194,10 @@ class StreamScorer:
             results.append(ScoredEvent(event.offset, event.event_id, event.entity_id, event.event_time, score,
                                        int(score >= self.config.threshold), version, variant, n, mean))
             for w in self.windows:
-                late = w.add(event.event_time, version, score, event.features)
+                clamped = w.clamped_total
+                late = w.add(event.event_time, version, score, event.features, arrival[event.offset])
+                if w.clamped_total > clamped:
+                    self.metrics.clamped_events.labels(self.config.endpoint, w.kind).inc()
                 window_records.extend(late)
                 if late:
                     self.metrics.late_events.labels(self.config.endpoint, w.kind).inc(len(late))

@@ -35,12 +35,13 @@ class StreamOptions:
     sliding_s: float = 300.0
     slide_s: float = 60.0
     allowed_lateness_s: float = 10.0
+    max_future_skew_s: float | None = 300.0  # event times further ahead of arrival are clamped
     config: ScorerConfig = ScorerConfig()
 
 
 def default_windows(o: StreamOptions) -> list[Windows]:
-    return [Windows("tumbling", o.tumbling_s, None, o.allowed_lateness_s),
-            Windows("sliding", o.sliding_s, o.slide_s, o.allowed_lateness_s)]
+    return [Windows("tumbling", o.tumbling_s, None, o.allowed_lateness_s, max_future_skew_s=o.max_future_skew_s),
+            Windows("sliding", o.sliding_s, o.slide_s, o.allowed_lateness_s, max_future_skew_s=o.max_future_skew_s)]
 
 
 def model_router(o: StreamOptions) -> ModelRouter:

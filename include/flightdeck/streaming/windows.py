@@ -8,6 +8,12 @@ result written, but it does not change the closed window's statistics; it is *co
 that window's `late_events`, and the window record is emitted again with the new count.
 Nothing is dropped silently.
 
+Event times come from producers' clocks. One event stamped far in the future would move the
+watermark past every open window and make each later event late, so an event time more than
+`max_future_skew` ahead of the event's arrival (the broker's append time) is clamped to
+arrival + skew for the windows (its result keeps the time it was sent with) and counted
+(`clamped_total`, the metric flightdeck_stream_clamped_events).
+
 Drift per window: PSI of the window's score histogram against a reference histogram
 (`reference_bins`, e.g. the training profile's; default the first closed window of the same
 model version), using `flightdeck.stats.psi`.
@@ -36,13 +42,17 @@ class Windows:
     """One window definition's open aggregates, watermark and late counts (JSON-serialisable)."""
 
     def __init__(self, kind: str, size_s: float, slide_s: float | None = None, allowed_lateness_s: float = 0.0,
-                 reference_bins: list[float] | None = None, drift_features: tuple[str, ...] = NUMERIC_FEATURES[:4]):
+                 reference_bins: list[float] | None = None, drift_features: tuple[str, ...] = NUMERIC_FEATURES[:4],
+                 max_future_skew_s: float | None = 300.0):
         slide_s = size_s if slide_s is None else slide_s
         if size_s <= 0 or slide_s <= 0 or slide_s > size_s:
             raise ConfigError(f"windows.{kind}", f"size {size_s} s, slide {slide_s} s",
                               "use size > 0 and 0 < slide <= size")
         if allowed_lateness_s < 0:
             raise ConfigError("allowed_lateness", f"{allowed_lateness_s} s", "use 0 or more seconds")
+        if max_future_skew_s is not None and max_future_skew_s < 0:
+            raise ConfigError("max_future_skew", f"{max_future_skew_s} s", "use 0 or more seconds (or none)")
+        self.max_future_skew = max_future_skew_s
         self.kind, self.size, self.slide, self.lateness = kind, float(size_s), float(slide_s), float(allowed_lateness_s)
         self.reference_bins = reference_bins
         self.drift_features = drift_features
@@ -55,6 +65,7 @@ class Windows:
         self._closed: dict[tuple[float, str], dict] = {}  # emitted records, kept for late counts
         self._references: dict[str, list[int]] = {}
         self.late_total = 0
+        self.clamped_total = 0
 
     @property
     def watermark(self) -> float:
@@ -66,8 +77,13 @@ class Windows:
         return [last - k * self.slide for k in range(int(math.ceil(self.size / self.slide)))
                 if last - k * self.slide + self.size > t]
 
-    def add(self, t: float, model_version: str, score: float, features: dict) -> list[dict]:
-        """Account one scored event; returns window records re-emitted because of a late event."""
+    def add(self, t: float, model_version: str, score: float, features: dict,
+            arrival: float | None = None) -> list[dict]:
+        """Account one scored event that arrived at `arrival` (epoch seconds, when known); returns
+        window records re-emitted because of a late event."""
+        if arrival is not None and self.max_future_skew is not None and t > arrival + self.max_future_skew:
+            t = arrival + self.max_future_skew
+            self.clamped_total += 1
         reemitted = []
         watermark = self.watermark
         for start in self.starts(t):
@@ -120,7 +136,8 @@ class Windows:
     def state(self) -> dict:
         """A snapshot (later events do not change it)."""
         return {"max_event_time": None if self.max_event_time == -math.inf else self.max_event_time,
-                "late_total": self.late_total, "references": dict(self._references),
+                "late_total": self.late_total, "clamped_total": self.clamped_total,
+                "references": dict(self._references),
                 "open": [[s, v, a.count, a.score_sum, a.score_sumsq, list(a.bins), dict(a.feature_sums)]
                          for (s, v), a in self._open.items()],
                 "closed": [[s, v, dict(r)] for (s, v), r in self._closed.items()]}
@@ -130,6 +147,7 @@ class Windows:
             return
         self.max_event_time = -math.inf if state["max_event_time"] is None else state["max_event_time"]
         self.late_total = state["late_total"]
+        self.clamped_total = state.get("clamped_total", 0)
         self._references = dict(state["references"])
         self._open = {(s, v): _Agg(c, ss, sq, list(b), dict(f)) for s, v, c, ss, sq, b, f in state["open"]}
         self._closed = {(s, v): dict(r) for s, v, r in state["closed"]}

@@ -94,13 +94,13 @@ def test_late_events_are_counted_per_window(redis_prefix, base_events):
     times = [0, 30, 70, 130, 20, 122]
     values = []
     for i, (row, t) in enumerate(zip(rows, times, strict=True)):
-        row.update(event_id=f"e{i}", event_time=1_800_000_000 + t)
+        row.update(event_id=f"e{i}", event_time=1_699_999_980 + t)
         values.append(json.dumps(row).encode())
     publish(redis_prefix, values)
     scorer, sink = _redis_scorer(redis_prefix, SwitchableRegistry({"1": onnx_model(1)}, "1"), batch_size=1)
     scorer.run(idle_stop_s=0.3)
     assert len(_outputs(redis_prefix, "out")) == 6  # late events are still scored
-    tumbling = {r["start"] - 1_800_000_000: r for r in sink.window_records() if r["kind"] == "tumbling"}
+    tumbling = {r["start"] - 1_699_999_980: r for r in sink.window_records() if r["kind"] == "tumbling"}
     assert tumbling[0.0]["count"] == 2 and tumbling[0.0]["late_events"] == 1
     assert tumbling[60.0]["late_events"] == 0 and tumbling[60.0]["count"] == 1
     assert scorer.metrics.late_events.labels("stream", "tumbling")._value.get() == 1

@@ -74,3 +74,26 @@ def test_parse_event_names_the_reason(body, reason):
         parse_event(_record(body))
     with pytest.raises(InvalidEventError, match="not JSON"):
         parse_event(Record("1-0", b"\xff{"))
+
+
+def test_a_far_future_event_time_is_clamped_to_arrival_plus_skew_and_counted():
+    w = Windows("tumbling", 60, allowed_lateness_s=5, max_future_skew_s=30)
+    w.add(1030.0, "1", 0.5, FEATS, arrival=1030.0)
+    w.add(1e12, "1", 0.5, FEATS, arrival=1031.0)  # a device clock 30,000 years ahead
+    assert w.clamped_total == 1 and w.max_event_time == 1061.0  # arrival + skew, not 1e12
+    assert w.add(1032.0, "1", 0.5, FEATS, arrival=1032.0) == [] and w.late_total == 0  # still on time
+    assert [(r["start"], r["count"]) for r in w.close_ready()] == []  # [1020, 1080) stays open
+    w.add(1059.0, "1", 0.5, FEATS, arrival=1050.0)  # ahead of arrival, within the skew: kept as is
+    assert w.clamped_total == 1 and w.max_event_time == 1061.0
+    restored = Windows("tumbling", 60, allowed_lateness_s=5, max_future_skew_s=30)
+    restored.restore(json.loads(json.dumps(w.state())))
+    assert restored.clamped_total == 1
+
+
+def test_without_arrival_or_with_the_clamp_off_event_times_are_taken_as_they_are():
+    w = Windows("tumbling", 60, allowed_lateness_s=5, max_future_skew_s=None)
+    w.add(1e9, "1", 0.5, FEATS, arrival=1000.0)
+    assert w.clamped_total == 0 and w.max_event_time == 1e9
+    w = Windows("tumbling", 60, allowed_lateness_s=5)
+    w.add(1e9, "1", 0.5, FEATS)
+    assert w.max_event_time == 1e9
