@@ -18,6 +18,7 @@ def _options(args: argparse.Namespace):
         broker=args.broker, redis_url=args.redis_url or settings.stream_redis_url, kafka_bootstrap=args.kafka_bootstrap,
         input=args.input, output=args.output, dead_letter=args.dead_letter, alerts=(settings.stream_alerts if args.alerts is None else args.alerts) or None,
         sink=args.sink, database_url=args.database_url, consumer=args.consumer,
+        **({"instance_id": args.instance_id} if args.instance_id else {}),
         model_file=Path(args.model_file) if args.model_file else None, model_version=args.model_version,
         routes_file=Path(args.routes_file) if args.routes_file else settings.routes_file, endpoint=args.endpoint,
         poll_seconds=args.poll_seconds, allowed_lateness_s=args.allowed_lateness,
@@ -68,6 +69,8 @@ def register(commands) -> None:
     stream.add_argument("--sink", choices=("broker", "sql"), default="broker")
     stream.add_argument("--database-url", help="SQL sink database (PostgreSQL)")
     stream.add_argument("--consumer", default="stream-scorer", help="this scorer's name (state and offsets)")
+    stream.add_argument("--instance-id", help="this instance among the consumer's (Kafka transactional id; "
+                                              "default: the host name)")
     stream.add_argument("--model-file", help="score with this ONNX file instead of the registry")
     stream.add_argument("--model-version", default="file", help="version label for --model-file")
     stream.add_argument("--routes-file", help="route table YAML (default: settings, else champion)")

@@ -17,8 +17,9 @@ KAFKA_BOOTSTRAP_SERVERS is set (tests/integration/streaming/test_kafka.py).
 from __future__ import annotations
 
 import json
+import time
 
-from flightdeck.errors import ConfigError
+from flightdeck.errors import ConfigError, FlightdeckError
 from flightdeck.streaming.broker import Checkpoint, CommitBatch
 from flightdeck.streaming.events import Record
 
@@ -96,6 +97,67 @@ class KafkaSource:
         self.consumer.close()
 
 
+class StateRestoreError(FlightdeckError):
+    """The state topic could not be read to its end in time."""
+
+
+def ensure_state_topic(bootstrap: str, topic: str) -> None:
+    """Create the state topic compacted (cleanup.policy=compact: the newest value of each key is kept
+    forever, older ones are cleaned) unless it exists. A topic auto-created by the broker would be
+    deleted by age instead, and a restart would lose entity and window state."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    if topic in admin.list_topics(timeout=10).topics:
+        return
+    futures = admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=-1,
+                                            config={"cleanup.policy": "compact"})])
+    try:
+        futures[topic].result()
+    except Exception as exc:  # noqa: BLE001 - another instance created it first: fine
+        if "TOPIC_ALREADY_EXISTS" not in str(exc):
+            raise
+
+
+def read_changelog(reader, topic: str, prefix: str, timeout_s: float = 300.0) -> tuple[dict, int, dict | None]:
+    """(entities, processed, windows) under key `prefix` in the state topic, read to its end.
+
+    A partition is read once the consumer's position reaches the end offset taken at the start.
+    Not "the last delivered offset + 1": every transaction ends a partition with a commit marker,
+    which takes an offset but is never delivered (the position does move past it)."""
+    from confluent_kafka import TopicPartition
+
+    entities: dict[str, dict] = {}
+    processed, windows = 0, None
+    meta = reader.list_topics(topic, timeout=10).topics.get(topic)
+    if meta is None or meta.error is not None:
+        return entities, processed, windows
+    parts = [TopicPartition(topic, p, 0) for p in meta.partitions]
+    ends = {p.partition: reader.get_watermark_offsets(p, timeout=10)[1] for p in parts}
+    reader.assign(parts)
+    remaining = {p for p, end in ends.items() if end > 0}
+    deadline = time.monotonic() + timeout_s
+    while remaining:
+        for m in reader.consume(1000, 1.0):
+            if m.error():
+                continue
+            key = (m.key() or b"").decode()
+            if key.startswith(prefix) and m.value() is not None:
+                name = key[len(prefix):]
+                value = json.loads(m.value())
+                if name == "__checkpoint__":
+                    processed, windows = value["processed"], value["windows"]
+                else:
+                    entities[name.removeprefix("entity:")] = value
+        for tp in reader.position([TopicPartition(topic, p) for p in sorted(remaining)]):
+            if tp.offset >= ends[tp.partition]:
+                remaining.discard(tp.partition)
+        if remaining and time.monotonic() > deadline:
+            raise StateRestoreError(f"state topic {topic!r}: partitions {sorted(remaining)} not read to their end "
+                                    f"within {timeout_s:.0f} s. Fix: check the brokers, then restart the scorer.")
+    return entities, processed, windows
+
+
 class KafkaTransactionalBackend:
     """Kafka in, Kafka out, exactly once: one transaction per batch (see the module docstring)."""
 
@@ -123,40 +185,22 @@ class KafkaTransactionalBackend:
 
     def start(self) -> Checkpoint:
         self.producer.init_transactions(30)  # fences a zombie with the same transactional.id
+        ensure_state_topic(self.bootstrap, self.state_topic)
         self._read_changelog()
         self.consumer.subscribe([self.input], on_revoke=self._on_revoke)
         return Checkpoint(None, self._processed, self._windows)
 
     def _read_changelog(self) -> None:
         """Rebuild entity and window state from the compacted state topic (read_committed)."""
-        from confluent_kafka import Consumer, TopicPartition
+        from confluent_kafka import Consumer
 
         reader = Consumer({"bootstrap.servers": self.bootstrap, "group.id": f"{self.group_id}-state",
                            "enable.auto.commit": False, "isolation.level": "read_committed"})
-        meta = reader.list_topics(self.state_topic, timeout=10).topics.get(self.state_topic)
-        if meta is None or meta.error is not None:
+        try:
+            entities, self._processed, self._windows = read_changelog(reader, self.state_topic, f"{self.group_id}|")
+        finally:
             reader.close()
-            return
-        parts = [TopicPartition(self.state_topic, p, 0) for p in meta.partitions]
-        ends = {p.partition: reader.get_watermark_offsets(p, timeout=10)[1] for p in parts}
-        reader.assign(parts)
-        remaining = {p for p, end in ends.items() if end > 0}
-        prefix = f"{self.group_id}|"
-        while remaining:
-            for m in reader.consume(1000, 1.0):
-                if m.error():
-                    continue
-                key = (m.key() or b"").decode()
-                if key.startswith(prefix) and m.value() is not None:
-                    name = key[len(prefix):]
-                    value = json.loads(m.value())
-                    if name == "__checkpoint__":
-                        self._processed, self._windows = value["processed"], value["windows"]
-                    else:
-                        self._entities[name.removeprefix("entity:")] = value
-                if m.offset() + 1 >= ends[m.partition()]:
-                    remaining.discard(m.partition())
-        reader.close()
+        self._entities.update(entities)
 
     def poll(self, max_records: int, timeout_s: float) -> list[Record]:
         return _records(self.consumer.consume(max_records, timeout_s))

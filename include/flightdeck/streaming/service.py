@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import socket
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from flightdeck.errors import ConfigError
@@ -26,6 +27,9 @@ class StreamOptions:
     sink: str = "broker"  # broker | sql
     database_url: str | None = None
     consumer: str = "stream-scorer"
+    # This process among the consumer's instances (Kafka: its transactional id, so instances do not
+    # fence each other, while a restarted instance fences its own zombie). Default: the host name.
+    instance_id: str = field(default_factory=socket.gethostname)
     model_file: Path | None = None
     model_version: str = "file"
     routes_file: Path | None = None
@@ -87,7 +91,8 @@ def backend(o: StreamOptions):
         if o.sink == "sql":
             return Backend(KafkaSource(o.kafka_bootstrap, o.input), sink)
         return KafkaTransactionalBackend(o.kafka_bootstrap, o.input, o.output, o.dead_letter,
-                                         f"{o.input}.scorer-state", o.consumer, f"flightdeck-{o.consumer}", o.alerts)
+                                         f"{o.input}.scorer-state", o.consumer, f"flightdeck-{o.consumer}-{o.instance_id}",
+                                         o.alerts)
     raise ConfigError("--broker", f"unknown broker {o.broker!r}", "use redis or kafka")
 
 
