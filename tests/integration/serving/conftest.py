@@ -35,3 +35,16 @@ def gateway_engine(gateway_db_url):
 
     db.upgrade(gateway_db_url)
     return db.engine_for(gateway_db_url)
+
+
+@pytest.fixture(scope="session")
+def registered_home(tmp_path_factory):
+    """A FLIGHTDECK_HOME whose MLflow registry has model versions 1 (champion) and 2 (challenger).
+
+    Registered once and shared by every module that starts a gateway on it; the gateways only
+    read the registry, and each writes its own files (routes, log, metrics) under its port."""
+    from tests.support.gateway import register_two_versions
+
+    home = tmp_path_factory.mktemp("gateway-home")
+    register_two_versions(home)
+    return home

@@ -26,7 +26,7 @@ from flightdeck.serving.client import grpc_infer
 from flightdeck.serving.policies import unit_bucket
 from flightdeck.serving.protos import grpc_predict_v2_pb2 as pb2
 from flightdeck.serving.protos import grpc_predict_v2_pb2_grpc as pb2_grpc
-from tests.support.gateway import AUTH, TOKEN, gateway_process, register_two_versions
+from tests.support.gateway import AUTH, TOKEN, gateway_process
 from tests.support.models import records, split
 from tests.support.poll import eventually
 
@@ -37,10 +37,8 @@ CANARY = {"endpoints": {"credit": {"policy": "canary", "weights": {"stable": 70,
 
 
 @pytest.fixture(scope="module")
-def home(tmp_path_factory):
-    home = tmp_path_factory.mktemp("gateway-home")
-    register_two_versions(home)
-    return home
+def home(registered_home):
+    return registered_home
 
 
 @pytest.fixture(scope="module")

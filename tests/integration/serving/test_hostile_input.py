@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from flightdeck.serving import db
 from flightdeck.serving.predlog import PredictionLogWriter, PredictionRecord
-from tests.support.gateway import AUTH, TOKEN, gateway_process, register_two_versions
+from tests.support.gateway import AUTH, TOKEN, gateway_process
 from tests.support.models import records
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
@@ -35,15 +35,8 @@ ROW = records(1)[0]
 
 
 @pytest.fixture(scope="module")
-def home(tmp_path_factory):
-    home = tmp_path_factory.mktemp("hostile-home")
-    register_two_versions(home)
-    return home
-
-
-@pytest.fixture(scope="module")
-def gateway_and_grpc(home, module_postgres_url):
-    with gateway_process(home, module_postgres_url, ROUTES, workers=1, FLIGHTDECK_CACHE_BACKEND="off",
+def gateway_and_grpc(registered_home, module_postgres_url):
+    with gateway_process(registered_home, module_postgres_url, ROUTES, workers=1, FLIGHTDECK_CACHE_BACKEND="off",
                          FLIGHTDECK_MAX_BODY_BYTES=str(BODY_LIMIT)) as (base, grpc_port):
         yield base, grpc_port
 
