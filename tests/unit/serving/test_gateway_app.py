@@ -127,6 +127,12 @@ def test_websocket_stream_keeps_going_after_a_bad_message(serve):
         batch = ws.receive_json()
         assert batch["id"] == 7
         np.testing.assert_allclose(batch["predictions"], expected_scores(1, rows), atol=1e-12)
+        for hostile in ("unit\u0000id", "u" * 129):
+            ws.send_json({"rows": rows, "unit_id": hostile})
+            refused = ws.receive_json()
+            assert (refused["status"], refused["field"]) == (400, "unit_id") and "128" in refused["error"]
+        ws.send_json(rows[0])
+        assert ws.receive_json()["variant"] == "blue"  # still open
 
 
 # ---- bad input --------------------------------------------------------------------------------

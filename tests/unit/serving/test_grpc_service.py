@@ -233,6 +233,21 @@ def test_infer_passes_unit_id_override_version_and_request_id():
     assert response.parameters["request_id"].string_param == "generated-id"
 
 
+@pytest.mark.parametrize(("fields", "field"), [
+    ({"id": "r" * 129}, "id"),
+    ({"id": "request\x00id"}, "id"),
+    ({"parameters": {"unit_id": pb2.InferParameter(string_param="unit\nid")}}, "unit_id"),
+])
+def test_hostile_ids_are_invalid_arguments_and_never_reach_the_gateway(fields, field):
+    gateway = FakeGateway()
+    request = infer_request([tensor("amount", "FP64", [1], fp64_contents=[1.0])], **fields)
+
+    failure = call_error(gateway, "ModelInfer", request)
+
+    assert failure.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert f"`{field}`" in failure.details() and "128" in failure.details() and not gateway.calls
+
+
 @pytest.mark.parametrize("fields", [
     {"parameters": {"variant": pb2.InferParameter(string_param="champion")}},
     {"model_version": "4"},
