@@ -262,6 +262,8 @@ class ScoringFastPath:
                 return await mlflow_invocations(gateway, self.settings, groups[0] if groups else None, body, headers)
             return await oip_infer(gateway, self.settings, groups[0], groups[1] if len(groups) > 1 else None,
                                    body, headers)
+        except PayloadTooLargeError as exc:
+            return _closing(error_reply(exc))
         except RequestError as exc:
             return error_reply(exc)
         except Exception:

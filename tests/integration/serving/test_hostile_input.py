@@ -223,12 +223,14 @@ def test_an_oversized_admin_body_is_refused_before_it_is_read(gateway):
     assert reply.startswith(b"HTTP/1.1 413"), reply[:200]
 
 
-def test_a_streamed_body_past_the_limit_is_cut_off(gateway):
-    head = ("PUT /admin/routes HTTP/1.1\r\nHost: gateway\r\nContent-Type: application/json\r\n"
+@pytest.mark.parametrize("route", ["PUT /admin/routes", "POST /endpoints/credit/invocations"])
+def test_a_streamed_body_past_the_limit_is_cut_off(gateway, route):
+    head = (f"{route} HTTP/1.1\r\nHost: gateway\r\nContent-Type: application/json\r\n"
             "Transfer-Encoding: chunked\r\n\r\n")
     chunk = b"%x\r\n%s\r\n" % (16 * 1024, b" " * 16 * 1024)
     reply = raw_request(gateway, head, [chunk] * (BODY_LIMIT // (16 * 1024) + 4), pause=0.2)
     assert reply.startswith(b"HTTP/1.1 413"), reply[:200]
+    assert b"connection: close" in reply.lower()  # the rest of the body is never read as a request
 
 
 def test_an_oversized_websocket_message_closes_the_stream_with_1009(gateway):
