@@ -56,8 +56,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, NamedTuple
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from flightdeck.delivery.plan import GateSettings  # defined with the rollout plan it is part of
 from flightdeck.delivery.window import VariantWindow
 from flightdeck.stats import N_SCORE_BINS, SCORE_EDGES, mixture_half_width, proportion_variance, psi
 
@@ -80,77 +80,6 @@ _BIN_MIDPOINTS = np.array([(SCORE_EDGES[i] + SCORE_EDGES[i + 1]) / 2 for i in ra
 
 
 # ----------------------------------------------------------------------------- settings
-class GateSettings(BaseModel):
-    """How strict the gates are. Unknown keys are rejected, not ignored."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
-
-    alpha: float = Field(0.01, gt=0, le=0.2)
-    """False-rollback budget of the whole rollout: the probability that a canary no worse
-    than its baseline is rolled back by a sequential check in any of the rollout's windows.
-    Split over the windows with `alpha_per_window`."""
-
-    min_requests: int = Field(200, ge=2, le=10_000_000)
-    """Requests each variant needs in a window before a check may pass or stay undecided;
-    below it a check is "insufficient" (unless it already fails clearly, see
-    `min_requests_hard_fail`)."""
-
-    min_requests_hard_fail: int = Field(50, ge=2, le=10_000_000)
-    """Requests each variant needs before a check may fail while still below `min_requests`:
-    a canary answering every request with an error is rolled back at once, not after
-    `min_requests`. Must not exceed `min_requests`."""
-
-    min_rows_for_distribution: int = Field(500, ge=10, le=10_000_000)
-    """Scored rows each variant needs before the score-distribution (PSI) check is judged."""
-
-    error_rate_margin: float = Field(0.005, gt=0, lt=1)
-    """Non-inferiority margin on the error rate, absolute (0.005 = 0.5 percentage points):
-    the canary fails when its error rate is surely higher than the baseline's by more than
-    this, and passes when it is surely less than this higher."""
-
-    latency_margin_ms: float = Field(10.0, gt=0, le=60_000)
-    """Non-inferiority margin on the mean latency, in milliseconds (same reading as
-    `error_rate_margin`)."""
-
-    psi_max: float = Field(0.2, gt=0, le=10)
-    """Largest population stability index between the canary's and the baseline's score
-    histograms (after subtracting its expected sampling bias) before the canary fails.
-    0.1 is a common "watch" level and 0.2 a common "act" level."""
-
-    shadow_disagreement_max: float = Field(0.05, gt=0, lt=1)
-    """Largest share of shadow rows whose decision may differ from the live answer."""
-
-    mixture_scale: float = Field(1.0, gt=0, le=100)
-    """Standard deviation of the normal mixing distribution of the confidence sequences, as a
-    multiple of each check's margin (tau = mixture_scale × margin). The sequence is tightest
-    when its half-width is about tau, i.e. when the evidence is about to cross the margin, so
-    1.0 suits a regression about twice the margin; larger values favour larger, earlier
-    regressions, smaller ones narrower regressions caught later. Fixed before the data:
-    tuning it on the data would void the guarantee."""
-
-    on_inconclusive: Literal["rollback", "ask"] = "rollback"
-    """What the caller does when `decide()` says "inconclusive" (not enough evidence by the
-    step's deadline): roll back, or ask a human approver (with the report's `to_markdown`)."""
-
-    @model_validator(mode="after")
-    def _check_minimums(self) -> GateSettings:
-        if self.min_requests_hard_fail > self.min_requests:
-            raise ValueError(f"min_requests_hard_fail ({self.min_requests_hard_fail}) must not "
-                             f"exceed min_requests ({self.min_requests})")
-        return self
-
-    def alpha_per_window(self, n_windows: int) -> float:
-        """The budget of one of `n_windows` gate windows (Bonferroni: alpha / n_windows).
-
-        Count every window the rollout gates: each canary step's window and the
-        post-promotion bake. Pass the result to `evaluate()`.
-        """
-        if isinstance(n_windows, bool) or not isinstance(n_windows, int) or n_windows < 1:
-            raise ValueError(f"n_windows must be a positive integer, got {n_windows!r}")
-        return self.alpha / n_windows
-
-
-
 # ------------------------------------------------------------------------------ formulas
 def mean_and_variance(total: Any, total_sq: Any, n: Any) -> tuple[np.ndarray, np.ndarray]:
     """Mean and unbiased per-observation variance from n, Σx and Σx² (NaN when undefined)."""
