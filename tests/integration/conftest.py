@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +27,10 @@ class AirflowSandbox:
     root: Path
     sql_alchemy_conn: str
     env: dict = field(init=False)
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "dag-logs"
 
     def __post_init__(self) -> None:
         self.env = {
@@ -49,14 +54,29 @@ class AirflowSandbox:
 
     def dag_test(self, dag_id: str, conf: dict, logical_date: str | None = None, timeout: int = 600,
                  env: dict | None = None) -> dict:
-        """Run the DAG with dag.test(); returns {"state", "tasks"} or {"rejected", "message"}."""
-        args = [sys.executable, str(RUNNER), dag_id, json.dumps(conf)] + ([logical_date] if logical_date else [])
-        done = self.run(*args, timeout=timeout, env=env)
+        """Run the DAG with dag.test(); returns {"state", "tasks", "log"} or {"rejected", "message", "log"}."""
+        return self.dag_tests([(dag_id, conf, logical_date)], timeout=timeout, env=env)[0]
+
+    def dag_tests(self, runs: list[tuple[str, dict, str | None]], timeout: int = 600,
+                  env: dict | None = None) -> list[dict]:
+        """Several (dag_id, conf, logical_date) runs, one after the other in ONE interpreter (Airflow
+        and the ML stack imported once); an outcome per run, each with its own log."""
+        self.logs.mkdir(parents=True, exist_ok=True)
+        specs = [{"dag_id": dag_id, "conf": conf, "logical_date": logical_date,
+                  "log": str(self.logs / f"{dag_id}-{uuid.uuid4().hex[:8]}.log")}
+                 for dag_id, conf, logical_date in runs]
+        done = self.run(sys.executable, str(RUNNER), json.dumps(specs), timeout=timeout * len(runs), env=env)
         lines = [line for line in done.stdout.splitlines() if line.startswith("DAG_OUTCOME ")]
-        assert lines, f"runner printed no outcome (exit {done.returncode}):\n{done.stderr[-5000:]}"
-        outcome = json.loads(lines[-1].removeprefix("DAG_OUTCOME "))
-        outcome["log"] = done.stdout + done.stderr
-        return outcome
+        tail = "\n".join(Path(s["log"]).read_text(errors="replace")[-3000:] for s in specs
+                         if Path(s["log"]).exists())
+        assert len(lines) == len(specs), \
+            f"runner printed {len(lines)} of {len(specs)} outcomes (exit {done.returncode}):\n{done.stderr[-5000:]}\n{tail}"
+        outcomes = []
+        for line, spec in zip(lines, specs, strict=True):
+            outcome = json.loads(line.removeprefix("DAG_OUTCOME "))
+            outcome["log"] = Path(spec["log"]).read_text(errors="replace")
+            outcomes.append(outcome)
+        return outcomes
 
     def registry(self):
         from flightdeck.config import Settings

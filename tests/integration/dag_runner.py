@@ -1,12 +1,14 @@
-"""Run one DAG with `dag.test()` in a fresh interpreter and print its outcome as JSON.
+"""Run DAGs with `dag.test()` in one fresh interpreter and print each outcome as JSON.
 
 Airflow reads its configuration once per process, so each metadata database (SQLite,
-PostgreSQL) gets its own process.
-Usage: python dag_runner.py DAG_ID '{"conf": …}' [LOGICAL_DATE]
+PostgreSQL) gets its own process; within one, several runs share the import of Airflow,
+the ML stack and the parse of the DAG folder. Each run's output goes to its own log file.
+Usage: python dag_runner.py '[{"dag_id": …, "conf": {…}, "logical_date": … | null, "log": PATH}, …]'
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -15,18 +17,43 @@ import pendulum
 from airflow.dag_processing.dagbag import DagBag
 
 
-def main() -> None:
-    dag_id, conf = sys.argv[1], json.loads(sys.argv[2])
-    logical_date = pendulum.parse(sys.argv[3]) if len(sys.argv) > 3 else None
-    dag = DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"]).get_dag(dag_id)
+@contextlib.contextmanager
+def output_to(path: str):
+    """Send this process's stdout and stderr (file descriptors 1 and 2) to `path` meanwhile."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with open(path, "ab") as log:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+
+
+def run_one(bag: DagBag, dag_id: str, conf: dict, logical_date: str | None) -> dict:
+    dag = bag.get_dag(dag_id)
     try:
-        run = dag.test(run_conf=conf, logical_date=logical_date)
+        run = dag.test(run_conf=conf, logical_date=pendulum.parse(logical_date) if logical_date else None)
     except Exception as exc:  # the outcome under test may be a rejected trigger
-        outcome = {"rejected": type(exc).__name__, "message": str(exc)}
-    else:
-        outcome = {"state": str(run.state), "run_id": run.run_id,
-                   "tasks": {ti.task_id: str(ti.state) for ti in run.get_task_instances()}}
-    print("DAG_OUTCOME " + json.dumps(outcome))
+        return {"rejected": type(exc).__name__, "message": str(exc)}
+    return {"state": str(run.state), "run_id": run.run_id,
+            "tasks": {ti.task_id: str(ti.state) for ti in run.get_task_instances()}}
+
+
+def main() -> None:
+    runs = json.loads(sys.argv[1])
+    bag = DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
+    for run in runs:
+        with output_to(run["log"]):
+            outcome = run_one(bag, run["dag_id"], run["conf"], run.get("logical_date"))
+        print("DAG_OUTCOME " + json.dumps(outcome), flush=True)
 
 
 if __name__ == "__main__":

@@ -65,19 +65,30 @@ def test_corrupt_window_fails_validation_and_logs_nothing(sandbox):
     assert len(registry.client.search_model_versions("name = 'flightdeck-classifier'")) == 1
 
 
-@pytest.mark.parametrize("conf, named", [
+MALFORMED = [
     ({**WINDOW, "margin": -0.5}, "margin"),
     ({"window_end": "2026-02-10"}, "window_start"),
     ({**WINDOW, "window_end": "last tuesday"}, "window_end"),
-])
-def test_malformed_params_are_rejected_before_any_work(sandbox, conf, named):
-    outcome = sandbox.dag_test("train_register", conf)
+]
+UNKNOWN_PARAM = {**WINDOW, "windw_end": "2026-02-11"}
+
+
+@pytest.fixture(scope="module")
+def bad_params(sandbox) -> list[dict]:
+    """The outcomes of the malformed-params runs and of the unknown-param run (one interpreter)."""
+    return sandbox.dag_tests([("train_register", conf, None) for conf, _ in MALFORMED]
+                             + [("train_register", UNKNOWN_PARAM, None)])
+
+
+@pytest.mark.parametrize("case", range(len(MALFORMED)), ids=[named for _, named in MALFORMED])
+def test_malformed_params_are_rejected_before_any_work(bad_params, case):
+    outcome = bad_params[case]
     assert outcome.get("rejected") == "ParamValidationError", outcome.get("tasks")
-    assert named in outcome["message"]
+    assert MALFORMED[case][1] in outcome["message"]
 
 
-def test_unknown_param_fails_the_first_task_naming_it(sandbox):
-    outcome = sandbox.dag_test("train_register", {**WINDOW, "windw_end": "2026-02-11"})
+def test_unknown_param_fails_the_first_task_naming_it(bad_params):
+    outcome = bad_params[-1]
     assert outcome["state"] == "failed"
     assert outcome["tasks"]["check_params"] == "failed"
     assert outcome["tasks"]["validate_training_data"] == "upstream_failed"
