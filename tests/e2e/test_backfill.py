@@ -48,30 +48,29 @@ def test_backfill_then_reprocess(airflow):
                        str(today - timedelta(days=1)), "--rows-per-day", "300")
     airflow.flightdeck("train", "--window-start", "2026-01-01", "--window-end", "2026-01-10",
                        "--labels-as-of", "2026-01-20")
-    # SQLite has one writer, and `backfill create` fails with "database is locked" when it
-    # races the scheduler (seen here even on a paused DAG), so each backfill is created
-    # while Airflow is stopped; the scheduler then runs it.
-    airflow.cli("dags", "reserialize")
+    # On PostgreSQL the CLI creates a backfill while the scheduler runs (SQLite's single
+    # writer made that fail with "database is locked").
     airflow.cli("backfill", "create", "--dag-id", "batch_score", "--from-date", "2026-01-01",
                 "--to-date", "2026-01-04T02:00:00", "--max-active-runs", "2")
     airflow.cli("dags", "unpause", "batch_score")
-    airflow.start()
-    airflow.wait_until(_backfill_done(airflow), 900, f"{len(DAYS)} successful backfill runs")
+    try:
+        airflow.wait_until(_backfill_done(airflow), 900, f"{len(DAYS)} successful backfill runs")
 
-    predictions = airflow.root / "flightdeck" / "data" / "predictions"
-    assert _january(predictions) == DAYS
-    first = {ds: _scores(predictions, ds) for ds in DAYS}
-    assert all(len(frame) == 300 for frame in first.values())
+        predictions = airflow.home / "data" / "predictions"
+        assert _january(predictions) == DAYS
+        first = {ds: _scores(predictions, ds) for ds in DAYS}
+        assert all(len(frame) == 300 for frame in first.values())
 
-    airflow.wait_until(lambda: any(r["run_type"] == "scheduled" and r["state"] == "success"
-                                   for r in airflow.runs("batch_score")), 300, "the nightly run to succeed")
+        airflow.wait_until(lambda: any(r["run_type"] == "scheduled" and r["state"] == "success"
+                                       for r in airflow.runs("batch_score")), 300, "the nightly run to succeed")
 
-    since = max(r["end_date"] for r in airflow.runs("batch_score") if r["run_type"] == "backfill")
-    airflow.stop()
-    airflow.cli("backfill", "create", "--dag-id", "batch_score", "--from-date", "2026-01-01",
-                "--to-date", "2026-01-04T02:00:00", "--max-active-runs", "2", "--reprocess-behavior", "completed")
-    airflow.start()
-    airflow.wait_until(_backfill_done(airflow, since), 900, f"{len(DAYS)} reprocessed backfill runs")
+        since = max(r["end_date"] for r in airflow.runs("batch_score") if r["run_type"] == "backfill")
+        airflow.cli("backfill", "create", "--dag-id", "batch_score", "--from-date", "2026-01-01",
+                    "--to-date", "2026-01-04T02:00:00", "--max-active-runs", "2",
+                    "--reprocess-behavior", "completed")
+        airflow.wait_until(_backfill_done(airflow, since), 900, f"{len(DAYS)} reprocessed backfill runs")
+    finally:
+        airflow.cli("dags", "pause", "batch_score")
     assert _january(predictions) == DAYS
     for ds in DAYS:
         pd.testing.assert_frame_equal(_scores(predictions, ds), first[ds])

@@ -1,57 +1,41 @@
-"""The promotion DAGs under a real scheduler (`airflow standalone`), where the human gate is
-real: approvals are answered through the REST API (PATCH …/hitlDetails), as the UI does.
+"""The promotion DAGs under a real scheduler (the session's `airflow standalone`), where the human
+gate is real: approvals are answered through the REST API (PATCH …/hitlDetails), as the UI does.
 
-One gateway, one MLflow registry and one Airflow serve every test of the module; each test
+The session's release world (one gateway, one MLflow registry) serves every test; each test
 resets the champion and the route table first.
 """
 
 from __future__ import annotations
 
-import os
-import signal
-import time
 from datetime import UTC, datetime
 
 import pytest
 
 from flightdeck.devtools.airflow_api import AirflowRest
-from tests.e2e.conftest import standalone_airflow
-from tests.integration.release.world import release_world
 from tests.support.models import MODEL
-from tests.support.services import new_database
+from tests.support.poll import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
-FAST = {"bake_seconds": 3, "max_step_seconds": 60, "look_seconds": 1, "post_promotion_bake_seconds": 3,
+FAST = {"model_name": MODEL, "bake_seconds": 3, "max_step_seconds": 60, "look_seconds": 1,
+        "post_promotion_bake_seconds": 3,
         "gates": {"min_requests": 100, "min_requests_hard_fail": 30, "min_rows_for_distribution": 200},
         "backtest": {"auc_margin": 0.05, "logloss_margin": 1.0, "min_labelled_rows": 200}}
 FINISHED = {"success", "failed"}
-
-
-def wait(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(2)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+DAGS = ("promote_canary", "promote_blue_green")
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory, postgres_admin):
-    root = tmp_path_factory.mktemp("release-e2e")
-    with new_database(postgres_admin) as url, release_world(root / "world", url) as world, \
-            standalone_airflow(root, **world.env) as airflow:
-        airflow.start()
-        airflow.cli("dags", "reserialize")
-        for dag_id in ("promote_canary", "promote_blue_green"):
-            airflow.cli("dags", "unpause", dag_id)
-        yield world, airflow, AirflowRest(f"http://127.0.0.1:{airflow.port}")
+def setup(airflow, release_world):
+    for dag_id in DAGS:
+        airflow.cli("dags", "unpause", dag_id)
+    yield release_world, airflow, AirflowRest(airflow.url)
+    for dag_id in DAGS:
+        airflow.cli("dags", "pause", dag_id)
 
 
 def finish(api: AirflowRest, dag_id: str, run_id: str, timeout: float = 400) -> dict[str, str]:
-    wait(lambda: api.run_state(dag_id, run_id) in FINISHED, timeout, f"{dag_id} run {run_id} to finish")
+    eventually(lambda: api.run_state(dag_id, run_id) in FINISHED, timeout, 2, f"{dag_id} run {run_id} to finish")
     return api.task_states(dag_id, run_id)
 
 
@@ -64,7 +48,7 @@ def awaiting_approval(api: AirflowRest, dag_id: str, run_id: str) -> tuple[dict,
         if states.get("approve") != "awaiting_input":
             return None
         return api.pending_approval(dag_id, run_id)
-    request = wait(pending, 400, f"the approval of {run_id}")
+    request = eventually(pending, 400, 2, f"the approval of {run_id}")
     return request, datetime.now(UTC)
 
 
@@ -129,10 +113,9 @@ def test_killed_mid_step_then_resumed_ends_promoted_or_rolled_back_never_split(s
     with world.load():
         run_id = api.trigger("promote_blue_green", {**FAST, "bake_seconds": 25, "max_step_seconds": 90,
                                                     "require_approval": False})
-        wait(lambda: api.task_states("promote_blue_green", run_id).get("step_1_gate") == "deferred", 300,
-             "the shadow gate to defer")
-        os.killpg(airflow.process.pid, signal.SIGKILL)  # scheduler, triggerer, workers: all gone at once
-        airflow.process.wait(timeout=30)
+        eventually(lambda: api.task_states("promote_blue_green", run_id).get("step_1_gate") == "deferred", 300, 2,
+                   "the shadow gate to defer")
+        airflow.kill()  # scheduler, triggerer, workers: all gone at once
         airflow.start()
         states = finish(api, "promote_blue_green", run_id, timeout=500)
     outcome = (champion(world), served_version(world))
