@@ -32,6 +32,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from flightdeck.config import NAME_PATTERN
 from flightdeck.edge.errors import BundleError, EdgeError, PointerError, StoreError
 from flightdeck.edge.keys import verify
 from flightdeck.edge.store import Store
@@ -52,7 +53,7 @@ POINTER_VALID_FOR = timedelta(days=30)
 MAX_POINTER_BYTES = 64 * 1024
 MAX_MANIFEST_BYTES = 1024 * 1024
 MAX_SIGNATURE_BYTES = 1024
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_NAME = re.compile(NAME_PATTERN)
 
 
 def sha256(data: bytes) -> str:
