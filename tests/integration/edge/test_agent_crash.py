@@ -16,8 +16,8 @@ from flightdeck.edge.agent import CRASH_ENV, CRASH_POINTS, Agent, AgentConfig
 from flightdeck.edge.keys import generate_keypair, load_private_key
 from flightdeck.edge.models import OnnxEdgeModel
 from flightdeck.edge.store import LocalStore
+from tests.support.edge import golden_columns, publish_version
 from tests.support.models import MODEL, REPO, onnx_model
-from tests.unit.edge.support import golden_columns, publish_version
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 

@@ -14,8 +14,8 @@ from flightdeck.edge.bundle import MANIFEST, bundle_prefix, point_channel
 from flightdeck.edge.errors import EdgeError
 from flightdeck.edge.keys import generate_keypair, load_private_key
 from flightdeck.edge.models import OnnxEdgeModel
+from tests.support.edge import golden_columns, publish_version
 from tests.support.models import MODEL, onnx_model
-from tests.unit.edge.support import golden_columns, publish_version
 
 
 def _serves(agent: Agent, seed: int) -> bool:

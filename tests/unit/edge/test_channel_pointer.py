@@ -14,8 +14,8 @@ from flightdeck.edge.errors import BundleError
 from flightdeck.edge.models import OnnxEdgeModel
 from flightdeck.edge.publish import repoint_channel
 from flightdeck.edge.store import LocalStore
+from tests.support.edge import golden_columns, publish_version
 from tests.support.models import MODEL, onnx_model
-from tests.unit.edge.support import golden_columns, publish_version
 
 
 def _serves(agent: Agent, seed: int) -> bool:
