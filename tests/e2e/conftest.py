@@ -3,7 +3,8 @@ dag-processor, triggerer, LocalExecutor) with this repository's DAGs on a fresh 
 database (a copy of the session's migrated template, dropped at the end). Its tasks reach the
 session's release world (registry, gateway) and a drift-alert stream of their own.
 
-Every DAG starts paused; a test unpauses the DAGs it drives and pauses them when done.
+Every DAG starts paused but the drift watcher's; a test unpauses the DAGs it drives and pauses
+them when done.
 The DAGs' default model is BATCH_MODEL, which test_backfill trains and batch_score scores with;
 the promotion tests name the release world's model in their conf.
 """
@@ -18,6 +19,7 @@ from tests.support.airflow import postgres_copy, standalone_airflow
 from tests.support.services import redis_client
 
 BATCH_MODEL = "flightdeck-e2e-batch"
+DRIFT_DAG = "stream_drift_investigation"
 
 
 @pytest.fixture(scope="session")
@@ -36,7 +38,10 @@ def airflow(tmp_path_factory, postgres_admin, airflow_postgres_template, release
     with postgres_copy(postgres_admin, airflow_postgres_template, prefix="flightdeck_e2e") as url, \
             standalone_airflow(root, url, **release_world.env, FLIGHTDECK_MODEL_NAME=BATCH_MODEL,
                                FLIGHTDECK_STREAM_ALERTS=drift_alert_stream) as instance:
-        instance.start()
-        # Every DAG serialized before a test unpauses or triggers one.
+        # Every DAG serialized before a test unpauses or triggers one. The drift watcher's DAG is
+        # unpaused before the start: a watcher's trigger is registered when an active DAG's file
+        # is parsed, which the dag-processor does once, at its start.
         instance.cli("dags", "reserialize", timeout=300)
+        instance.cli("dags", "unpause", DRIFT_DAG)
+        instance.start()
         yield instance
