@@ -59,9 +59,11 @@ def package(params=None, dag_run=None, run_id=None) -> dict:
 def verify(built: dict, run_id=None) -> dict:
     """Run the packaged handler in a fresh process (v2 + direct events); compare with the gateway."""
     from flightdeck import runtime
-    from flightdeck.serverless.package import extract
+    from flightdeck.serverless.package import extract, read_checked
     from flightdeck.serverless.verify import verify_package
 
+    with fail_fast_on_user_error():
+        read_checked(built["zip_path"], built["code_sha256"])
     root = extract(built["zip_path"], _workdir(run_id) / "unzipped")
     columns = runtime.input_columns(runtime.load_session(root / "model.onnx"))
     with fail_fast_on_user_error():
@@ -69,7 +71,7 @@ def verify(built: dict, run_id=None) -> dict:
     (_workdir(run_id) / "verify.json").write_text(json.dumps(report.to_dict(), indent=2))
     log.info("verified: cold start %.3f s, warm p50 %.3f ms, peak RSS %.0f MB, max |Δscore| %.1g",
              report.cold_start_s, report.warm_p50_ms, report.peak_rss_mb, report.max_abs_diff)
-    return report.to_dict()
+    return {**report.to_dict(), "code_sha256": built["code_sha256"]}  # the digest deploy checks again
 
 
 def _params(params: dict, dag_run) -> dict:
@@ -87,7 +89,8 @@ def deploy(built: dict, verified: dict, params=None, dag_run=None) -> dict:
     params = _params(params, dag_run)
     hook = _lambda_hook(params)
     with fail_fast_on_user_error():
-        return deploy_package(hook.conn, zip_path=built["zip_path"], function_name=params["function_name"],
+        return deploy_package(hook.conn, zip_path=built["zip_path"], expected_sha256=verified["code_sha256"],
+                              function_name=params["function_name"],
                               alias=params["alias"], model_name=built["model_name"],
                               model_version=built["model_version"], role_arn=params.get("role_arn"),
                               canary_percent=params.get("canary_percent"), memory_mb=params["memory_mb"],

@@ -20,7 +20,7 @@ from flightdeck.delivery.targets.aws_lambda import (
     LambdaAliasTarget,
     describe_candidate,
 )
-from flightdeck.serverless.package import HANDLER, LAMBDA_RUNTIME
+from flightdeck.serverless.package import HANDLER, LAMBDA_RUNTIME, read_checked
 
 
 def _missing(exc: Exception) -> bool:
@@ -38,14 +38,18 @@ def _wait_active(client: Any, function_name: str, timeout: float = 300.0) -> dic
         time.sleep(1.0)
 
 
-def deploy_package(client: Any, *, zip_path: str, function_name: str, alias: str, model_name: str,
-                   model_version: str, role_arn: str | None = None, canary_percent: float | None = None,
+def deploy_package(client: Any, *, zip_path: str, expected_sha256: str, function_name: str, alias: str,
+                   model_name: str, model_version: str, role_arn: str | None = None, canary_percent: float | None = None,
                    memory_mb: int = 128, timeout_s: int = 10, create: Callable[..., dict] | None = None,
                    poll_seconds: float = 1.0) -> dict:
     """Put the package live behind `alias` (or as a `canary_percent` % canary). Idempotent:
-    re-deploying the same package publishes nothing new. Returns versions and traffic state."""
+    re-deploying the same package publishes nothing new. Returns versions and traffic state.
+
+    The zip is read once, checked against `expected_sha256` (the CodeSha256 it was packaged and
+    verified with; PackageIntegrityError otherwise) before any AWS call, and those bytes are uploaded."""
     from flightdeck.errors import ConfigError
 
+    package = read_checked(zip_path, expected_sha256)
     description = describe_candidate(model_name, model_version)
     try:
         client.get_function_configuration(FunctionName=function_name)
@@ -59,13 +63,13 @@ def deploy_package(client: Any, *, zip_path: str, function_name: str, alias: str
             raise ConfigError("role_arn", f"function {function_name!r} does not exist and no execution role was "
                               "given", "pass role_arn (terraform output lambda_role_arn) or create the function "
                               "with terraform first")
+        hook_style = create is not None  # the provider hook takes snake_case keywords
         create = create or client.create_function
-        with open(zip_path, "rb") as handle:
-            code = {"ZipFile": handle.read()}
+        code = {"ZipFile": package}
         kwargs = {"FunctionName": function_name, "Runtime": LAMBDA_RUNTIME, "Role": role_arn, "Handler": HANDLER,
                   "Code": code, "MemorySize": memory_mb, "Timeout": timeout_s, "Publish": False,
                   "Architectures": ["x86_64"]}
-        if create is not client.create_function:  # the provider hook takes snake_case keywords
+        if hook_style:
             kwargs = {"function_name": function_name, "runtime": LAMBDA_RUNTIME, "role": role_arn,
                       "handler": HANDLER, "code": code, "memory_size": memory_mb, "timeout": timeout_s,
                       "publish": False, "architectures": ["x86_64"]}
@@ -80,21 +84,21 @@ def deploy_package(client: Any, *, zip_path: str, function_name: str, alias: str
         has_alias = False
     if not has_alias:
         if exists:
-            with open(zip_path, "rb") as handle:
-                client.update_function_code(FunctionName=function_name, ZipFile=handle.read())
+            client.update_function_code(FunctionName=function_name, ZipFile=package)
             _wait_active(client, function_name)
         version = client.publish_version(FunctionName=function_name, Description=description)["Version"]
         client.create_alias(FunctionName=function_name, Name=alias, FunctionVersion=version)
         return {"function_name": function_name, "alias": alias, "version": version, "baseline": None,
                 "created": not exists, "candidate_percent": 100.0}
     target = LambdaAliasTarget(client, function_name=function_name, alias=alias, model_name=model_name,
-                               model_version=model_version, zip_file=zip_path, poll_seconds=poll_seconds)
+                               model_version=model_version, zip_file=package, poll_seconds=poll_seconds)
     try:
         target.deploy()
     except CandidateIsBaselineError:  # this package already serves the alias: nothing to do
         return {"function_name": function_name, "alias": alias, "version": target.baseline,
                 "baseline": target.baseline, "created": False, "candidate_percent": 100.0}
     state = target.set_weight(canary_percent) if canary_percent else target.promote()
+    target.zip_file = zip_path  # later tasks rebuild the target from the path; the checked bytes went up
     return {"function_name": function_name, "alias": alias, "version": target.candidate_version,
             "baseline": target.baseline, "created": False, "candidate_percent": state.candidate_percent,
             "target": target.to_dict()}

@@ -64,6 +64,10 @@ _ZIP_LEVEL = 6  # zlib's default: level 9 took 3x as long for a 0.7 % smaller zi
 _COMPLETE = ".flightdeck-complete"  # marks a fully built cached platform tree
 
 
+class PackageIntegrityError(LambdaPackageError):
+    """The zip about to be deployed is not the one that was packaged and verified."""
+
+
 class PackageTooLargeError(LambdaPackageError):
     """The package is over Lambda's zip limits; the message carries the measured sizes."""
 
@@ -207,6 +211,29 @@ def check_limits(zipped: int, unzipped: int, origin: str, max_zipped: int = MAX_
             "(FLIGHTDECK_MODEL_S3_URI), or upload the zip to S3 (the 250 MB unzipped limit still holds).")
 
 
+def code_sha256(data: bytes) -> str:
+    """A package's digest as Lambda reports its CodeSha256: base64 of the SHA-256."""
+    return base64.b64encode(hashlib.sha256(data).digest()).decode("ascii")
+
+
+def read_checked(zip_path: str | Path, expected_sha256: str) -> bytes:
+    """The zip's bytes, after checking them against the digest recorded when it was built.
+
+    Raises PackageIntegrityError naming both digests when the file changed since."""
+    try:
+        data = Path(zip_path).read_bytes()
+    except OSError as exc:
+        raise LambdaPackageError(f"cannot read the Lambda package {zip_path}: {exc.strerror}. Fix: rebuild it "
+                                 "(serverless_package DAG, from its package task).") from None
+    found = code_sha256(data)
+    if found != expected_sha256:
+        raise PackageIntegrityError(
+            f"the Lambda package {zip_path} has CodeSha256 {found}, not {expected_sha256} as packaged and "
+            "verified: the file changed after it was checked. Fix: rebuild and verify it again (re-run the "
+            "serverless_package DAG from its package task) and find what wrote to the staging folder.")
+    return data
+
+
 def build_package(model: bytes, model_name: str, model_version: str, out_dir: str | Path, *,
                   wheel_cache: str | Path | None = None, pins: dict[str, str] | None = None,
                   max_zipped: int = MAX_DIRECT_UPLOAD_BYTES, max_unzipped: int = MAX_UNZIPPED_BYTES) -> PackageResult:
@@ -227,8 +254,7 @@ def build_package(model: bytes, model_name: str, model_version: str, out_dir: st
         unzipped = _write_zip(root, zip_path)
     data = zip_path.read_bytes()
     check_limits(len(data), unzipped, str(zip_path), max_zipped, max_unzipped)
-    sha = base64.b64encode(hashlib.sha256(data).digest()).decode("ascii")
-    result = PackageResult(str(zip_path), len(data), unzipped, sha, model_name, str(model_version), pins)
+    result = PackageResult(str(zip_path), len(data), unzipped, code_sha256(data), model_name, str(model_version), pins)
     log.info("built %s: %.1f MB zipped, %.1f MB unzipped", zip_path, len(data) / 2**20, unzipped / 2**20)
     return result
 

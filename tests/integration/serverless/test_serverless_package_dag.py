@@ -111,7 +111,8 @@ def test_package_verify_deploy_and_canary(sqlite_sandbox, moto_server, wheel_cac
 
     # The next version goes out as a 10 % canary through the weighted alias (the deploy task's
     # function, called directly: a second dag.test() would double the test's time).
-    deployed = deploy_package(client, zip_path=built.zip_path, function_name=FUNCTION, alias="live",
+    deployed = deploy_package(client, zip_path=built.zip_path, expected_sha256=built.code_sha256,
+                              function_name=FUNCTION, alias="live",
                               model_name=MODEL, model_version="2", canary_percent=10, poll_seconds=0.05)
     assert (deployed["version"], deployed["baseline"], deployed["candidate_percent"]) == ("2", "1", 10.0)
     alias = client.get_alias(FunctionName=FUNCTION, Name="live")

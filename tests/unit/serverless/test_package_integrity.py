@@ -1,0 +1,74 @@
+"""The Lambda zip is deployed only if it is the one packaged and verified (same CodeSha256)."""
+
+import io
+import json
+import zipfile
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from flightdeck.serverless.deploy import deploy_package
+from flightdeck.serverless.package import PackageIntegrityError, code_sha256, read_checked
+
+FUNCTION = "flightdeck-integrity"
+
+
+def _zip(body: str) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("flightdeck/serverless/handler.py", body)
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def aws(monkeypatch):
+    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                        "AWS_DEFAULT_REGION": "eu-west-1"}.items():
+        monkeypatch.setenv(name, value)
+    with mock_aws():
+        role = boto3.client("iam").create_role(
+            RoleName="flightdeck-lambda", AssumeRolePolicyDocument=json.dumps({
+                "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                                                        "Principal": {"Service": "lambda.amazonaws.com"}}]}))
+        yield boto3.client("lambda"), role["Role"]["Arn"]
+
+
+def _deploy(client, role_arn, zip_path, sha):
+    return deploy_package(client, zip_path=str(zip_path), expected_sha256=sha, function_name=FUNCTION,
+                          alias="live", model_name="fraud", model_version="1", role_arn=role_arn,
+                          poll_seconds=0.01)
+
+
+def test_a_zip_changed_after_verification_is_not_deployed(aws, tmp_path):
+    client, role_arn = aws
+    zip_path = tmp_path / "lambda-fraud-1.zip"
+    zip_path.write_bytes(_zip("def handler(event, context):\n    return 1\n"))
+    verified = code_sha256(zip_path.read_bytes())
+    zip_path.write_bytes(_zip("def handler(event, context):\n    return 'tampered'\n"))
+    tampered = code_sha256(zip_path.read_bytes())
+
+    with pytest.raises(PackageIntegrityError) as caught:
+        _deploy(client, role_arn, zip_path, verified)
+    assert verified in str(caught.value) and tampered in str(caught.value)
+    assert client.list_functions()["Functions"] == []  # nothing reached Lambda
+
+
+def test_the_verified_zip_is_deployed_with_its_digest(aws, tmp_path):
+    client, role_arn = aws
+    zip_path = tmp_path / "lambda-fraud-1.zip"
+    zip_path.write_bytes(_zip("def handler(event, context):\n    return 1\n"))
+    sha = code_sha256(zip_path.read_bytes())
+
+    deployed = _deploy(client, role_arn, zip_path, sha)
+    published = client.get_function_configuration(FunctionName=FUNCTION, Qualifier=deployed["version"])
+    assert published["CodeSha256"] == sha
+    assert client.get_alias(FunctionName=FUNCTION, Name="live")["FunctionVersion"] == deployed["version"]
+
+
+def test_read_checked_returns_the_bytes_it_checked(tmp_path):
+    data = _zip("x = 1\n")
+    (tmp_path / "p.zip").write_bytes(data)
+    assert read_checked(tmp_path / "p.zip", code_sha256(data)) == data
+    with pytest.raises(PackageIntegrityError, match=code_sha256(b"other")):
+        read_checked(tmp_path / "p.zip", code_sha256(b"other"))
