@@ -90,6 +90,7 @@ class AgentConfig:
     download_attempts: int = 3
     retry_seconds: float = 0.5
     max_file_bytes: int = 512 * 1024 * 1024  # a bundle declaring a larger file is rejected
+    max_rejected: int = 256  # rejected manifests remembered (least recently seen forgotten first)
 
 
 def _crash_point(name: str) -> None:
@@ -171,7 +172,15 @@ class Agent:
         except (OSError, ValueError):
             state = {}
         state.setdefault("rejected", {})
+        self._trim_rejected(state["rejected"])
         return state
+
+    def _trim_rejected(self, rejected: dict) -> None:
+        """Forget the least recently seen rejections beyond `max_rejected` (dicts keep insertion order).
+
+        A forgotten bundle is only checked again, and rejected again, if it is offered again."""
+        for manifest_sha in list(rejected)[:max(0, len(rejected) - self.config.max_rejected)]:
+            del rejected[manifest_sha]
 
     def _report(self, outcome: str | None = None, error: str | None = None) -> dict:
         now = datetime.now(UTC).isoformat()
@@ -189,7 +198,10 @@ class Agent:
         return self.state
 
     def _reject(self, manifest_sha: str, reason: str) -> None:
-        self.state["rejected"][manifest_sha] = reason
+        rejected = self.state["rejected"]
+        rejected.pop(manifest_sha, None)
+        rejected[manifest_sha] = reason
+        self._trim_rejected(rejected)
         log.warning("rejected bundle: %s", reason)
 
     # -- start-up recovery ----------------------------------------------------------------
@@ -299,6 +311,7 @@ class Agent:
         signature = self.store.get(f"{prefix}/{SIGNATURE}", max_bytes=MAX_SIGNATURE_BYTES)
         manifest_sha = sha256(body)
         if manifest_sha in self.state["rejected"]:
+            self.state["rejected"][manifest_sha] = self.state["rejected"].pop(manifest_sha)  # recently seen
             return "skipped: rejected before"
         try:
             manifest = parse_manifest(body, signature, self.public_key, f"bundle {bundle_id}")

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from flightdeck.edge.agent import AGENT_VERSION, Agent
-from flightdeck.edge.bundle import MANIFEST, bundle_prefix, point_channel
+from flightdeck.edge.bundle import MANIFEST, bundle_prefix, point_channel, sha256
 from flightdeck.edge.errors import EdgeError
 from flightdeck.edge.keys import generate_keypair, load_private_key
 from flightdeck.edge.models import OnnxEdgeModel
@@ -70,6 +70,32 @@ def test_tampered_manifest_is_rejected(make_agent, store, keys):
     assert agent.poll_once() == "rejected"
     assert _serves(agent, 1)
     assert any("signature" in reason for reason in agent.state["rejected"].values())
+
+
+def test_rejected_bundles_are_remembered_up_to_a_cap_least_recently_seen_forgotten(make_agent, store, keys):
+    agent = make_agent(max_rejected=2)
+    publish_version(store, keys[0], "1", seed=1)
+    agent.start()
+    agent.poll_once()
+    publish_version(store, keys[0], "2", seed=2, percent=0)
+    key = f"{bundle_prefix(MODEL, '2-onnx_float')}/{MANIFEST}"
+    manifest = json.loads(store.get(key))
+    offered = []
+    for percent in (100.0, 99.0, 98.0):  # three forged manifests, three distinct digests
+        body = json.dumps({**manifest, "rollout_percent": percent}, indent=1, sort_keys=True).encode()
+        offered.append((body, sha256(body)))
+    for body, _ in offered[:2]:
+        store.put(key, body)
+        assert agent.poll_once() == "rejected"
+    store.put(key, offered[0][0])
+    assert agent.poll_once() == "skipped: rejected before"  # the first is now the most recently seen
+    store.put(key, offered[2][0])
+    assert agent.poll_once() == "rejected"
+    assert list(agent.state["rejected"]) == [offered[0][1], offered[2][1]]
+    store.put(key, offered[1][0])
+    assert agent.poll_once() == "rejected"  # forgotten, so checked (and refused) again
+    # A restarted agent with a smaller cap trims what it reads back.
+    assert list(make_agent(max_rejected=1).state["rejected"]) == [offered[1][1]]
 
 
 def test_bundle_signed_with_another_key_is_rejected(make_agent, store, keys, tmp_path):
