@@ -35,6 +35,8 @@ INTERPOLATION = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)([^}]*)\}")
 REQUIRED_VAR = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*:\?[^}]*\}")
 SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|_KEY$|^KEY$", re.IGNORECASE)
 URI_PASSWORD = re.compile(r"://[^/:@\s]+:([^@\s]*)@")
+# redis[s]://[user:password@]host; a ${VAR:?message} password may contain spaces.
+REDIS_URL = re.compile(r"rediss?://(?:((?:\$\{[^}]*\}|[^@/\s$])*)@)?([^:/\s]+)")
 
 
 def load_compose() -> dict:
@@ -229,8 +231,38 @@ def stream_redis_keeps_state(compose: dict) -> list[str]:
         problems.append("stream-redis: AOF persistence is off")
     if "/data" not in " ".join(str(v) for v in compose["services"].get("stream-redis", {}).get("volumes", [])):
         problems.append("stream-redis: /data is not on a volume")
-    if compose.get("x-flightdeck-env", {}).get("FLIGHTDECK_STREAM_REDIS_URL") != "redis://stream-redis:6379/0":
+    url = REDIS_URL.match(compose.get("x-flightdeck-env", {}).get("FLIGHTDECK_STREAM_REDIS_URL", ""))
+    if not url or url.group(2) != "stream-redis":
         problems.append("FLIGHTDECK_STREAM_REDIS_URL does not point at stream-redis")
+    return problems
+
+
+def redis_services(compose: dict) -> list[str]:
+    return [name for name, service in compose["services"].items()
+            if str(service.get("image", "")).split(":")[0].split("/")[-1] == "redis"]
+
+
+def redis_requires_password(compose: dict) -> list[str]:
+    """Every Redis requires a password from .env, its healthcheck authenticates, and every
+    redis:// URL that points at it carries that password."""
+    problems = []
+    names = redis_services(compose)
+    for name in names:
+        service = compose["services"][name]
+        command = service.get("command", [])
+        words = command if isinstance(command, list) else str(command).split()
+        given = words[words.index("--requirepass") + 1] if "--requirepass" in words[:-1] else None
+        if given is None or not REQUIRED_VAR.fullmatch(given):
+            problems.append(f"{name}: redis-server does not --requirepass a required ${{VAR:?…}}")
+        test = service.get("healthcheck", {}).get("test", [])
+        if "REDISCLI_AUTH" not in (" ".join(test) if isinstance(test, list) else str(test)):
+            problems.append(f"{name}: the healthcheck does not authenticate (REDISCLI_AUTH)")
+    for text in strings(compose):
+        for match in REDIS_URL.finditer(text):
+            userinfo, host = match.groups()
+            password = (userinfo or "").partition(":")[2]
+            if host in names and not REQUIRED_VAR.fullmatch(password):
+                problems.append(f"{match.group(0)!r} reaches {host} without its password")
     return problems
 
 
@@ -245,6 +277,7 @@ RULES: list[Callable[[dict], list[str]]] = [
     healthy_dependencies_have_healthchecks,
     airflow_settings,
     stream_redis_keeps_state,
+    redis_requires_password,
 ]
 
 
@@ -281,6 +314,8 @@ def _break(compose: dict, rule_name: str) -> None:
     elif rule_name == "stream_redis_keeps_state":
         services["stream-redis"]["command"] = ["redis-server", "--appendonly", "yes",
                                                "--maxmemory-policy", "allkeys-lru"]
+    elif rule_name == "redis_requires_password":
+        services["redis"]["command"] = ["redis-server", "--maxmemory-policy", "allkeys-lru"]
     else:
         raise AssertionError(f"no breakage written for {rule_name}")
 
@@ -290,3 +325,9 @@ def test_compose_rule_catches_a_broken_file(rule):
     broken = load_compose()
     _break(broken, rule.__name__)
     assert rule(broken), f"{rule.__name__} accepted a broken compose file"
+
+
+def test_a_redis_url_without_the_password_is_reported():
+    broken = load_compose()
+    broken["services"]["gateway"]["environment"]["FLIGHTDECK_REDIS_URL"] = "redis://redis:6379/0"
+    assert redis_requires_password(broken) == ["'redis://redis' reaches redis without its password"]
