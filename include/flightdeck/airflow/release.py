@@ -121,15 +121,17 @@ def gate_outcome(rollout_data: dict, event: dict, task_log) -> dict:
 # ---- tasks -------------------------------------------------------------------------------
 @task
 def resolve_rollout(strategy: str, params=None, dag_run=None) -> dict:
-    """Validate the Params and pin baseline (champion) and candidate to versions."""
+    """Validate the Params, pin baseline (champion) and candidate to versions, and take the
+    model's release lock (one rollout per model at a time, across both promotion DAGs)."""
     from flightdeck.delivery.plan import RolloutPlan
-    from flightdeck.delivery.release import resolve
+    from flightdeck.delivery.release import acquire_release_lock, resolve
     from flightdeck.delivery.targets.factory import pin_target
 
     values = {**params, **(dag_run.conf or {}), "strategy": strategy}
     with fail_fast_on_user_error():
         rollout = resolve(RolloutPlan.parse(values), registry())
         rollout = pin_target(rollout, make_target(rollout))
+        acquire_release_lock(rollout, registry(), dag_run.run_id)
     log.info("rollout of %s v%s over v%s (%s, target %s)", rollout.plan.model_name, rollout.candidate_version,
              rollout.baseline_version, strategy, rollout.plan.target)
     return rollout.to_dict()
@@ -262,17 +264,21 @@ def promote(rollout_data: dict) -> dict:
         rollout.check_time_left()
     target = make_target(rollout)
     result = _step_result(rollout, target, target.promote())
-    result["aliases"] = promote_aliases(rollout, registry())
+    aliases = promote_aliases(rollout, registry())
+    result["aliases"] = aliases.aliases
+    if aliases.left_alone:
+        result["left_alone"] = aliases.left_alone
     return result
 
 
 @task
 def finish(rollout_data: dict, run_id=None) -> dict:
     """Record and announce the promotion."""
-    from flightdeck.delivery.release import audit
+    from flightdeck.delivery.release import audit, release_release_lock
 
     rollout = _rollout(rollout_data)
     record = audit(rollout, registry(), run_id, "promoted", "every gate passed")
+    release_release_lock(rollout, registry(), run_id)
     send_alert(f"flightdeck: {rollout.plan.model_name} v{rollout.candidate_version} promoted",
                f"{rollout.plan.strategy} rollout {run_id} finished: v{rollout.candidate_version} is champion, "
                f"v{rollout.baseline_version} is previous.")
@@ -286,22 +292,31 @@ def rollback(run_id=None, ti=None) -> dict:
     Runs when any step upstream failed (it hangs off every step, never off the branch).
     Retried harder than other tasks: it is the way back.
     """
-    from flightdeck.delivery.release import audit, restore_aliases
+    from flightdeck.delivery.release import audit, release_release_lock, restore_aliases
 
     rollout_data = ti.xcom_pull(task_ids="resolve_rollout")
     if not rollout_data:
         log.warning("the rollout never resolved: no traffic moved, nothing to roll back")
         return {"rolled_back": False}
     rollout = _rollout(rollout_data)
-    state = make_target(rollout).rollback()
+    target = make_target(rollout)
+    state = target.rollback()
     models = registry()
-    aliases = restore_aliases(rollout, models)
+    move = restore_aliases(rollout, models)
+    aliases = move.aliases
+    # Compare-and-set: what a later release changed is left alone, and the summary says so.
+    left_alone = [note for note in (getattr(target, "left_alone", None), move.left_alone) if note]
+    for note in left_alone:
+        log.warning("rollback left alone: %s", note)
     record = audit(rollout, models, run_id, "rolled_back", "a step failed; its log says which gate and why")
+    release_release_lock(rollout, models, run_id)
     send_alert(f"flightdeck: rollout of {rollout.plan.model_name} v{rollout.candidate_version} rolled back",
                f"{rollout.plan.strategy} rollout {run_id}: a step failed. All traffic is on "
                f"v{rollout.baseline_version} ({state.target} serves {state.baseline}, "
-               f"{state.candidate_percent:g} % to the candidate); aliases {aliases}.")
-    return {"rolled_back": True, "state": state.to_dict(), "aliases": aliases, "audit": record}
+               f"{state.candidate_percent:g} % to the candidate); aliases {aliases}."
+               + "".join(f" Left alone: {note}." for note in left_alone))
+    return {"rolled_back": True, "state": state.to_dict(), "aliases": aliases, "audit": record,
+            "left_alone": left_alone}
 
 
 def rollout_params(strategy: str) -> dict:

@@ -1,7 +1,10 @@
 """The steps of a promotion, free of Airflow: resolve, gate windows, aliases, audit.
 
 Every function here is safe to call again: it sets the state the plan wants rather than
-applying a change, which is what lets a cleared or retried Airflow task re-run it.
+applying a change, which is what lets a cleared or retried Airflow task re-run it. Alias moves
+are compare-and-set: they act only while `champion` is what this rollout saw or set, so
+re-running an old run's task never moves production back. One rollout per model at a time:
+a registered-model tag names the run that holds the model.
 """
 
 from __future__ import annotations
@@ -13,11 +16,13 @@ from dataclasses import dataclass
 
 from flightdeck.config import safe_run_id
 from flightdeck.delivery.plan import ResolvedRollout, RolloutPlan, RolloutPlanError
+from flightdeck.errors import FlightdeckError
 from flightdeck.registry import CHAMPION, PREVIOUS, Registry
 
 log = logging.getLogger(__name__)
 
 AUDIT_TAG = "flightdeck.release"
+RELEASE_LOCK_TAG = "flightdeck.release_lock"
 
 
 def resolve(plan: RolloutPlan, registry: Registry) -> ResolvedRollout:
@@ -35,24 +40,99 @@ def resolve(plan: RolloutPlan, registry: Registry) -> ResolvedRollout:
                            aliases_before=registry.aliases(plan.model_name))
 
 
-def promote_aliases(rollout: ResolvedRollout, registry: Registry) -> dict[str, str]:
-    """`champion` → candidate, `previous` → the baseline. Returns the aliases after."""
+@dataclass(frozen=True)
+class AliasMove:
+    """The aliases after a move, whether this call moved them, and why not if it did not."""
+
+    aliases: dict[str, str]
+    moved: bool
+    left_alone: str | None = None
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def _champion(registry: Registry, name: str) -> str | None:
+    return registry.aliases(name).get(CHAMPION)
+
+
+def _left_alone(name: str, champion: str | None, expected: str, action: str, registry: Registry) -> AliasMove:
+    note = (f"{CHAMPION!r} of {name!r} is v{champion}, not v{expected} as this rollout left it: a later "
+            f"release owns it, so {action} changes nothing")
+    log.warning("%s", note)
+    return AliasMove(registry.aliases(name), moved=False, left_alone=note)
+
+
+def promote_aliases(rollout: ResolvedRollout, registry: Registry) -> AliasMove:
+    """`champion` → candidate, `previous` → the baseline, only while `champion` is still the
+    baseline this rollout saw (or already the candidate: a re-run)."""
     name = rollout.plan.model_name
+    champion = _champion(registry, name)
+    if champion == rollout.candidate_version:
+        return AliasMove(registry.aliases(name), moved=False)
+    if champion != rollout.baseline_version:
+        return _left_alone(name, champion, rollout.baseline_version, "the promotion", registry)
     registry.client.set_registered_model_alias(name, PREVIOUS, rollout.baseline_version)
     registry.client.set_registered_model_alias(name, CHAMPION, rollout.candidate_version)
-    return registry.aliases(name)
+    return AliasMove(registry.aliases(name), moved=True)
 
 
-def restore_aliases(rollout: ResolvedRollout, registry: Registry) -> dict[str, str]:
-    """`champion` and `previous` as they were when the rollout started."""
+def restore_aliases(rollout: ResolvedRollout, registry: Registry) -> AliasMove:
+    """`champion` and `previous` as they were when the rollout started, only while `champion` is
+    still what this rollout set (the candidate) or saw (the baseline)."""
     name = rollout.plan.model_name
+    champion = _champion(registry, name)
+    if champion not in (rollout.candidate_version, rollout.baseline_version):
+        return _left_alone(name, champion, rollout.candidate_version, "the rollback", registry)
     registry.client.set_registered_model_alias(name, CHAMPION, rollout.baseline_version)
     previous = rollout.aliases_before.get(PREVIOUS)
     if previous is not None:
         registry.client.set_registered_model_alias(name, PREVIOUS, previous)
     elif PREVIOUS in registry.aliases(name):
         registry.client.delete_registered_model_alias(name, PREVIOUS)
-    return registry.aliases(name)
+    return AliasMove(registry.aliases(name), moved=champion == rollout.candidate_version)
+
+
+class ReleaseLockedError(FlightdeckError):
+    """Another rollout of the same model is under way."""
+
+
+def acquire_release_lock(rollout: ResolvedRollout, registry: Registry, run_id: str) -> None:
+    """Mark the model as being released by `run_id` (a registered-model tag), so a second rollout
+    of the same model, from either promotion DAG, fails fast instead of racing this one. The lock
+    lapses at the end of the rollout's `max_duration_seconds`, so a run that died holding it does
+    not block the model for ever. Taking it again from the same run is a no-op."""
+    name = rollout.plan.model_name
+    held = _lock_holder(registry, name)
+    if held is not None and held["run_id"] != run_id and held["expires_at"] > time.time():
+        raise ReleaseLockedError(
+            f"model {name!r} is being released by run {held['run_id']!r} (registered-model tag "
+            f"{RELEASE_LOCK_TAG!r}). Fix: wait for that run to finish or roll back; if it is gone, delete "
+            f"the tag (MlflowClient().delete_registered_model_tag({name!r}, {RELEASE_LOCK_TAG!r})).")
+    expires_at = rollout.started_at + rollout.plan.max_duration_seconds
+    registry.client.set_registered_model_tag(name, RELEASE_LOCK_TAG,
+                                             json.dumps({"run_id": run_id, "expires_at": expires_at}))
+
+
+def release_release_lock(rollout: ResolvedRollout, registry: Registry, run_id: str) -> bool:
+    """Drop the lock if `run_id` holds it; True if it did. Another run's lock is left alone."""
+    name = rollout.plan.model_name
+    held = _lock_holder(registry, name)
+    if held is None or held["run_id"] != run_id:
+        return False
+    registry.client.delete_registered_model_tag(name, RELEASE_LOCK_TAG)
+    return True
+
+
+def _lock_holder(registry: Registry, name: str) -> dict | None:
+    value = registry.client.get_registered_model(name).tags.get(RELEASE_LOCK_TAG)
+    if not value:
+        return None
+    try:
+        held = json.loads(value)
+        return {"run_id": str(held["run_id"]), "expires_at": float(held["expires_at"])}
+    except (ValueError, KeyError, TypeError):
+        return {"run_id": value, "expires_at": float("inf")}  # a hand-set tag holds until removed
 
 
 def audit(rollout: ResolvedRollout, registry: Registry, run_id: str, outcome: str, detail: str) -> dict:

@@ -174,6 +174,24 @@ def test_the_next_blue_green_rollout_uses_the_other_colour(client):
     assert target.variant_names() == ("green", "blue")
 
 
+@pytest.mark.parametrize(("strategy", "later_step"), [("blue_green", "promote"), ("canary", "set_weight")])
+def test_an_old_runs_rollback_re_run_after_a_later_rollout_leaves_the_endpoint_alone(client, strategy, later_step):
+    first = GatewayTarget(client, "default", MODEL, "1", "2", strategy)
+    first.promote()
+    later = GatewayTarget(client, "default", MODEL, "2", "3", strategy)
+    later.promote() if later_step == "promote" else later.set_weight(25)
+    before = client.routes()
+
+    rerun = GatewayTarget(client, "default", MODEL, "1", "2", strategy)  # the first run's task, cleared
+    state = rerun.rollback()
+
+    after = client.routes()
+    assert (after["version"], after["document"]) == (before["version"], before["document"])
+    assert state.revision == before["version"]
+    assert "now serves versions ['2', '3']" in rerun.left_alone and "leaves it as it is" in rerun.left_alone
+    assert later.rollback().candidate_percent == 0.0 and later.left_alone is None  # its owner still can
+
+
 def test_drill_faults_go_on_the_candidate_only(client):
     GatewayTarget(client, "default", MODEL, "1", "2", "canary", candidate_faults={"error_rate": 0.05}).set_weight(5)
     variants = endpoint(client)["variants"]

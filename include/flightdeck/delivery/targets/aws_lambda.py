@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import logging
 import math
 import os
 import re
@@ -34,6 +35,8 @@ MAX_UNZIPPED_BYTES = 250 * 1024 * 1024
 MAX_DESCRIPTION_CHARS = 256
 _VERSION = re.compile(r"^[0-9]+$")
 _WEIGHT_DIGITS = 6  # weights are stored rounded so that re-reading compares equal
+
+log = logging.getLogger(__name__)
 
 
 class LambdaTargetError(FlightdeckError):
@@ -151,6 +154,7 @@ class LambdaAliasTarget:
         self._baseline = self._version_or_none(baseline, "baseline")
         self._candidate = self._version_or_none(candidate_version, "candidate_version")
         self.name = name or f"lambda:{function_name}:{alias}"
+        self.left_alone: str | None = None  # why the last rollback changed nothing, if it chose not to
         self.region = region
         self.update_timeout = update_timeout
         self.poll_seconds = poll_seconds
@@ -284,7 +288,20 @@ class LambdaAliasTarget:
         return self.state()
 
     def rollback(self) -> TrafficState:
-        """The alias points at the baseline alone."""
+        """The alias points at the baseline alone, but only while it still points at what this
+        rollout set (its baseline and candidate): after a later rollout moved the alias, a re-run
+        rollback leaves it alone and says why in `left_alone`."""
+        self.left_alone = None
+        alias = self._get_alias()
+        weights = (alias.get("RoutingConfig") or {}).get("AdditionalVersionWeights") or {}
+        serving = {alias["FunctionVersion"], *weights}
+        ours = {self.baseline, self.candidate_version} - {None}
+        if not serving <= ours:
+            self.left_alone = (f"{self.function_name}:{self.alias} now serves versions {sorted(serving)}, not "
+                               f"this rollout's {sorted(ours)}: a later change owns it, so the rollback "
+                               "leaves it as it is")
+            log.warning("%s", self.left_alone)
+            return self.state()
         self._set_alias(self.baseline, {})
         return self.state()
 

@@ -55,6 +55,7 @@ class GatewayTarget:
         self.shadow_percent = shadow_percent
         self.comment = author_comment
         self.candidate_faults = candidate_faults  # drills: injected latency / errors on the candidate
+        self.left_alone: str | None = None  # why the last rollback changed nothing, if it chose not to
 
     # ---- the protocol -----------------------------------------------------------------------
     def state(self) -> TrafficState:
@@ -76,9 +77,22 @@ class GatewayTarget:
         return self._apply(lambda current: self._spec(100.0, current, final=True), "promote candidate")
 
     def rollback(self) -> TrafficState:
+        """All traffic to the baseline, but only while the endpoint still serves what this rollout
+        set (its baseline and candidate, nothing else): a rollback cleared and re-run after a later
+        rollout changed the endpoint leaves it alone and says why in `left_alone`."""
+        self.left_alone = None
+
         def rolled_back(current: dict) -> dict | None:
-            if self.candidate not in _versions(current):
-                return None  # the candidate never got here: nothing to undo
+            versions = _versions(current)
+            if self.candidate not in versions:
+                return None  # the candidate never got here (or no longer is): nothing to undo
+            if not versions <= {self.baseline, self.candidate}:
+                self.left_alone = (f"endpoint {self.endpoint!r} now serves versions {sorted(versions)}, not only "
+                                   f"this rollout's v{self.baseline} and v{self.candidate}: a later change "
+                                   "owns it, so the rollback leaves it as it is")
+                log.warning("gateway endpoint %s: %s", self.endpoint, self.left_alone)
+                return None
+            self.left_alone = None
             return self._spec(0.0, current, rollback=True)
         try:
             return self._apply(rolled_back, "roll back to baseline")
