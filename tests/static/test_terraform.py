@@ -27,7 +27,7 @@ TF_ROOT = ROOT / "terraform"
 MODULES = TF_ROOT / "modules"
 ENVIRONMENTS = TF_ROOT / "environments"
 
-EXPECTED_MODULES = ["artifact_store", "container_registry", "lambda_service"]
+EXPECTED_MODULES = ["artifact_store", "container_registry", "kms_key", "lambda_service"]
 EXPECTED_ENVIRONMENTS = ["dev"]
 CONFIG_FILES = ["main.tf", "variables.tf", "outputs.tf", "versions.tf"]
 
@@ -167,6 +167,9 @@ def policy_statements(doc: dict) -> Iterator[tuple[str, dict]]:
     for name, body in typed(doc, "data", "aws_iam_policy_document").items():
         for index, statement in enumerate(nested(body, "statement")):
             yield f"{name}[{statement.get('sid', index)}]", statement
+        for dynamic in nested(body, "dynamic"):  # dynamic "statement" { content { ... } }
+            for index, statement in enumerate(nested(dynamic.get("statement", {}), "content")):
+                yield f"{name}[{statement.get('sid', f'dynamic {index}')}]", statement
 
 
 def is_allow(statement: dict) -> bool:
@@ -624,6 +627,7 @@ TFVARS_EXAMPLE = ENVIRONMENTS / "dev" / "terraform.tfvars.example"
 ARTIFACT_STORE = MODULES / "artifact_store"
 CONTAINER_REGISTRY = MODULES / "container_registry"
 LAMBDA_SERVICE = MODULES / "lambda_service"
+KMS_KEY = MODULES / "kms_key"
 DEV = ENVIRONMENTS / "dev"
 
 
@@ -694,18 +698,39 @@ def test_environment_module_calls_resolve(configs, directory):
     assert check_module_output_refs(doc, directory) == []
 
 
-def test_modules_configure_no_provider_and_call_no_modules(configs):
-    # A module is self-contained: no module calls and no provider configuration of its own.
-    for directory in (ARTIFACT_STORE, CONTAINER_REGISTRY, LAMBDA_SERVICE):
-        assert "module" not in configs[directory]
+def test_modules_configure_no_provider_and_call_only_the_kms_key_module(configs):
+    # A module configures no provider; the only module a module calls is kms_key, so that one
+    # module writes every KMS key and its key policy.
+    for directory in (ARTIFACT_STORE, CONTAINER_REGISTRY, KMS_KEY, LAMBDA_SERVICE):
         assert "provider" not in configs[directory]
+    assert "module" not in configs[CONTAINER_REGISTRY] and "module" not in configs[KMS_KEY]
+    for directory in (ARTIFACT_STORE, LAMBDA_SERVICE):
+        doc = configs[directory]
+        assert {name: body["source"] for name, body in labelled(doc, "module").items()} == {"key": "../kms_key"}
+        assert check_module_sources(doc, directory) == []
+        assert check_module_arguments(doc, directory) == []
+        # `moved` addresses (module.key.aws_kms_key.this) are not output references.
+        assert check_module_output_refs({k: v for k, v in doc.items() if k != "moved"}, directory) == []
+
+
+def test_only_the_kms_key_module_writes_keys_and_key_policies(configs):
+    for directory in (ARTIFACT_STORE, CONTAINER_REGISTRY, LAMBDA_SERVICE):
+        assert not resources(configs[directory], "aws_kms_key"), config_id(directory)
+        assert not resources(configs[directory], "aws_kms_alias"), config_id(directory)
+    assert check_kms_keys(configs[KMS_KEY]) == []
+    assert key_policy_documents(configs[KMS_KEY]) == {"key"}
+    # Existing keys move into the module instead of being replaced.
+    for directory, name in ((ARTIFACT_STORE, "artifacts"), (LAMBDA_SERVICE, "this")):
+        assert {"from": f"aws_kms_key.{name}", "to": "module.key.aws_kms_key.this"} in configs[directory]["moved"]
 
 
 def test_artifact_bucket_is_hardened(configs):
     assert check_bucket_hardening(configs[ARTIFACT_STORE]) == []
-    assert check_kms_keys(configs[ARTIFACT_STORE]) == []
-    assert resources(configs[ARTIFACT_STORE], "aws_kms_key"), (
+    assert labelled(configs[ARTIFACT_STORE], "module")["key"]["source"] == "../kms_key", (
         "the bucket's key is created by the module"
+    )
+    assert "log_group_arns" not in labelled(configs[ARTIFACT_STORE], "module")["key"], (
+        "only S3, through IAM, uses the bucket's key"
     )
 
 
@@ -764,7 +789,7 @@ def test_training_policy_reads_and_writes_only_the_artifact_prefixes(configs):
     for statement in nested(body, "statement"):
         resources_ = statement.get("resources")
         if any(a.startswith("kms:") for a in literals(statement.get("actions"))):
-            assert resources_ == ["aws_kms_key.artifacts.arn"], (
+            assert resources_ == ["module.key.arn"], (
                 "KMS permissions only on the bucket's key"
             )
         if "s3:PutObject" in literals(statement.get("actions")):
@@ -876,12 +901,12 @@ def test_lambda_log_groups_are_encrypted_and_expire(configs):
     assert set(groups) == {"function", "api"}
     for body in groups.values():
         assert body["retention_in_days"] == "var.log_retention_days"
-        assert body["kms_key_id"] == "aws_kms_key.this.arn"
+        assert body["kms_key_id"] == "module.key.arn"
     # Lambda writes to /aws/lambda/<function name>: the module's group must be that one.
     assert groups["function"]["name"] == "local.function_log_group"
     assert local_value(doc, "function_log_group") == "/aws/lambda/${var.function_name}"
-    assert check_kms_keys(doc) == []
-    key_statements = nested(typed(doc, "data", "aws_iam_policy_document")["key"], "statement")
+    assert labelled(doc, "module")["key"]["log_group_arns"] == "local.log_group_arns"
+    key_statements = [s for label, s in policy_statements(configs[KMS_KEY]) if label.startswith("key[")]
     logs = next(s for s in key_statements if "logs." in str(s["principals"]))
     assert [c["variable"] for c in nested(logs, "condition")] == [
         "kms:EncryptionContext:aws:logs:arn"
@@ -896,7 +921,7 @@ def test_lambda_function_matches_the_package_and_leaves_releases_to_the_dags(con
     assert local_value(doc, "runtime") == LAMBDA_RUNTIME
     function = resources(doc, "aws_lambda_function")["this"]
     assert function["role"] == "aws_iam_role.function.arn"
-    assert function["kms_key_arn"] == "aws_kms_key.this.arn"
+    assert function["kms_key_arn"] == "module.key.arn"
     assert function["reserved_concurrent_executions"] == "var.reserved_concurrency"
     lifecycle = nested(function, "lifecycle")[0]
     assert {"s3_key", "image_uri"} <= set(lifecycle["ignore_changes"])

@@ -2,10 +2,6 @@
 # own, plus two least-privilege IAM policies: read-write for training and the registry,
 # read-only on the models prefix for serving.
 
-data "aws_caller_identity" "current" {}
-
-data "aws_partition" "current" {}
-
 data "aws_region" "current" {}
 
 locals {
@@ -16,58 +12,25 @@ locals {
   kms_via_s3 = "s3.${data.aws_region.current.name}.amazonaws.com"
 }
 
-# The account administers the key and lets IAM grant its use: the read-write and read-only
-# policies below are what let a role encrypt or decrypt, and only through S3. In a key
-# policy the resource "*" is the key itself.
-data "aws_iam_policy_document" "key" {
-  #checkov:skip=CKV_AWS_109:A key policy: its resource "*" is this key alone, and only this account (administration, delegation to IAM) is granted.
-  #checkov:skip=CKV_AWS_111:A key policy: its resource "*" is this key alone, and only this account is granted write access to it.
-  #checkov:skip=CKV_AWS_356:A key policy names no other resource: "*" is the key the policy is attached to.
-  statement {
-    sid = "AccountAdministersAndDelegatesToIam"
-    actions = [
-      "kms:CancelKeyDeletion",
-      "kms:CreateAlias",
-      "kms:CreateGrant",
-      "kms:Decrypt",
-      "kms:DeleteAlias",
-      "kms:DescribeKey",
-      "kms:EnableKeyRotation",
-      "kms:Encrypt",
-      "kms:GenerateDataKey",
-      "kms:GetKeyPolicy",
-      "kms:GetKeyRotationStatus",
-      "kms:ListGrants",
-      "kms:ListResourceTags",
-      "kms:PutKeyPolicy",
-      "kms:RetireGrant",
-      "kms:RevokeGrant",
-      "kms:ScheduleKeyDeletion",
-      "kms:TagResource",
-      "kms:UntagResource",
-      "kms:UpdateAlias",
-      "kms:UpdateKeyDescription",
-    ]
-    resources = ["*"]
+# The bucket's key (the account administers it and lets IAM grant its use: the read-write and
+# read-only policies below are what let a role encrypt or decrypt, and only through S3).
+module "key" {
+  source = "../kms_key"
 
-    principals {
-      type        = "AWS"
-      identifiers = ["arn:${data.aws_partition.current.partition}:iam::${data.aws_caller_identity.current.account_id}:root"]
-    }
-  }
+  description          = "Encrypts the objects of s3://${var.bucket_name}"
+  alias_name           = "alias/${var.bucket_name}"
+  deletion_window_days = var.kms_key_deletion_window_days
+  tags                 = var.tags
 }
 
-resource "aws_kms_key" "artifacts" {
-  description             = "Encrypts the objects of s3://${var.bucket_name}"
-  enable_key_rotation     = true
-  deletion_window_in_days = var.kms_key_deletion_window_days
-  policy                  = data.aws_iam_policy_document.key.json
-  tags                    = var.tags
+moved {
+  from = aws_kms_key.artifacts
+  to   = module.key.aws_kms_key.this
 }
 
-resource "aws_kms_alias" "artifacts" {
-  name          = "alias/${var.bucket_name}"
-  target_key_id = aws_kms_key.artifacts.key_id
+moved {
+  from = aws_kms_alias.artifacts
+  to   = module.key.aws_kms_alias.this
 }
 
 resource "aws_s3_bucket" "artifacts" {
@@ -110,7 +73,7 @@ resource "aws_s3_bucket_server_side_encryption_configuration" "artifacts" {
   rule {
     apply_server_side_encryption_by_default {
       sse_algorithm     = "aws:kms"
-      kms_master_key_id = aws_kms_key.artifacts.arn
+      kms_master_key_id = module.key.arn
     }
     # S3 Bucket Keys cut KMS request costs for buckets with many small objects.
     bucket_key_enabled = true
@@ -196,7 +159,7 @@ data "aws_iam_policy_document" "read_write" {
   statement {
     sid       = "UseArtifactKey"
     actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
-    resources = [aws_kms_key.artifacts.arn]
+    resources = [module.key.arn]
 
     condition {
       test     = "StringEquals"
@@ -228,7 +191,7 @@ data "aws_iam_policy_document" "read_only" {
   statement {
     sid       = "DecryptModels"
     actions   = ["kms:Decrypt"]
-    resources = [aws_kms_key.artifacts.arn]
+    resources = [module.key.arn]
 
     condition {
       test     = "StringEquals"

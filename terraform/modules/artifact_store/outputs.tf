@@ -10,7 +10,7 @@ output "bucket_arn" {
 
 output "kms_key_arn" {
   description = "ARN of the KMS key that encrypts the bucket."
-  value       = aws_kms_key.artifacts.arn
+  value       = module.key.arn
 }
 
 output "mlflow_artifact_root" {

@@ -26,7 +26,6 @@ locals {
     for name in [local.function_log_group, local.api_log_group] :
     "arn:${local.partition}:logs:${local.region}:${local.account_id}:log-group:${name}"
   ]
-  account_root = "arn:${local.partition}:iam::${local.account_id}:root"
 
   handler = "flightdeck.serverless.handler.handler"
   runtime = "python3.11"
@@ -43,77 +42,24 @@ locals {
 
 # --- encryption of the logs and the environment --------------------------------------------
 
-# In a key policy the resource "*" is the key itself.
-data "aws_iam_policy_document" "key" {
-  statement {
-    sid = "AccountAdministersAndDelegatesToIam"
-    actions = [
-      "kms:CancelKeyDeletion",
-      "kms:CreateAlias",
-      "kms:CreateGrant",
-      "kms:Decrypt",
-      "kms:DeleteAlias",
-      "kms:DescribeKey",
-      "kms:EnableKeyRotation",
-      "kms:Encrypt",
-      "kms:GenerateDataKey",
-      "kms:GetKeyPolicy",
-      "kms:GetKeyRotationStatus",
-      "kms:ListGrants",
-      "kms:ListResourceTags",
-      "kms:PutKeyPolicy",
-      "kms:RetireGrant",
-      "kms:RevokeGrant",
-      "kms:ScheduleKeyDeletion",
-      "kms:TagResource",
-      "kms:UntagResource",
-      "kms:UpdateAlias",
-      "kms:UpdateKeyDescription",
-    ]
-    resources = ["*"]
+module "key" {
+  source = "../kms_key"
 
-    principals {
-      type        = "AWS"
-      identifiers = [local.account_root]
-    }
-  }
-
-  statement {
-    sid = "CloudWatchLogsEncryptsTheseLogGroups"
-    actions = [
-      "kms:Decrypt",
-      "kms:DescribeKey",
-      "kms:Encrypt",
-      "kms:GenerateDataKey",
-      "kms:ReEncryptFrom",
-      "kms:ReEncryptTo",
-    ]
-    resources = ["*"]
-
-    principals {
-      type        = "Service"
-      identifiers = ["logs.${local.region}.amazonaws.com"]
-    }
-
-    condition {
-      test     = "ArnEquals"
-      variable = "kms:EncryptionContext:aws:logs:arn"
-      values   = local.log_group_arns
-    }
-  }
+  description          = "Encrypts the logs and environment of Lambda function ${var.function_name}"
+  alias_name           = "alias/${var.function_name}-lambda"
+  deletion_window_days = var.kms_key_deletion_window_days
+  log_group_arns       = local.log_group_arns
+  tags                 = var.tags
 }
 
-resource "aws_kms_key" "this" {
-  description             = "Encrypts the logs and environment of Lambda function ${var.function_name}"
-  enable_key_rotation     = true
-  deletion_window_in_days = var.kms_key_deletion_window_days
-  policy                  = data.aws_iam_policy_document.key.json
-  tags                    = var.tags
+moved {
+  from = aws_kms_key.this
+  to   = module.key.aws_kms_key.this
 }
 
-resource "aws_kms_alias" "this" {
-  name          = "alias/${var.function_name}-lambda"
-  target_key_id = aws_kms_key.this.key_id
+moved {
+  from = aws_kms_alias.this
+  to   = module.key.aws_kms_alias.this
 }
 
 resource "aws_cloudwatch_log_group" "function" {
@@ -121,14 +67,14 @@ resource "aws_cloudwatch_log_group" "function" {
   # the first invocation, and so the role need not be allowed to create log groups.
   name              = local.function_log_group
   retention_in_days = var.log_retention_days
-  kms_key_id        = aws_kms_key.this.arn
+  kms_key_id        = module.key.arn
   tags              = var.tags
 }
 
 resource "aws_cloudwatch_log_group" "api" {
   name              = local.api_log_group
   retention_in_days = var.log_retention_days
-  kms_key_id        = aws_kms_key.this.arn
+  kms_key_id        = module.key.arn
   tags              = var.tags
 }
 
@@ -180,7 +126,7 @@ data "aws_iam_policy_document" "function" {
   statement {
     sid       = "DecryptOwnEnvironment"
     actions   = ["kms:Decrypt"]
-    resources = [aws_kms_key.this.arn]
+    resources = [module.key.arn]
 
     condition {
       test     = "StringEquals"
@@ -222,7 +168,7 @@ resource "aws_lambda_function" "this" {
   memory_size                    = var.memory_mb
   timeout                        = var.timeout_seconds
   reserved_concurrent_executions = var.reserved_concurrency
-  kms_key_arn                    = aws_kms_key.this.arn
+  kms_key_arn                    = module.key.arn
   # Version 1 is published at creation so the alias has a version to point at.
   publish = true
 

@@ -30,7 +30,7 @@ output "log_group_name" {
 
 output "kms_key_arn" {
   description = "KMS key of the function's logs and environment."
-  value       = aws_kms_key.this.arn
+  value       = module.key.arn
 }
 
 output "errors_alarm_name" {
