@@ -17,6 +17,8 @@ _SESSION_HOME = Path(tempfile.mkdtemp(prefix="flightdeck-tests-"))
 
 os.environ.update({
     "FLIGHTDECK_HOME": str(_SESSION_HOME / "flightdeck"),
+    # Tests rehearse rollouts unattended (approval off, fault drills): a permissive release policy.
+    "FLIGHTDECK_RELEASE_POLICY_FILE": str(REPO / "tests" / "support" / "release_policy.yaml"),
     "AIRFLOW_HOME": str(_SESSION_HOME / "airflow"),
     "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
     "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),

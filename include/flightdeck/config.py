@@ -103,6 +103,11 @@ class Settings(BaseSettings):
         "redis://127.0.0.1:6379/0", description="Redis holding the event, result and alert streams and the "
         "scorer's checkpoint: run it with maxmemory-policy noeviction and AOF persistence, never the cache's.")
 
+    # Releases (flightdeck.delivery.policy).
+    release_policy_file: Path | None = Field(
+        None, description="Release policy (YAML) whose floors every rollout's Params must meet; default "
+                          "include/config/release_policy.yaml of this repository. Admins only.")
+
     # Experiments (flightdeck.experiments).
     experiments_dir: Path | None = Field(
         None, description="Experiment definitions (YAML); default include/config/experiments/ of this repository.")

@@ -152,3 +152,23 @@ def test_the_cli_has_the_command():
 
     args = build_parser().parse_args(["release-demo", "--rate", "50"])
     assert args.rate == 50.0 and args.func.__name__ == "_release_demo"
+
+
+def test_the_demo_runs_under_the_shipped_policy_with_only_fault_drills_allowed(tmp_path, monkeypatch):
+    from flightdeck.config import get_settings
+    from flightdeck.delivery.policy import DEFAULT_POLICY_FILE, PolicyFloorError, load_policy
+
+    monkeypatch.setenv("FLIGHTDECK_RELEASE_POLICY_FILE", str(DEFAULT_POLICY_FILE))
+    get_settings.cache_clear()
+    try:
+        shipped = load_policy()
+        written = load_policy(demo._write_demo_policy(tmp_path))
+    finally:
+        get_settings.cache_clear()
+    assert written.allow_drill_faults and not shipped.allow_drill_faults
+    assert written.model_dump(exclude={"allow_drill_faults"}) == shipped.model_dump(exclude={"allow_drill_faults"})
+    broken = {**demo.broken_conf({"champion": "2", "previous": "1"}), "strategy": "canary", "model_name": "m"}
+    assert RolloutPlan.parse(broken, written).drill_faults
+    assert RolloutPlan.parse({**demo.promotion_conf(), "strategy": "canary", "model_name": "m"}, shipped)
+    with pytest.raises(PolicyFloorError, match="drill_faults"):
+        RolloutPlan.parse(broken, shipped)

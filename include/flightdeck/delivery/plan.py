@@ -1,7 +1,8 @@
 """A rollout plan: what the promotion DAGs were asked to do, validated in one place.
 
 The DAGs' Params map one to one onto `RolloutPlan`; `RolloutPlan.parse` turns a bad Param
-into a `RolloutPlanError` naming the field and the fix before any traffic moves. The
+into a `RolloutPlanError` naming the field and the fix before any traffic moves, and a Param
+below a floor of the deployment's release policy into a `PolicyFloorError`. The
 resolved form (`ResolvedRollout`) adds what the plan found when it started (baseline and
 candidate versions, the aliases as they were) so every later task, in whatever process,
 works from the same facts and a rollback can restore them.
@@ -12,13 +13,16 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from flightdeck.config import MODEL_REF_PATTERN, get_settings
 from flightdeck.delivery.limits import MAX_STEPS
 from flightdeck.errors import FlightdeckError
+
+if TYPE_CHECKING:
+    from flightdeck.delivery.policy import ReleasePolicy
 
 Strategy = Literal["canary", "blue_green"]
 
@@ -155,12 +159,13 @@ class RolloutPlan(_Strict):
     backtest: BacktestSettings = Field(default_factory=BacktestSettings)
     on_backtest_insufficient: Literal["skip", "fail"] = Field(
         "skip", description="No or too few labelled logged rows: go on (logged as a warning) or stop.")
-    require_approval: bool = Field(True, description="Ask a human before 100 %. Off only for tests and drills.")
+    require_approval: bool = Field(True, description=(
+        "Ask a human before 100 %. Only a release policy that allows it lets this be off."))
     approvers: list[str] = Field(default_factory=list, description="Airflow users who may answer; empty = anyone.")
     approval_timeout_minutes: float = Field(60, gt=0, description="No answer in time = rejected (rolls back).")
     drill_faults: dict[str, float] | None = Field(
-        None, description="Drills and tests only: faults injected into the candidate on the gateway "
-                          "({latency_ms, error_rate}), to rehearse an automatic rollback.")
+        None, description="Drills only, where the release policy allows them: faults injected into the "
+                          "candidate on the gateway ({latency_ms, error_rate}), to rehearse an automatic rollback.")
 
     @model_validator(mode="after")
     def _consistent(self) -> RolloutPlan:
@@ -209,15 +214,22 @@ class RolloutPlan(_Strict):
         return len(self.step_percents) + 1
 
     @classmethod
-    def parse(cls, values: dict) -> RolloutPlan:
-        """Validate Params; RolloutPlanError names every bad field."""
+    def parse(cls, values: dict, policy: ReleasePolicy | None = None) -> RolloutPlan:
+        """Validate Params, then hold them against the release policy (default: the configured file).
+
+        RolloutPlanError names every bad field; PolicyFloorError the first Param below a floor.
+        """
+        from flightdeck.delivery.policy import check_plan
+
         try:
-            return cls.model_validate(values)
+            plan = cls.model_validate(values)
         except ValidationError as exc:
             problems = "; ".join(f"{'.'.join(str(p) for p in err['loc']) or 'plan'}: {err['msg']}"
                                  for err in exc.errors())
             raise RolloutPlanError(f"rollout Params are invalid: {problems}. Fix: correct those Params "
                                    "and trigger again.") from None
+        check_plan(plan, policy)
+        return plan
 
 
 class RolloutExpiredError(RolloutPlanError):

@@ -563,6 +563,18 @@ def _show_serving(client, registry, model: str, when: str) -> str | None:
     return _live_version(client)
 
 
+def _write_demo_policy(work: Path) -> Path:
+    """The configured release policy with fault drills allowed (the broken rollout is a drill),
+    written beside the demo's other files for its Airflow to use; every other floor stays."""
+    from flightdeck.delivery.policy import load_policy
+
+    policy = load_policy().model_copy(update={"allow_drill_faults": True})
+    path = work / "release_policy.yaml"
+    path.write_text("# The demo's release policy: the configured one, with fault drills allowed.\n"
+                    + json.dumps(policy.model_dump(mode="json"), indent=2) + "\n")
+    return path
+
+
 @dataclass
 class _AirflowSetup:
     """How the demo runs `airflow standalone`: home, database, ports and environment."""
@@ -593,6 +605,7 @@ class _AirflowSetup:
         env = standalone_env(home, dags, port, settings.home,
                              AIRFLOW_CONN_FLIGHTDECK_GATEWAY=f"http://:{token}@{gateway_hostport}")
         env.pop("FLIGHTDECK_ADMIN_TOKENS", None)
+        env["FLIGHTDECK_RELEASE_POLICY_FILE"] = str(_write_demo_policy(work))
         conn = os.environ.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "")
         if conn.startswith("sqlite:///"):
             sqlite_path = Path(conn.removeprefix("sqlite:///").split("?")[0])

@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import time
 from collections import defaultdict
 from dataclasses import dataclass
@@ -138,7 +139,7 @@ class PrometheusSource:
             payload = None
         if not isinstance(payload, dict):
             raise MetricSourceError(url, f"answered HTTP {response.status_code} with something that is not "
-                                    f"Prometheus's API JSON: {response.text[:200]!r}",
+                                    f"Prometheus's API JSON ({_content_type(response)})",
                                     "point the source's url at Prometheus (the base URL, without /api/v1)",
                                     transient=response.status_code >= 500)
         series = parse_query_response(payload, url, transient=response.status_code >= 500)
@@ -151,7 +152,7 @@ def parse_query_response(payload: dict, url: str = "prometheus", transient: bool
     Raises MetricSourceError when Prometheus reports an error or the shape is not a matrix.
     """
     if payload.get("status") != "success":
-        problem = f"{payload.get('errorType', 'error')}: {payload.get('error', 'no error message')}"
+        problem = f"{_short(payload.get('errorType', 'error'))}: {_short(payload.get('error', 'no error message'))}"
         raise MetricSourceError(url, f"Prometheus refused the query ({problem})",
                                 "check the source's endpoint and selector (label matchers such as "
                                 "job=\"gateway\")", transient=transient or payload.get("errorType") in
@@ -163,8 +164,20 @@ def parse_query_response(payload: dict, url: str = "prometheus", transient: bool
     return data["result"]
 
 
+def _content_type(response: httpx.Response) -> str:
+    """A short, safe description of an answer: its media type only, never its body."""
+    media = response.headers.get("content-type", "").split(";")[0].strip()[:40]
+    return f"content type {media!r}" if re.fullmatch(r"[A-Za-z0-9.+/-]+", media) else "no valid content type"
+
+
+def _short(text: Any, limit: int = 80) -> str:
+    """A server-supplied reason cut short, reduced to printable ASCII: what reaches a log."""
+    cleaned = re.sub(r"[^ -~]", "?", str(text))
+    return cleaned if len(cleaned) <= limit else cleaned[:limit] + "…"
+
+
 def _shape(data: Any) -> str:
-    return repr(data.get("resultType")) if isinstance(data, dict) else type(data).__name__
+    return _short(repr(data.get("resultType")), 40) if isinstance(data, dict) else type(data).__name__
 
 
 def series_increase(values: list, start: float) -> float:
