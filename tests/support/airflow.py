@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from flightdeck.devtools.airflow_api import AirflowRest
-from flightdeck.devtools.launch import free_port, standalone_env
+from flightdeck.devtools.launch import free_port, standalone_env, stop_process_group
 from tests.support.poll import eventually
 from tests.support.services import POSTGRES
 
@@ -167,12 +167,7 @@ class Airflow:
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:
             return
-        os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=30)
+        stop_process_group(self.process, 60)
 
     def healthy(self) -> bool:
         api = AirflowRest(self.url)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 from contextlib import contextmanager
@@ -15,7 +14,7 @@ import pandas as pd
 import yaml
 
 from flightdeck.config import Settings
-from flightdeck.devtools.launch import free_port
+from flightdeck.devtools.launch import free_port, stop_process_group
 from tests.support.models import MODEL, onnx_model, records
 from tests.support.poll import eventually
 
@@ -56,12 +55,7 @@ def gateway_process(home: Path, database_url: str, routes: dict, workers: int = 
         _wait_ready(base, workers, process, log_path)
         yield base, grpc_port
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        stop_process_group(process, 20)
 
 
 def _wait_ready(base: str, workers: int, process: subprocess.Popen, log_path: Path, timeout: float = 90) -> None:

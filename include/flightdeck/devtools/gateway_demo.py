@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import time
@@ -15,7 +14,7 @@ from pathlib import Path
 import httpx
 
 from flightdeck.config import Settings
-from flightdeck.devtools.launch import port_free
+from flightdeck.devtools.launch import port_free, stop_process_group
 from flightdeck.errors import ConfigError
 
 
@@ -76,13 +75,7 @@ def run(settings: Settings) -> None:
             print(f"metrics : {base}/metrics (Prometheus); API docs: {base}/docs; "
                   f"prediction log: {redacted(settings.gateway_db_url)} table predictions")
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
-        print(f"gateway stopped (exit {server.returncode})")
+        print(f"gateway stopped (exit {stop_process_group(server, 30)})")
 
 
 def wait_ready(client, server: subprocess.Popen, log_path: Path, timeout: float = 120) -> None:

@@ -3,8 +3,11 @@ an `airflow standalone` with this repository's DAGs."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
+import subprocess
 import sys
 from pathlib import Path
 
@@ -22,6 +25,24 @@ def free_port(host: str = "127.0.0.1", preferred: int | None = None) -> int:
     with socket.socket() as sock:
         sock.bind((host, 0))
         return sock.getsockname()[1]
+
+
+def stop_process_group(process: subprocess.Popen, timeout: float) -> int | None:
+    """SIGTERM to the process group that `process` leads, SIGKILL after `timeout` seconds; then
+    SIGKILL whatever of the group outlived its leader (Airflow's task runners, uvicorn workers).
+    Returns the leader's exit code."""
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    return process.returncode
 
 
 def standalone_env(airflow_home: Path, dags_folder: str, port: int, flightdeck_home: Path,

@@ -31,7 +31,7 @@ import httpx
 from flightdeck.config import Settings
 from flightdeck.devtools.airflow_api import AirflowApiError, AirflowRest
 from flightdeck.devtools.gateway_demo import redacted, wait_ready
-from flightdeck.devtools.launch import free_port, standalone_env
+from flightdeck.devtools.launch import free_port, standalone_env, stop_process_group
 from flightdeck.devtools.load import Load
 from flightdeck.errors import FlightdeckError
 
@@ -193,20 +193,8 @@ def start_group(command: list[str], env: dict, log_path: Path, cwd: Path | None 
 
 
 def stop_group(process: subprocess.Popen, name: str, timeout: float = STOP_TIMEOUT_SECONDS) -> None:
-    """SIGTERM to the process group, SIGKILL after `timeout` seconds."""
-    if process.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-    # Grandchildren that outlived the leader (e.g. Airflow's task runners) share its group.
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)
-    say(f"{name} stopped (exit {process.returncode})")
+    """Stop the process group `process` leads and say so."""
+    say(f"{name} stopped (exit {stop_process_group(process, timeout)})")
 
 
 def _bin(name: str) -> str:
