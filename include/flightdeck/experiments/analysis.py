@@ -3,7 +3,10 @@
 The order is fixed, and each step can block the next:
 1. **Sample-ratio mismatch** on the units per variant against the definition's weights
    (chi-square, p < `srm_threshold`, default 0.001). A mismatch means assignment or logging is
-   broken, so no verdict is given (bandits re-weight on purpose and are not checked).
+   broken, so no verdict is given. A bandit re-weights on purpose, so its units are checked
+   against the weights it had set instead: each day's new units times the weights in force that
+   day (`weight_history`); a day with units but no known weights leaves the check not run, with
+   the reason in `srm_note` and among the decision's reasons, never a silent pass.
 2. **Enough data**: every variant needs `min_units_per_variant` units; otherwise the status
    is `insufficient_data` and the action `keep_running`, never a crash or a verdict.
 3. **Tests** per treatment against the control, for every metric: the fixed-horizon test
@@ -19,6 +22,7 @@ The order is fixed, and each step can block the next:
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import date, timedelta
 from typing import Literal
@@ -138,6 +142,7 @@ class ExperimentAnalysis:
     history: list[DailyPoint]
     decision: Decision
     data_notes: dict = field(default_factory=dict)
+    srm_note: str = ""                # why the sample-ratio check did not run, when it did not
 
     def result(self, metric: str, treatment: str) -> MetricResult | None:
         return next((r for r in self.results if r.metric == metric and r.treatment == treatment), None)
@@ -148,7 +153,8 @@ class ExperimentAnalysis:
                 "srm": self.srm.to_dict() if self.srm else None,
                 "results": [r.to_dict() for r in self.results], "power": [p.to_dict() for p in self.power],
                 "history": [h.to_dict() for h in self.history], "decision": self.decision.to_dict(),
-                "data_notes": self.data_notes, "definition": self.definition.model_dump(mode="json")}
+                "data_notes": self.data_notes, "srm_note": self.srm_note,
+                "definition": self.definition.model_dump(mode="json")}
 
 
 # ---- one comparison --------------------------------------------------------------------------
@@ -247,18 +253,74 @@ def _units_per_variant(units: pd.DataFrame, variants: list[str]) -> dict[str, in
     return {v: int(counts.get(v, 0)) for v in variants}
 
 
-def _srm(definition: ExperimentDefinition, counts: dict[str, int]) -> SrmResult | None:
-    if definition.policy == "bandit" or sum(counts.values()) == 0:
-        return None  # a bandit changes the weights on purpose; no units, nothing to compare
-    return srm_check(counts, definition.weights, threshold=definition.srm_threshold)
+WeightHistory = Mapping[date, Mapping[str, float]]
+
+
+def _first_day_counts(data: ExperimentData, through: date, variants: list[str]) -> dict[date, dict[str, int]]:
+    """New units per day (a unit counts on the first day it was logged, in that day's variant)."""
+    frame = data.unit_days[data.unit_days["day"] <= through] if len(data.unit_days) else data.unit_days
+    if not len(frame):
+        return {}
+    first = frame.groupby(["variant", "unit"], as_index=False)["day"].min()
+    table = first.groupby(["day", "variant"])["unit"].nunique()
+    out: dict[date, dict[str, int]] = {}
+    for (day, variant), n in table.items():
+        if variant in variants:
+            out.setdefault(day, {v: 0 for v in variants})[variant] = int(n)
+    return out
+
+
+def _bandit_expected_shares(definition: ExperimentDefinition, data: ExperimentData, through: date,
+                            weight_history: WeightHistory | None) -> tuple[dict[str, float] | None, str]:
+    """Expected share per arm under the weights the bandit set: Σ_days new units × weight in force
+    that day, normalised; or (None, why not) when a day with units has no known weights."""
+    variants = list(definition.variants)
+    per_day = _first_day_counts(data, through, variants)
+    history = weight_history or {}
+    missing = sorted(day for day in per_day if day not in history)
+    if missing:
+        shown = ", ".join(d.isoformat() for d in missing[:5]) + (" …" if len(missing) > 5 else "")
+        return None, (f"sample-ratio check not run: the bandit's weights in force on {shown} are not known; "
+                      "pass the weight history of every day with units (the weights each bandit step set)")
+    expected = {v: 0.0 for v in variants}
+    for day, counts in per_day.items():
+        weights = history[day]
+        total = sum(float(weights.get(v, 0.0)) for v in variants)
+        if not (math.isfinite(total) and total > 0):
+            return None, (f"sample-ratio check not run: the bandit's weights for {day.isoformat()} "
+                          f"({dict(weights)}) give the arms no traffic")
+        for v in variants:
+            expected[v] += sum(counts.values()) * float(weights.get(v, 0.0)) / total
+    if any(e <= 0 for e in expected.values()):
+        starved = [v for v, e in expected.items() if e <= 0]
+        return None, f"sample-ratio check not run: the bandit's weights give {starved} no traffic on any day"
+    return expected, ""
+
+
+def _srm(definition: ExperimentDefinition, data: ExperimentData, through: date, counts: dict[str, int],
+         weight_history: WeightHistory | None) -> tuple[SrmResult | None, str]:
+    """The sample-ratio check of the units up to `through`, or (None, why it did not run)."""
+    if sum(counts.values()) == 0:
+        return None, ""  # no units, nothing to compare
+    shares: Mapping[str, float] | None = definition.weights
+    if definition.policy == "bandit":  # the weights move on purpose: check against those it set
+        shares, note = _bandit_expected_shares(definition, data, through, weight_history)
+        if shares is None:
+            return None, note
+    return srm_check(counts, shares, threshold=definition.srm_threshold), ""
 
 
 def _split(units: pd.DataFrame, variant: str) -> pd.DataFrame:
     return units[units["variant"] == variant]
 
 
-def analyse(definition: ExperimentDefinition, data: ExperimentData, as_of: date) -> ExperimentAnalysis:
-    """Look at the experiment with every unit logged up to the end of `as_of` (a UTC day)."""
+def analyse(definition: ExperimentDefinition, data: ExperimentData, as_of: date,
+            weight_history: WeightHistory | None = None) -> ExperimentAnalysis:
+    """Look at the experiment with every unit logged up to the end of `as_of` (a UTC day).
+
+    `weight_history` (bandit only): the share of traffic per arm in force on each day, as the
+    bandit set them; the sample-ratio check of a bandit needs every day that has units.
+    """
     variants = list(definition.variants)
     day_index = (as_of - definition.start_date).days + 1
     alpha = definition.alpha
@@ -274,7 +336,7 @@ def analyse(definition: ExperimentDefinition, data: ExperimentData, as_of: date)
     for day in days:
         units = data.units_through(day)
         counts = _units_per_variant(units, variants)
-        srm_day = _srm(definition, counts)
+        srm_day, _ = _srm(definition, data, day, counts, weight_history)
         control = _split(units, definition.control)
         for treatment in definition.treatments:
             arm = _split(units, treatment)
@@ -301,7 +363,7 @@ def analyse(definition: ExperimentDefinition, data: ExperimentData, as_of: date)
 
     units = data.units_through(as_of)
     counts = _units_per_variant(units, variants)
-    srm = _srm(definition, counts)
+    srm, srm_note = _srm(definition, data, as_of, counts, weight_history)
     results = _results(definition, latest)
     power = [_power(definition, t, _split(units, definition.control), _split(units, t))
              for t in definition.treatments]
@@ -309,7 +371,10 @@ def analyse(definition: ExperimentDefinition, data: ExperimentData, as_of: date)
              "units_in_several_variants": data.units_in_several_variants, "model_versions": data.model_versions,
              "cuped": bool(definition.cuped and pre is not None)}
     decision = decide(definition, day_index, counts, srm, results, power)
-    return ExperimentAnalysis(definition, as_of, day_index, counts, srm, results, power, history, decision, notes)
+    if srm_note:
+        decision = Decision(decision.action, decision.status, [*decision.reasons, srm_note], decision.ship_variant)
+    return ExperimentAnalysis(definition, as_of, day_index, counts, srm, results, power, history, decision, notes,
+                              srm_note)
 
 
 def _results(definition: ExperimentDefinition, latest: dict) -> list[MetricResult]:

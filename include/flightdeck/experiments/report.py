@@ -129,7 +129,7 @@ def assignment_chart_png(analysis: ExperimentAnalysis) -> bytes:
         srm_ax.set_ylim(top=1.5)
         srm_ax.legend(loc="lower left", fontsize=8)
     else:
-        _no_data(srm_ax, "not checked (bandit re-weights on purpose)" if d.policy == "bandit" else "no units yet")
+        _no_data(srm_ax, "not checked (bandit weights not known)" if analysis.srm_note else "no units yet")
     srm_ax.set_xlabel("day")
     srm_ax.set_ylabel("SRM p-value (log scale)")
     srm_ax.set_title("Sample-ratio mismatch check")
@@ -217,7 +217,7 @@ _TEMPLATE = """<!doctype html>
 </table>
 <p>{% if a.srm %}SRM chi-square = {{ '%.3g' % a.srm.chi2 }}, p = {{ '%.3g' % a.srm.p_value }}
  (mismatch below {{ a.srm.threshold }}): <strong>{{ 'MISMATCH' if a.srm.p_value < a.srm.threshold else 'no mismatch' }}</strong>
-{% else %}SRM not checked ({{ 'the bandit re-weights on purpose' if d.policy == 'bandit' else 'no units yet' }}).{% endif %}</p>
+{% else %}SRM not checked ({{ a.srm_note or 'no units yet' }}).{% endif %}</p>
 <p>Data quality: {{ notes.rows_without_unit }} row(s) without a unit id,
  {{ notes.units_in_several_variants }} unit(s) seen in more than one variant (left out),
  rows of variants outside the definition: {{ notes.unexpected_variants or 'none' }}.</p>
