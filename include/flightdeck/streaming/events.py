@@ -105,7 +105,7 @@ def parse_event(record: Record) -> Event:
     entity = body.get(ENTITY_ID)
     if not isinstance(entity, str) or not entity:
         raise InvalidEventError(f"field {ENTITY_ID!r} is missing or not a string. Fix: send the entity id.")
-    _no_nul(ENTITY_ID, entity)
+    _clean_text(ENTITY_ID, entity)
     features = {}
     for name in NUMERIC_FEATURES:
         value = _finite(body.get(name))
@@ -118,9 +118,9 @@ def parse_event(record: Record) -> Event:
         if not isinstance(value, str):
             raise InvalidEventError(f"field {name!r} must be a string, got {_show(value)}. "
                                     "Fix: send the category as text.")
-        features[name] = _no_nul(name, value)
+        features[name] = _clean_text(name, value)
     event_id = body.get(EVENT_ID)
-    event_id = record.offset if event_id is None else _no_nul(EVENT_ID, str(event_id))
+    event_id = record.offset if event_id is None else _clean_text(EVENT_ID, str(event_id))
     return Event(offset=record.offset, event_id=event_id, entity_id=entity,
                  event_time=_epoch(body.get(EVENT_TIME)), features=features)
 
@@ -136,9 +136,17 @@ def _finite(value) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def _no_nul(name: str, value: str) -> str:
+def _clean_text(name: str, value: str) -> str:
+    """`value`, unless it holds NUL or a lone surrogate (a JSON escape like \\ud800 that is no character):
+    neither can be hashed for routing, used in a Redis key, or stored in PostgreSQL text."""
     if "\x00" in value:
         raise InvalidEventError(f"field {name!r} contains a NUL character. Fix: send text without NUL.")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidEventError(f"field {name!r} contains a lone surrogate escape (\\ud800-\\udfff). "
+                                    "Fix: send valid Unicode text.") from None
     return value
 
 
