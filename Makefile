@@ -31,8 +31,9 @@ DEMO_WINDOW_START ?= 2026-01-01
 DEMO_WINDOW_END   ?= 2026-02-28
 DEMO_ROWS_PER_DAY ?= 1000
 AIRFLOW_PORT ?= 8080
+DOCS_PORT ?= 8000
 
-.PHONY: help venv demo test test-fast lint airflow serve proto lock clean
+.PHONY: help venv demo test test-fast lint airflow serve proto lock clean docs docs-build
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -95,6 +96,12 @@ airflow: $(STAMP)  ## airflow standalone with this repo's dags and plugins on ht
 
 serve: $(STAMP)  ## the real-time gateway on http://127.0.0.1:8000 (gRPC :8081), serving the champion
 	flightdeck serve
+
+docs: $(STAMP)  ## the guide on http://127.0.0.1:$(DOCS_PORT) (mkdocs serve, reloads on edit; DOCS_PORT=… to change)
+	NO_MKDOCS_2_WARNING=1 mkdocs serve --dev-addr 127.0.0.1:$(DOCS_PORT)
+
+docs-build: $(STAMP)  ## build the guide into build/site/ with mkdocs build --strict (a broken link fails it)
+	NO_MKDOCS_2_WARNING=1 mkdocs build --strict --site-dir $(CURDIR)/build/site
 
 proto: $(STAMP)  ## regenerate the OIP v2 gRPC stubs from grpc_predict_v2.proto
 	$(BIN)/python -m flightdeck.serving.protos.generate
