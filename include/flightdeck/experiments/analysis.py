@@ -5,7 +5,8 @@ The order is fixed, and each step can block the next:
    (chi-square, p < `srm_threshold`, default 0.001). A mismatch means assignment or logging is
    broken, so no verdict is given. A bandit re-weights on purpose, so its units are checked
    against the weights it had set instead: each day's new units times the weights in force that
-   day (`weight_history`); a day with units but no known weights leaves the check not run, with
+   day (`weight_history`; `weight_history_from_routes` derives it from the route-table version
+   that assigned each unit); a day with units but no known weights leaves the check not run, with
    the reason in `srm_note` and among the decision's reasons, never a silent pass.
 2. **Enough data**: every variant needs `min_units_per_variant` units; otherwise the status
    is `insufficient_data` and the action `keep_running`, never a crash or a verdict.
@@ -256,8 +257,48 @@ def _units_per_variant(units: pd.DataFrame, variants: list[str]) -> dict[str, in
 WeightHistory = Mapping[date, Mapping[str, float]]
 
 
+def weight_history_from_routes(assignments, route_weights: Mapping[int, Mapping[str, float] | None],
+                               variants: list[str]) -> dict[date, dict[str, float]]:
+    """The bandit's assignment probabilities per day, from the route versions that assigned each unit.
+
+    `assignments` is `ExperimentData.assignments` (each unit's first assignment and the route-table
+    version in force for it); `route_weights` maps a route version to the endpoint's weights in
+    that version (None when the version is unknown or does not split traffic by weights). A day's
+    entry is the mean, over the units first assigned that day, of their version's weights over
+    `variants` (normalised), so Σ_days new units × that day's entry is exactly the expected number
+    of units per arm. A day with a unit whose version has no usable weights is left out, and the
+    sample-ratio check then says that day's weights are not known.
+    """
+    shares: dict[int, dict[str, float] | None] = {}
+    for version, weights in route_weights.items():
+        values = {v: float((weights or {}).get(v, 0.0)) for v in variants}
+        total = sum(values.values())
+        ok = weights is not None and all(math.isfinite(w) and w >= 0 for w in values.values()) and total > 0
+        shares[int(version)] = {v: w / total for v, w in values.items()} if ok else None
+    history: dict[date, dict[str, float]] = {}
+    if assignments is None or not len(assignments):
+        return history
+    for day, group in assignments.groupby("day"):
+        known = [shares.get(int(version)) for version in group["route_version"]]
+        if any(k is None for k in known):
+            continue
+        history[day] = {v: sum(k[v] for k in known) / len(known) for v in variants}
+    return history
+
+
 def _first_day_counts(data: ExperimentData, through: date, variants: list[str]) -> dict[date, dict[str, int]]:
-    """New units per day (a unit counts on the first day it was logged, in that day's variant)."""
+    """New units per day (a unit counts on the first day it was logged, in that day's variant).
+
+    With `data.assignments` these are first assignments, units later seen in another variant included
+    (under a bandit a sticky unit moves arm when the weights move; leaving it out would starve the arm
+    it was first assigned to); otherwise they come from the per-day sums."""
+    if data.assignments is not None:
+        first = data.assignments[data.assignments["day"] <= through]
+        out: dict[date, dict[str, int]] = {}
+        for (day, variant), n in first.groupby(["day", "variant"])["unit"].nunique().items():
+            if variant in variants:
+                out.setdefault(day, {v: 0 for v in variants})[variant] = int(n)
+        return out
     frame = data.unit_days[data.unit_days["day"] <= through] if len(data.unit_days) else data.unit_days
     if not len(frame):
         return {}
@@ -280,8 +321,9 @@ def _bandit_expected_shares(definition: ExperimentDefinition, data: ExperimentDa
     missing = sorted(day for day in per_day if day not in history)
     if missing:
         shown = ", ".join(d.isoformat() for d in missing[:5]) + (" …" if len(missing) > 5 else "")
-        return None, (f"sample-ratio check not run: the bandit's weights in force on {shown} are not known; "
-                      "pass the weight history of every day with units (the weights each bandit step set)")
+        return None, (f"sample-ratio check not run: the bandit's weights in force on {shown} are not known "
+                      "(no route-table version with weights for these arms is on record for that day's units); "
+                      "keep the gateway's route history, or pass the weight history of every day with units")
     expected = {v: 0.0 for v in variants}
     for day, counts in per_day.items():
         weights = history[day]
@@ -307,6 +349,9 @@ def _srm(definition: ExperimentDefinition, data: ExperimentData, through: date, 
         shares, note = _bandit_expected_shares(definition, data, through, weight_history)
         if shares is None:
             return None, note
+        if data.assignments is not None:  # the same units as the expectation: first assignments
+            per_day = _first_day_counts(data, through, list(definition.variants))
+            counts = {v: sum(day[v] for day in per_day.values()) for v in definition.variants}
     return srm_check(counts, shares, threshold=definition.srm_threshold), ""
 
 

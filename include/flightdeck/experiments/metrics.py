@@ -59,8 +59,9 @@ METRICS: dict[str, MetricSpec] = {m.name: m for m in (
 
 # Log loss of a score of exactly 0 or 1 on the wrong label is infinite; clip like scikit-learn.
 _EPS = 1e-15
-ROW_COLUMNS = ["request_id", "row_index", "unit_id", "variant", "model_version", "score", "latency_ms",
-               "created_at", "label"]
+ROW_COLUMNS = ["request_id", "row_index", "unit_id", "variant", "model_version", "route_version", "score",
+               "latency_ms", "created_at", "label"]
+ASSIGNMENT_COLUMNS = ["unit", "variant", "day", "route_version"]
 
 
 def num(metric: str) -> str:
@@ -127,6 +128,7 @@ class ExperimentData:
     unexpected_variants: dict[str, int] = field(default_factory=dict)
     units_in_several_variants: int = 0
     model_versions: dict[str, list[str]] = field(default_factory=dict)
+    assignments: pd.DataFrame | None = None
 
     @property
     def days(self) -> list[date]:
@@ -158,6 +160,7 @@ def aggregate(rows: pd.DataFrame, variants: list[str], threshold: float, unit: U
     known = rows["variant"].isin(variants)
     unexpected = rows.loc[~known, "variant"].value_counts().to_dict()
     rows = rows[known]
+    assignments = _first_assignments(rows) if "route_version" in rows else None
     variants_per_unit = rows.groupby("unit")["variant"].nunique()
     mixed = set(variants_per_unit[variants_per_unit > 1].index)
     rows = rows[~rows["unit"].isin(mixed)]
@@ -177,7 +180,17 @@ def aggregate(rows: pd.DataFrame, variants: list[str], threshold: float, unit: U
         values["unit"] = pre_rows[unit]
         pre = values.groupby("unit").sum()
     return ExperimentData(unit_days, pre, without_unit, {str(k): int(v) for k, v in unexpected.items()},
-                          len(mixed), versions)
+                          len(mixed), versions, assignments)
+
+
+def _first_assignments(rows: pd.DataFrame) -> pd.DataFrame:
+    """Each unit's first row (by created_at): the variant, day and route version it was assigned by."""
+    if rows.empty:
+        return pd.DataFrame(columns=ASSIGNMENT_COLUMNS)
+    first = rows.sort_values("created_at", kind="stable").drop_duplicates("unit", keep="first")
+    return pd.DataFrame({"unit": first["unit"].to_numpy(), "variant": first["variant"].to_numpy(),
+                         "day": first["created_at"].dt.date.to_numpy(),
+                         "route_version": first["route_version"].astype(int).to_numpy()})
 
 
 def read_experiment(engine: Engine, endpoint: str, variants: list[str], first_day: date, last_day: date,

@@ -51,7 +51,14 @@ def analyse_day(definition: ExperimentDefinition | str, ds: date | str, run_labe
     data = read_experiment(_engine(), definition.endpoint, list(definition.variants), definition.start_date,
                            max(as_of, definition.start_date), settings.decision_threshold, definition.unit,
                            definition.cuped.pre_period_days if definition.cuped else None)
-    analysis = analyse(definition, data, as_of)
+    history = None
+    if definition.policy == "bandit":  # the SRM check needs the weights in force for each unit
+        from flightdeck.experiments.analysis import weight_history_from_routes
+
+        versions = set() if data.assignments is None else {int(v) for v in data.assignments["route_version"]}
+        history = weight_history_from_routes(data.assignments, route_weights(_engine(), definition.endpoint, versions),
+                                             list(definition.variants))
+    analysis = analyse(definition, data, as_of, weight_history=history)
     out_dir = settings.reports_dir / "experiments" / definition.name
     report = render_experiment_report(out_dir, analysis, extra={"run": run_label})
     decision = analysis.decision
@@ -65,7 +72,8 @@ def analyse_day(definition: ExperimentDefinition | str, ds: date | str, run_labe
         metrics[f"{r.metric}_p_value_{r.treatment}"] = r.decision_p_value
     result = {"experiment": definition.name, "ds": as_of.isoformat(), "action": decision.action,
               "status": decision.status, "reasons": decision.reasons, "ship_variant": decision.ship_variant,
-              "srm": analysis.srm.to_dict() if analysis.srm else None, "units": analysis.units,
+              "srm": analysis.srm.to_dict() if analysis.srm else None, "srm_note": analysis.srm_note,
+              "units": analysis.units,
               "report": str(report)}
     if registry is not None:
         result.update(_log_to_mlflow(
@@ -81,6 +89,22 @@ def analyse_day(definition: ExperimentDefinition | str, ds: date | str, run_labe
              decision.status, "; ".join(decision.reasons), report,
              f" (MLflow artifact {result['artifact_uri']})" if "artifact_uri" in result else "")
     return result
+
+
+def route_weights(engine, endpoint: str, versions) -> dict[int, dict[str, float] | None]:
+    """`endpoint`'s traffic weights in each of the route-table `versions` (the gateway's route
+    history); None for a version that is not stored, lacks the endpoint, or does not split by
+    weights (a policy other than `ab` / `canary`)."""
+    from flightdeck.serving.store import RouteStore
+
+    store = RouteStore(engine)
+    out: dict[int, dict[str, float] | None] = {}
+    for version in sorted(versions):
+        stored = store.get(int(version))
+        spec = (stored.document.get("endpoints") or {}).get(endpoint) if stored is not None else None
+        weighted = isinstance(spec, dict) and spec.get("policy") in ("ab", "canary") and spec.get("weights")
+        out[int(version)] = {str(k): float(w) for k, w in spec["weights"].items()} if weighted else None
+    return out
 
 
 def promotion_conf(definition: ExperimentDefinition, variant: str, observed_versions: list[str]) -> dict:
