@@ -1,17 +1,24 @@
 """Stream scorer benchmark: end-to-end events/s and p99 event-to-result latency on Redis Streams,
 against the ceiling: the same parsing + the one scoring function in a plain loop (no broker).
 
-    python benchmarks/streaming.py --events 20000 --rate 4000 [--spark]
+    python benchmarks/streaming.py --events 20000 --rate 4000 [--sink sql] [--spark] [--json PATH]
 
+`--sink sql` writes the results to PostgreSQL instead of Redis (the SQL sink: one transaction per
+batch); without `--database-url` a scratch database is created on `--postgres` and dropped after.
 `--spark` adds the Spark Structured Streaming example (local[1], file source, one
 availableNow run over the same events; the SparkSession start is not counted).
+`--json PATH` also writes the printed figures, the command and the date to PATH.
 
-Latency = output entry id − input entry id (both Redis append times, one clock). Needs Redis.
+Latency = output entry id − input entry id (both Redis append times, one clock); with the SQL
+sink, the row's `scored_at` − input entry id (one host's clock). Needs Redis (and PostgreSQL for
+`--sink sql`).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import threading
 import time
 import uuid
@@ -50,7 +57,10 @@ def ceiling(values: list[bytes], onnx: bytes, batch: int) -> float:
     return len(values) / (time.perf_counter() - started)
 
 
-def end_to_end(values: list[bytes], onnx: bytes, rate: float, batch: int, url: str) -> tuple[float, float]:
+def end_to_end(values: list[bytes], onnx: bytes, rate: float, batch: int, url: str,
+               database_url: str | None = None) -> tuple[float, float]:
+    """(events/s, p99 event-to-result ms) of the scorer on Redis Streams, writing to Redis or, with
+    `database_url`, to the SQL sink."""
     client = redis.Redis.from_url(url)
     prefix = f"fdbench-{uuid.uuid4().hex[:8]}"
 
@@ -61,7 +71,13 @@ def end_to_end(values: list[bytes], onnx: bytes, rate: float, batch: int, url: s
             if rate > 0:
                 time.sleep(max(started + (i + 1) / rate - time.monotonic(), 0.0))
 
-    sink = RedisSink(client, f"{prefix}:out", f"{prefix}:dead", f"{prefix}:state")
+    if database_url is None:
+        sink = RedisSink(client, f"{prefix}:out", f"{prefix}:dead", f"{prefix}:state")
+    else:
+        from flightdeck.streaming.sql import SqlSink, create_tables
+
+        create_tables(database_url)
+        sink = SqlSink(database_url, prefix)
     scorer = StreamScorer(Backend(RedisStreamSource(client, f"{prefix}:in"), sink),
                           ModelRouter(StaticModel(onnx, "1"), "bench"), [Windows("tumbling", 60)],
                           ScorerConfig(batch_size=batch, poll_timeout_s=0.05))
@@ -76,11 +92,52 @@ def end_to_end(values: list[bytes], onnx: bytes, rate: float, batch: int, url: s
     seconds = time.perf_counter() - started
     if rate > 0:
         producer.join()
-    import json
     inputs = {i.decode(): int(i.split(b"-")[0]) for i, _ in client.xrange(f"{prefix}:in")}
-    lat = [int(i.split(b"-")[0]) - inputs[json.loads(f[b"data"])["offset"]] for i, f in client.xrange(f"{prefix}:out")]
+    if database_url is None:
+        lat = [int(i.split(b"-")[0]) - inputs[json.loads(f[b"data"])["offset"]]
+               for i, f in client.xrange(f"{prefix}:out")]
+    else:
+        lat = _sql_latencies(database_url, prefix, inputs)
     client.delete(*client.keys(f"{prefix}*"))
     return len(values) / seconds, float(np.percentile(lat, 99))
+
+
+def _sql_latencies(database_url: str, consumer: str, inputs: dict[str, int]) -> list[int]:
+    """Milliseconds from each input entry's append to its result row's `scored_at`; the rows go after."""
+    import sqlalchemy as sa
+
+    from flightdeck.streaming.sql import metadata, stream_results
+
+    engine = sa.create_engine(database_url)
+    try:
+        with engine.begin() as conn:
+            rows = conn.execute(sa.select(stream_results.c.source_offset, stream_results.c.scored_at).where(
+                stream_results.c.consumer == consumer)).all()
+            for table in metadata.sorted_tables:
+                conn.execute(table.delete().where(table.c.consumer == consumer))
+    finally:
+        engine.dispose()
+    return [round(r.scored_at.timestamp() * 1000) - inputs[r.source_offset] for r in rows]
+
+
+@contextlib.contextmanager
+def scratch_database(server: str):
+    """A new, empty PostgreSQL database on `server` (a URL without a database name), dropped after."""
+    import sqlalchemy as sa
+
+    name = f"flightdeck_bench_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(f"{server}/postgres", isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield f"{server}/{name}"
+    finally:
+        from flightdeck.serving.db import dispose_engine
+
+        dispose_engine(f"{server}/{name}")
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
 
 
 def spark_engine(values: list[bytes], onnx: bytes, files: int = 10) -> float:
@@ -105,25 +162,65 @@ def spark_engine(values: list[bytes], onnx: bytes, files: int = 10) -> float:
     return len(values) / seconds
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--rate", type=float, default=4000, help="input events/s (0 = as fast as possible)")
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
+    parser.add_argument("--sink", choices=("redis", "sql"), default="redis",
+                        help="where results go: Redis streams, or PostgreSQL through the SQL sink")
+    parser.add_argument("--database-url", help="--sink sql: an existing database (default: a scratch one)")
+    parser.add_argument("--postgres", default="postgresql+psycopg2://postgres@127.0.0.1:5432",
+                        help="--sink sql without --database-url: the server the scratch database goes on")
     parser.add_argument("--spark", action="store_true", help="also run the Spark Structured Streaming example")
-    args = parser.parse_args()
+    parser.add_argument("--json", metavar="PATH", help="also write the figures, the command and the date as JSON")
+    args = parser.parse_args(argv)
     values, onnx = list(generated_events(args.events)), _model()
     top = ceiling(values, onnx, args.batch)
-    flat_out, _ = end_to_end(values, onnx, 0, args.batch, args.redis_url)
-    paced, p99 = end_to_end(values, onnx, args.rate, args.batch, args.redis_url)
+    with contextlib.ExitStack() as stack:
+        database_url = None
+        if args.sink == "sql":
+            database_url = args.database_url or stack.enter_context(scratch_database(args.postgres))
+        flat_out, _ = end_to_end(values, onnx, 0, args.batch, args.redis_url, database_url)
+        paced, p99 = end_to_end(values, onnx, args.rate, args.batch, args.redis_url, database_url)
+    if args.sink == "sql":
+        print("sink: PostgreSQL (the SQL sink, one transaction per batch)")
     print(f"ceiling (parse + score_feeds, plain loop): {top:,.0f} events/s")
     print(f"stream scorer, from a backlog:             {flat_out:,.0f} events/s  ratio {flat_out / top:.2f}")
     print(f"stream scorer at {args.rate:,.0f} events/s input:   {paced:,.0f} events/s, p99 event-to-result "
           f"{p99:.0f} ms")
+    figures = {"sink": "postgresql" if args.sink == "sql" else "redis", "events": args.events,
+               "batch": args.batch, "ceiling_events_per_s": top, "scorer_backlog_events_per_s": flat_out,
+               "ratio": flat_out / top, "input_rate_events_per_s": args.rate, "scorer_paced_events_per_s": paced,
+               "p99_event_to_result_ms": p99}
     if args.spark:
         engine = spark_engine(values, onnx)
         print(f"Spark Structured Streaming example:        {engine:,.0f} events/s  ratio {engine / top:.2f}")
+        figures.update(spark_events_per_s=engine, spark_ratio=engine / top)
+    if args.json:
+        write_json(args.json, argv, figures)
+    return figures
+
+
+def write_json(path: str, argv: list[str] | None, figures: dict) -> None:
+    """`--json PATH`: the figures with the command that gave them, the date and the machine's size."""
+    import datetime
+    import os
+    import platform
+    import shlex
+    import sys
+    from pathlib import Path
+
+    shown = sys.argv[1:] if argv is None else list(argv)
+    document = {"benchmark": "streaming",
+                "command": shlex.join([".venv/bin/python", "benchmarks/streaming.py", *shown]),
+                "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+                "cores": os.cpu_count(), "python": platform.python_version(), "result": figures}
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(document, indent=2) + "\n")
+    print(f"wrote {target}")
 
 
 if __name__ == "__main__":
