@@ -107,7 +107,10 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"note: 1-minute load average {load[0]:.1f} before, {load[1]:.1f} after on {os.cpu_count()} "
           "cores; other work on the machine skews these timings, so compare runs on a quiet machine.")
     print(f"total {time.perf_counter() - started:.0f} s")
-    return {"measurements": [m.__dict__ for m in measurements], "ratios": ratios, "load_average": load}
+    report = {"measurements": [m.__dict__ for m in measurements], "ratios": ratios, "load_average": load}
+    if args.json:
+        write_json(args.json, "batch_scoring", argv, report)
+    return report
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -120,6 +123,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeat", type=int, default=3,
                         help="timed runs at the smallest row count (best is kept); larger counts run once")
     parser.add_argument("--train-rows", type=int, default=20_000, help="rows to train each model on")
+    parser.add_argument("--json", metavar="PATH", help="also write the result, the command and the date as JSON")
     return parser.parse_args(argv)
 
 
@@ -378,6 +382,32 @@ def _print(measurements: list[Measurement], ratios: list[dict], workers: int) ->
     for note in sorted({n for m in measurements for n in m.notes}):
         print(f"\nnote: {note}")
     print("note: the mlflow pyfunc session uses ONNX Runtime's default threads (all cores); ours use one per worker.")
+
+
+def write_json(path: str, name: str, argv: list[str] | None, result: dict) -> None:
+    """`--json PATH`: write the result with the command that reproduces it and the UTC date."""
+    import datetime
+    import json as json_module
+    import os as os_module
+    import platform
+    import shlex
+    import sys as sys_module
+    from pathlib import Path as _Path
+
+    shown = sys_module.argv[1:] if argv is None else list(argv)
+    document = {"benchmark": name,
+                "command": shlex.join([".venv/bin/python", f"benchmarks/{name}.py", *shown]),
+                "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+                "cores": os_module.cpu_count(), "python": platform.python_version(), "result": result}
+    target = _Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json_module.dumps(document, indent=2, default=_plain) + "\n")
+    print(f"wrote {target}")
+
+
+def _plain(value: object) -> object:
+    """numpy scalars as their Python value; anything else JSON cannot hold as its text."""
+    return value.item() if hasattr(value, "item") else str(value)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Cold start of the packaged Lambda handler against a pyfunc-based handler, in one run.
 
-    .venv/bin/python benchmarks/cold_start.py [--repeat 7] [--wheel-cache DIR] [--home DIR] [--json]
+    .venv/bin/python benchmarks/cold_start.py [--repeat 7] [--wheel-cache DIR] [--home DIR] [--json [PATH]]
 
 One model, registered in a temporary MLflow store (SQLite + local artifacts): the default
 logistic regression, trained on generated rows and exported to ONNX as `train_register`
@@ -213,7 +213,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train-rows", type=int, default=2000)
     parser.add_argument("--wheel-cache", help="Lambda platform wheels (default FLIGHTDECK_HOME/cache/lambda-wheels)")
     parser.add_argument("--home", help="work folder (default: a temporary one, removed afterwards)")
-    parser.add_argument("--json", action="store_true", help="also print the figures as JSON")
+    parser.add_argument("--json", nargs="?", const="-", metavar="PATH",
+                        help="also print the figures as JSON; with PATH, write them there with the command and the date")
     args = parser.parse_args(argv)
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
@@ -265,10 +266,40 @@ def main(argv: list[str] | None = None) -> int:
               f"|score diff| {diff:.2g}", flush=True)
         print(format_report(packaged, pyfunc, targets, args.repeat))
         print(f"load average {os.getloadavg()[0]:.2f}")
-        if args.json:
-            print(json.dumps({"packaged": packaged, "pyfunc": pyfunc, "targets": targets, "pyfunc_input": mode,
-                              "note": note, "samples": samples}, indent=2))
+        figures = {"packaged": packaged, "pyfunc": pyfunc, "targets": targets, "pyfunc_input": mode,
+                   "note": note, "samples": samples, "package_mb": {"zipped": built.zipped_bytes / 2**20,
+                                                                    "unzipped": built.unzipped_bytes / 2**20}}
+        if args.json == "-":
+            print(json.dumps(figures, indent=2))
+        elif args.json:
+            write_json(args.json, "cold_start", argv, figures)
     return exit_code(targets)
+
+
+def write_json(path: str, name: str, argv: list[str] | None, result: dict) -> None:
+    """`--json PATH`: write the result with the command that reproduces it and the UTC date."""
+    import datetime
+    import json as json_module
+    import os as os_module
+    import platform
+    import shlex
+    import sys as sys_module
+    from pathlib import Path as _Path
+
+    shown = sys_module.argv[1:] if argv is None else list(argv)
+    document = {"benchmark": name,
+                "command": shlex.join([".venv/bin/python", f"benchmarks/{name}.py", *shown]),
+                "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+                "cores": os_module.cpu_count(), "python": platform.python_version(), "result": result}
+    target = _Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json_module.dumps(document, indent=2, default=_plain) + "\n")
+    print(f"wrote {target}")
+
+
+def _plain(value: object) -> object:
+    """numpy scalars as their Python value; anything else JSON cannot hold as its text."""
+    return value.item() if hasattr(value, "item") else str(value)
 
 
 if __name__ == "__main__":

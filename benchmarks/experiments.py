@@ -210,6 +210,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--power-sims", type=int, default=4000, help="simulated experiments per power figure")
     p.add_argument("--alpha", type=float, default=0.05)
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--json", metavar="PATH", help="also write the result, the command and the date as JSON")
     args = p.parse_args(argv)
     if min(args.experiments, args.days, args.power_sims) < 1 or args.units_per_day < 2:
         p.error("--experiments, --days, --power-sims must be positive and --units-per-day >= 2")
@@ -299,17 +300,46 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"target {t.name:<76} {value:>10}  {bound:<18} {'PASS' if t.passed else 'MISS'}")
     elapsed = time.perf_counter() - started
     print(f"\nrun time {elapsed:.1f} s")
-    return {"seed": args.seed, "alpha": alpha, "aa": aa,
+    report = {"seed": args.seed, "alpha": alpha, "aa": aa,
             "power": [{"design": label, "n": n, "analytic": a, "simulated": s} for label, n, a, s in power_rows],
             "sequential_design": {"n_per_arm": n_seq, "fixed_n_per_arm": n_mean, **seq},
             "srm": {"skewed": skewed.to_dict(), "even": even.to_dict(), "aa_flag_rate": srm_aa,
                     "skew_flag_rate": srm_skew},
             "targets": [t.to_dict() for t in targets]}
+    if args.json:
+        write_json(args.json, "experiments", argv, report)
+    return report
 
 
 def exit_code(report: dict) -> int:
     """0 when every target passed, 1 on any MISS."""
     return 0 if all(t["pass"] for t in report["targets"]) else 1
+
+
+def write_json(path: str, name: str, argv: list[str] | None, result: dict) -> None:
+    """`--json PATH`: write the result with the command that reproduces it and the UTC date."""
+    import datetime
+    import json as json_module
+    import os as os_module
+    import platform
+    import shlex
+    import sys as sys_module
+    from pathlib import Path as _Path
+
+    shown = sys_module.argv[1:] if argv is None else list(argv)
+    document = {"benchmark": name,
+                "command": shlex.join([".venv/bin/python", f"benchmarks/{name}.py", *shown]),
+                "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+                "cores": os_module.cpu_count(), "python": platform.python_version(), "result": result}
+    target = _Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json_module.dumps(document, indent=2, default=_plain) + "\n")
+    print(f"wrote {target}")
+
+
+def _plain(value: object) -> object:
+    """numpy scalars as their Python value; anything else JSON cannot hold as its text."""
+    return value.item() if hasattr(value, "item") else str(value)
 
 
 if __name__ == "__main__":

@@ -295,6 +295,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--rps", type=float, default=200.0, help="total requests/s over both variants")
     p.add_argument("--flagger-interval", type=float, default=60.0, help="Flagger: analysis interval (s)")
     p.add_argument("--flagger-threshold", type=int, default=5, help="Flagger: failed checks before rollback")
+    p.add_argument("--json", metavar="PATH", help="also write the result, the command and the date as JSON")
     p.add_argument("--flagger-min-success", default="99,98.5",
                    help="Flagger: request-success-rate minimum(s) in %%, comma-separated, one gate each")
     args = p.parse_args(argv)
@@ -382,9 +383,38 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"\nreplayed {replay_total[1]:,} looks of the first {REPLAY_RUNS} rollouts per scenario through "
           f"evaluate()/decide(): {replay_total[0]:,} agree")
     print(f"run time {time.perf_counter() - started:.1f} s")
-    return {"settings": settings.model_dump(), "runs": args.runs, "seed": args.seed,
-            "results": results, "targets": targets,
-            "replay": {"agree": replay_total[0], "total": replay_total[1]}}
+    report = {"settings": settings.model_dump(), "runs": args.runs, "seed": args.seed,
+              "results": results, "targets": targets,
+              "replay": {"agree": replay_total[0], "total": replay_total[1]}}
+    if args.json:
+        write_json(args.json, "gates", argv, report)
+    return report
+
+
+def write_json(path: str, name: str, argv: list[str] | None, result: dict) -> None:
+    """`--json PATH`: write the result with the command that reproduces it and the UTC date."""
+    import datetime
+    import json as json_module
+    import os as os_module
+    import platform
+    import shlex
+    import sys as sys_module
+    from pathlib import Path as _Path
+
+    shown = sys_module.argv[1:] if argv is None else list(argv)
+    document = {"benchmark": name,
+                "command": shlex.join([".venv/bin/python", f"benchmarks/{name}.py", *shown]),
+                "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+                "cores": os_module.cpu_count(), "python": platform.python_version(), "result": result}
+    target = _Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json_module.dumps(document, indent=2, default=_plain) + "\n")
+    print(f"wrote {target}")
+
+
+def _plain(value: object) -> object:
+    """numpy scalars as their Python value; anything else JSON cannot hold as its text."""
+    return value.item() if hasattr(value, "item") else str(value)
 
 
 if __name__ == "__main__":

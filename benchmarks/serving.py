@@ -325,10 +325,13 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"note: 1-minute load average {load[0]:.1f} before, {load[1]:.1f} after on {os.cpu_count()} "
           "cores; wrk and every server share these cores, so compare runs on a quiet machine.")
     print(f"total {time.perf_counter() - started:.0f} s")
-    return {"results": {k: {"wrk": v.wrk.__dict__ if v.wrk else None, "failed": v.failed, "notes": v.notes}
-                        for k, v in results.items()},
-            "route_change": route.__dict__ if route else None, "ratios": ratios, "stray": stray,
-            "load_average": load}
+    report = {"results": {k: {"wrk": v.wrk.__dict__ if v.wrk else None, "cpu": v.cpu, "failed": v.failed,
+                              "notes": v.notes} for k, v in results.items()},
+              "route_change": route.__dict__ if route else None, "ratios": ratios, "stray": stray,
+              "load_average": load}
+    if args.json:
+        write_json(args.json, "serving", argv, report)
+    return report
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -357,6 +360,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--retries", type=int, default=2,
                         help="measure a server again when other work took > 0.25 cores during its run")
     parser.add_argument("--wrk", default=shutil.which("wrk") or "/usr/bin/wrk")
+    parser.add_argument("--json", metavar="PATH", help="also write the result, the command and the date as JSON")
     args = parser.parse_args(argv)
     if args.connections < 2 or args.workers < 1 or args.duration <= 0:
         parser.error("need --connections >= 2, --workers >= 1 and --duration > 0")
@@ -1131,6 +1135,32 @@ def _print_route(route: RouteChangeResult) -> None:
               f"(last at t={late['last']:.1f} s): workers switch tables independently")
     if route.final_version is not None:
         print(f"  route table version at the end (GET /admin/routes): {route.final_version}")
+
+
+def write_json(path: str, name: str, argv: list[str] | None, result: dict) -> None:
+    """`--json PATH`: write the result with the command that reproduces it and the UTC date."""
+    import datetime
+    import json as json_module
+    import os as os_module
+    import platform
+    import shlex
+    import sys as sys_module
+    from pathlib import Path as _Path
+
+    shown = sys_module.argv[1:] if argv is None else list(argv)
+    document = {"benchmark": name,
+                "command": shlex.join([".venv/bin/python", f"benchmarks/{name}.py", *shown]),
+                "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+                "cores": os_module.cpu_count(), "python": platform.python_version(), "result": result}
+    target = _Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json_module.dumps(document, indent=2, default=_plain) + "\n")
+    print(f"wrote {target}")
+
+
+def _plain(value: object) -> object:
+    """numpy scalars as their Python value; anything else JSON cannot hold as its text."""
+    return value.item() if hasattr(value, "item") else str(value)
 
 
 if __name__ == "__main__":
