@@ -28,7 +28,9 @@ from flightdeck.serving.metrics import exposition
 from flightdeck.serving.predlog import Outcome, OutcomeStore
 from flightdeck.serving.scoring import (
     UNIT_HEADER,
+    VARIANT_HEADER,
     ScoringFastPath,
+    allowed_override,
     check_size,
     checked_id,
     error_reply,
@@ -188,7 +190,8 @@ def create_app(settings: Settings | None = None, gateway: Gateway | None = None)
     async def stream(websocket: WebSocket, endpoint: str) -> None:
         """Rows in, scores out. Each message: one record, or {"rows": [...], "unit_id"?, "id"?}.
 
-        A bad message gets {"error", "status"} and the stream stays open; a message over
+        An admin may force a variant with the X-Flightdeck-Variant header of the handshake (as on
+        REST). A bad message gets {"error", "status"} and the stream stays open; a message over
         `max_body_bytes` closes it with 1009 (message too big).
         """
         await websocket.accept()
@@ -214,7 +217,10 @@ def create_app(settings: Settings | None = None, gateway: Gateway | None = None)
                     columns = payloads.columns_from_records(records, settings.max_batch_rows, field="rows")
                     unit_id = (checked_id(text_param(payload.get("unit_id"), "unit_id"), "unit_id") if "rows" in payload
                                else checked_id(websocket.headers.get(UNIT_HEADER), UNIT_HEADER))
-                    prediction = await gateway.predict(endpoint, columns, unit_id=unit_id)
+                    # A variant forced in the handshake: admins only, and only where the endpoint allows it.
+                    override = allowed_override(settings, websocket.headers.get("authorization"),
+                                                websocket.headers.get(VARIANT_HEADER) or None, "X-Flightdeck-Variant")
+                    prediction = await gateway.predict(endpoint, columns, unit_id=unit_id, override=override)
                     reply = {"id": reply_id, "request_id": prediction.request_id, "predictions": prediction.scores,
                              "variant": prediction.variant, "model_version": prediction.model_version,
                              "route_version": prediction.route_version}

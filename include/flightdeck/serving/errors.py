@@ -43,6 +43,13 @@ class OverrideNotAllowedError(RequestError):
     status = 403
 
 
+class OverrideDisabledError(RequestError):
+    """A request forcing a variant (or pinning a model version) on an endpoint whose route table
+    sets `allow_override: false`: refused, never silently routed by the policy instead."""
+
+    status = 403
+
+
 class UnknownEndpointError(RequestError):
     """No endpoint, variant or model version of that name in the current route table."""
 

@@ -43,7 +43,7 @@ from flightdeck.serving.errors import (
 )
 from flightdeck.serving.metrics import GatewayMetrics
 from flightdeck.serving.models import ModelPool, ServedModel, TensorSpec
-from flightdeck.serving.policies import CircuitBreaker, Router
+from flightdeck.serving.policies import CircuitBreaker, Router, override_disabled
 from flightdeck.serving.predlog import PredictionLogWriter, PredictionRecord
 from flightdeck.serving.routes import (
     EndpointSpec,
@@ -358,6 +358,8 @@ class Gateway:
         try:
             ep = self._endpoint(endpoint, routes)  # the table this request started with, throughout
             if version is not None:
+                if not ep.spec.allow_override:
+                    raise override_disabled(ep.name, f"model version {version!r}", "version")
                 override = self._variant_for_version(ep, version)
             choice = ep.router.choose(columns, unit_id, override)
             forced = choice.overridden

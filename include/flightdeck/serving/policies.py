@@ -14,11 +14,21 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from flightdeck.serving.errors import InvalidInputError, UnknownEndpointError
+from flightdeck.serving.errors import InvalidInputError, OverrideDisabledError, UnknownEndpointError
 from flightdeck.serving.routes import EndpointSpec
 
 _OPS: dict[str, Callable] = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
                              "==": operator.eq, "!=": operator.ne, "in": lambda a, b: a in b}
+
+
+def override_disabled(endpoint: str, what: str, field: str) -> OverrideDisabledError:
+    """The refusal of a forced `what` (a variant or model version) on an endpoint with allow_override false."""
+    return OverrideDisabledError(
+        f"endpoint {endpoint!r} does not allow forcing a variant (its route table sets allow_override: false), "
+        f"so {what} was refused rather than routed by the endpoint's policy. Fix: drop the override "
+        "(X-Flightdeck-Variant, params.variant / parameters.variant, the gRPC `variant` parameter or a pinned "
+        f"/versions/ path) to be routed by the policy, or have an admin set allow_override: true on endpoint "
+        f"{endpoint!r} (PUT /admin/routes).", field=field)
 
 
 def unit_bucket(salt: str, unit_id: str) -> float:
@@ -59,10 +69,13 @@ class Router:
                                   else spec.variants)
 
     def choose(self, columns: dict[str, list], unit_id: str | None = None,
-               override: str | None = None) -> Choice:
-        """The variant(s) for this request."""
+               override: str | None = None, field: str = "X-Flightdeck-Variant") -> Choice:
+        """The variant(s) for this request. An `override` on an endpoint that does not allow one
+        raises OverrideDisabledError (`field` names where the override came from)."""
         spec = self.spec
-        if override is not None and spec.allow_override:
+        if override is not None and not spec.allow_override:
+            raise override_disabled(self.endpoint, f"variant {override!r}", field)
+        if override is not None:
             if override not in spec.variants:
                 raise UnknownEndpointError(
                     f"endpoint {self.endpoint!r} has no variant {override!r} (variants: {sorted(spec.variants)}). "

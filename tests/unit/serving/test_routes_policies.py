@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from scipy.stats import chisquare
 
-from flightdeck.serving.errors import InvalidInputError, RouteTableError, UnknownEndpointError
+from flightdeck.serving.errors import InvalidInputError, OverrideDisabledError, RouteTableError, UnknownEndpointError
 from flightdeck.serving.policies import CircuitBreaker, Router, unit_bucket
 from flightdeck.serving.routes import default_route_table, load_route_file, parse_route_table
 
@@ -94,7 +94,11 @@ def test_header_override():
     with pytest.raises(UnknownEndpointError, match="no variant 'red'"):
         router.choose({}, override="red")
     locked = Router("e", endpoint(policy="blue_green", active="blue", allow_override=False))
-    assert locked.choose({}, override="green").variant == "blue"
+    assert locked.choose({}).variant == "blue"
+    with pytest.raises(OverrideDisabledError, match="endpoint 'e' does not allow forcing") as refused:
+        locked.choose({}, override="green", field="params.variant")
+    assert refused.value.status == 403 and refused.value.field == "params.variant"
+    assert "allow_override: true" in str(refused.value)
 
 
 def test_conditional_routes_each_row():
