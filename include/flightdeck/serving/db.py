@@ -128,6 +128,7 @@ predictions = sa.Table(
     sa.Column("client_request_id", sa.Text, nullable=True),
     sa.Index("ix_predictions_request_id", "request_id"),
     sa.Index("ix_predictions_unit_id", "unit_id"),
+    sa.Index("ix_predictions_client_request_id", "client_request_id"),
     sa.Index("ix_predictions_endpoint_created_at", "endpoint", "created_at"),
 )
 

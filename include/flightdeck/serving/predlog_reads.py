@@ -99,6 +99,30 @@ def read_predictions(engine: Engine, endpoint: str, columns: Sequence[str], *, s
     return frame
 
 
+def predictions_for_request(engine: Engine, request_id: str, columns: Sequence[str]) -> pd.DataFrame:
+    """Every prediction-log row (live and shadow) of one request, found by the gateway's request id
+    or by the id the caller sent (`client_request_id`): the rows an outcome keyed by that id labels.
+    Both columns are indexed, so the lookup does not scan the log. Oldest first."""
+    with engine.connect() as conn:
+        rows = conn.execute(request_query(request_id, columns)).all()
+    frame = pd.DataFrame([tuple(row) for row in rows], columns=list(columns))
+    if "created_at" in frame:
+        frame["created_at"] = pd.to_datetime(frame["created_at"], utc=True)
+    return frame
+
+
+def request_query(request_id: str, columns: Sequence[str]) -> sa.Select:
+    """The SELECT behind `predictions_for_request` (kept apart so its plan can be checked)."""
+    unknown = [c for c in columns if c not in COLUMNS or c == LABEL]
+    if unknown or not columns:
+        raise ValueError(f"columns {unknown or list(columns)} are not stored prediction-log columns "
+                         f"{[c for c in COLUMNS if c != LABEL]}")
+    p = predictions.c
+    return (sa.select(*(p[c] for c in columns))
+            .where(sa.or_(p.request_id == request_id, p.client_request_id == request_id))
+            .order_by(p.created_at, p.id))
+
+
 def missing_columns(engine: Engine, needed: Sequence[str]) -> list[str] | None:
     """The columns of `needed` that the database's `predictions` table lacks; None when the
     database has no such table. Raises SQLAlchemyError when the database cannot be read."""
