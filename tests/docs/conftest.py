@@ -16,7 +16,8 @@ quick start:
 order, as one `bash -euo pipefail` script) with cwd = the repository root, against a COPY of that
 home, in an environment like the Makefile's:
 FLIGHTDECK_HOME, AIRFLOW_HOME, AIRFLOW__CORE__DAGS_FOLDER / PLUGINS_FOLDER / LOAD_EXAMPLES /
-EXECUTOR, PATH starting with .venv/bin; and two free loopback ports, `FD_PORT` (the gateway's HTTP
+EXECUTOR (and the SQLite metadata database under AIRFLOW_HOME spelled out), PATH starting with
+.venv/bin; and two free loopback ports, `FD_PORT` (the gateway's HTTP
 port) and `FD_GRPC_PORT` (its gRPC port). Write blocks so that a reader without them gets the
 defaults: `flightdeck serve --port "${FD_PORT:-8000}" --grpc-port "${FD_GRPC_PORT:-8081}" &`.
 The release policy is the repository's default (include/config/release_policy.yaml), not the
@@ -71,6 +72,7 @@ def base_env(home: Path) -> dict[str, str]:
     env.update({
         "FLIGHTDECK_HOME": str(home),
         "AIRFLOW_HOME": str(home / "airflow"),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow' / 'airflow.db'}",
         "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
@@ -129,7 +131,9 @@ def build_guide_home(home: Path) -> Path:
         try:
             _run([str(BIN / "flightdeck"), "generate-data", "--start", RAW_DAYS[0], "--end", RAW_DAYS[1],
                   "--rows-per-day", str(ROWS_PER_DAY)], env, 300)
-            _run([sys.executable, "-c", "from tests.docs.conftest import build_models; build_models()"], env, 600)
+            # A module, not `python -c`: pyspark (imported by Great Expectations) exits a process whose
+            # main module has no file, taking it for a doctest run.
+            _run([sys.executable, "-m", "tests.docs.conftest"], env, 600)
             code = migrate.wait(timeout=600)
         finally:
             if migrate.poll() is None:
@@ -140,13 +144,15 @@ def build_guide_home(home: Path) -> Path:
 
 
 def copy_home(template: Path, target: Path) -> Path:
-    """A private copy of the prepared home at `target`. MLflow and the gateway keep absolute paths
-    (artifact locations, model sources) in their SQLite files: they are rewritten to the copy, so
-    nothing a Try-it script does reaches the template."""
+    """A private copy of the prepared home at `target`. MLflow keeps absolute paths (artifact
+    locations) in its SQLite file and Airflow its database's path in airflow.cfg: they are rewritten
+    to the copy, so nothing a Try-it script does reaches the template."""
     shutil.copytree(template, target, symlinks=True)
     old, new = str(template), str(target)
     for database in target.rglob("*.db"):
         _rewrite_sqlite(database, old, new)
+    for config in target.rglob("*.cfg"):
+        config.write_text(config.read_text().replace(old, new))
     return target
 
 
@@ -306,3 +312,7 @@ def try_it_workdir():
     folder = Path(tempfile.mkdtemp(prefix="fd-try-"))
     yield folder
     shutil.rmtree(folder, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    build_models()
