@@ -41,14 +41,14 @@ def parse_value(fact: str, spec, raw: object, source: str | None = None):
         try:
             value = float(text)
         except (TypeError, ValueError):
-            raise ConfigError(where, f"{raw!r} is not a number", f"give {_allowed(spec)}") from None
+            raise ConfigError(where, f"{text!r} is not a number", f"give {_allowed(spec)}") from None
         if not value >= 0 or value == float("inf"):
-            raise ConfigError(where, f"{raw!r} is out of range", f"give {_allowed(spec)}")
+            raise ConfigError(where, f"{text!r} is out of range", f"give {_allowed(spec)}")
         return value
     if spec.kind == "choice":
         value = str(text).lower() if text is not None else ""
         if value not in spec.choices:
-            raise ConfigError(where, f"{raw!r} is not allowed", f"use one of: {_allowed(spec)}")
+            raise ConfigError(where, f"{text!r} is not allowed", f"use one of: {_allowed(spec)}")
         return value
     items = text if isinstance(text, list) else [] if text is None else str(text).split(",")
     values = [str(v).strip().lower() for v in items if str(v).strip()]
@@ -169,6 +169,8 @@ def format_text(result: dict) -> str:
         step = r["next_step"]
         if step["policy"]:
             lines.append(f"  release policy needs: {json.dumps(step['policy'])}")
+        if step["env"]:
+            lines.append("  set on Airflow's workers: " + " ".join(f"{k}={v}" for k, v in step["env"].items()))
         lines.append(f"  next step: {step['command']}")
         lines.append(f"    ({step['why']})")
         lines.append("")

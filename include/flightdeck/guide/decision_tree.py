@@ -116,11 +116,11 @@ class NextStep(_Strict):
         return self
 
     def shell(self) -> str:
-        """The command to type: the command itself, or `airflow dags trigger` with the conf."""
+        """The command to type: the command itself, or `airflow dags trigger` with the conf.
+        `env` is for the processes that run the tasks (Airflow's workers), not for this command."""
         if self.command is not None:
             return self.command
-        env = "".join(f"{k}={v} " for k, v in self.env.items())
-        return env + DAG_TRIGGER.format(dag=self.dag, conf=json.dumps(self.conf, separators=(", ", ": ")))
+        return DAG_TRIGGER.format(dag=self.dag, conf=json.dumps(self.conf, separators=(", ", ": ")))
 
 
 class Note(_Strict):

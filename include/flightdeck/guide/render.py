@@ -96,8 +96,11 @@ class Sources:
         lines = []
         for i, name in enumerate(self.order, 1):
             doc = self.results[name]
+            load = doc["result"].get("load_average") if isinstance(doc.get("result"), dict) else None
+            busy = (f", 1-minute load average {load[0]:.1f} before and {load[1]:.1f} after"
+                    if isinstance(load, list | tuple) and len(load) == 2 else "")
             lines.append(f"- **B{i}** `{doc['command']}`, measured {doc['date'][:10]} on {doc.get('cores', '?')} "
-                         f"cores ([result]({DATA_LINK.format(name=name)}))")
+                         f"cores{busy} ([result]({DATA_LINK.format(name=name)}))")
         return lines
 
 
@@ -144,7 +147,13 @@ def serving_numbers(results: dict[str, dict], sources: Sources) -> dict[str, dic
                                           f"peak {_n(packaged.get('peak_mb'))} MB {ref}")
     streaming = results.get("streaming")
     if streaming:
-        cells["streaming"]["throughput"] = f"see the streaming benchmark {sources.cite('streaming')}"
+        ref = sources.cite("streaming")
+        s = streaming["result"]
+        cells["streaming"]["latency"] = (f"p99 {_n(s.get('p99_event_to_result_ms'))} ms from event to result at "
+                                         f"{_n(s.get('input_rate_events_per_s'))} events/s in {ref}")
+        cells["streaming"]["throughput"] = (f"{_n(s.get('scorer_backlog_events_per_s'))} events/s from a backlog, "
+                                            f"{s.get('sink', '?')} sink (parse + score alone "
+                                            f"{_n(s.get('ceiling_events_per_s'))}) {ref}")
     return cells
 
 
