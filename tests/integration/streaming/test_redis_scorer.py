@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -140,23 +141,50 @@ def test_sigkill_mid_stream_redis_sink_gives_exactly_one_result_per_event(redis_
     assert len(ids) == n and len(set(ids)) == n
 
 
+def _run_with_kills_at(args: list[str], progress, kill_at: list[int], total: int) -> None:
+    """Start the scorer and SIGKILL it once its committed progress reaches each of `kill_at` (asserting
+    each kill landed mid-stream), then let it finish."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    command = [sys.executable, "-m", "flightdeck", "stream", *args, "--batch-size", "1000"]
+    for kill, target in enumerate(kill_at, 1):
+        process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        eventually(lambda: process.poll() is not None or progress() >= target, 90, 0.005,  # noqa: B023
+                   what=f"the scorer to commit {target} events before kill {kill}")
+        assert process.poll() is None, process.stderr.read().decode()[-3000:]
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        process.stderr.close()
+        done = progress()
+        assert target <= done < total, f"kill {kill} did not land mid-stream: {done} of {total}"
+    final = subprocess.run([*command, "--idle-stop", "1"], env=env, capture_output=True, text=True, timeout=120)
+    assert final.returncode == 0, final.stderr[-2000:]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)  # about 60 s on an idle 2-core machine; the bound leaves room for a busy one
 def test_sigkill_mid_stream_postgres_sink_gives_exactly_one_result_per_event(redis_prefix, base_events,
                                                                                    model_file, postgres_url):
-    n = 20_000
+    n = 100_000
     publish(redis_prefix, events(base_events, n))
     engine = sa.create_engine(postgres_url)
 
-    def results() -> int:
+    def committed() -> int:
+        """The stored checkpoint's count (a key lookup: polling count(*) of 100,000 rows would slow the scorer)."""
         with engine.connect() as conn:
-            if not sa.inspect(conn).has_table("stream_results"):
+            try:
+                return conn.execute(sa.text("SELECT processed FROM stream_checkpoints")).scalar() or 0
+            except sa.exc.ProgrammingError:  # the scorer has not created its tables yet
                 return 0
-            return conn.execute(sa.text("SELECT count(*) FROM stream_results")).scalar_one()
 
-    _run_with_kills(["--model-file", str(model_file), "--input", f"{redis_prefix}:in",
-                     "--sink", "sql", "--database-url", postgres_url, "--consumer", redis_prefix],
-                    kills=2, results=results, total=n)
+    # One kill at a random point of each third of the stream (the scorer is then somewhere in a batch).
+    rng = random.Random(5)
+    kill_at = [rng.randrange(k * n // 3 + 2_000, (k + 1) * n // 3 - 2_000) for k in range(3)]
+    _run_with_kills_at(["--model-file", str(model_file), "--input", f"{redis_prefix}:in",
+                        "--sink", "sql", "--database-url", postgres_url, "--consumer", redis_prefix],
+                       committed, kill_at, n)
     with engine.connect() as conn:
-        rows = conn.execute(sa.text("SELECT count(*), count(DISTINCT event_id) FROM stream_results")).one()
+        rows = conn.execute(sa.text("SELECT count(*), count(DISTINCT event_id), count(DISTINCT source_offset) "
+                                    "FROM stream_results")).one()
         processed = conn.execute(sa.text("SELECT processed FROM stream_checkpoints")).scalar_one()
     engine.dispose()
-    assert tuple(rows) == (n, n) and processed == n
+    assert tuple(rows) == (n, n, n) and processed == n
