@@ -35,6 +35,11 @@ class RecordingApplier:
     def __call__(self, documents: list[dict]) -> None:
         self.calls.append(copy.deepcopy(documents))
 
+    def read_route(self, namespace: str, name: str) -> dict | None:
+        """The last HTTPRoute applied (what a cluster would now hold), None before any."""
+        routes = [d for call in self.calls for d in call if d["kind"] == "HTTPRoute"]
+        return copy.deepcopy(routes[-1]) if routes else None
+
 
 def make_target(**overrides) -> KubernetesTarget:
     kwargs = {"namespace": "ml-serving", "app": "credit", "model_name": "flightdeck-classifier",
@@ -219,7 +224,7 @@ def test_validation_names_unknown_fields_wrong_types_and_broken_links(edit, mess
 
 def test_each_method_hands_the_applier_the_documents_of_its_state():
     applier = RecordingApplier()
-    target = make_target(applier=applier)
+    target = make_target(applier=applier, reader=applier.read_route)
     results = [target.deploy(), target.set_weight(25), target.set_weight(25), target.promote(), target.rollback()]
     assert [r.candidate_percent for r in results] == [0.0, 25.0, 25.0, 100.0, 0.0]
     assert applier.calls == [target.desired("deploy"), target.desired("set_weight", 25),

@@ -14,6 +14,13 @@ promotion renames nothing: the candidate's objects simply become the next rollou
 | promote()       | 0 / 100                    | replicas           | replicas (kept warm for a fast rollback) |
 | rollback()      | 100 / 0                    | 0                  | replicas          |
 
+`rollback()` is compare-and-set, like the gateway and Lambda targets: it reads the live HTTPRoute
+first and acts only while that route is this rollout's (its annotations name this baseline and
+candidate, and it sends traffic to no other Service). Otherwise a later rollout owns the route:
+nothing is applied and `left_alone` says why. The route it applies carries the live route's
+`resourceVersion`, so a change between the read and the write is refused (HTTP 409 from the API
+server; `ManifestDirectory` checks its file the same way) instead of being overwritten.
+
 Every method renders the *whole* desired state and hands it to an applier (server-side
 apply in production: `flightdeck.airflow.k8s_apply`), so re-running a step is harmless.
 Rendering is pure and deterministic: the same state renders byte-identical YAML. Each
@@ -27,6 +34,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import re
 from collections.abc import Callable, Iterable
@@ -38,6 +46,8 @@ import yaml
 
 from flightdeck.delivery.targets.base import TrafficState
 from flightdeck.errors import ConfigError, FlightdeckError
+
+log = logging.getLogger(__name__)
 
 Applier = Callable[[list[dict]], None]
 """Applies manifests in order (create or update; server-side apply in production)."""
@@ -67,6 +77,10 @@ _MAX_APP_CHARS = 40
 
 class KubernetesTargetError(FlightdeckError):
     """A Kubernetes rollout cannot proceed; the message names the object and the fix."""
+
+
+class RouteConflictError(KubernetesTargetError):
+    """The live HTTPRoute changed between the read and the write of a compare-and-set apply."""
 
 
 class ManifestValidationError(KubernetesTargetError):
@@ -174,6 +188,7 @@ class KubernetesTarget:
         self.applier = applier
         self.reader = reader
         self.name = name or f"kubernetes:{namespace}/{app}"
+        self.left_alone: str | None = None  # why the last rollback changed nothing, if it chose not to
 
     # -- construction across processes ---------------------------------------------------
 
@@ -371,8 +386,55 @@ class KubernetesTarget:
         return self._apply(self.desired("promote"))
 
     def rollback(self) -> TrafficState:
-        """Route 100 / 0 (applied first), then the candidate Deployment scaled to 0 replicas."""
-        return self._apply(self.desired("rollback"))
+        """Route 100 / 0 (applied first), then the candidate Deployment scaled to 0 replicas, but
+        only while the live HTTPRoute is this rollout's: after a later rollout took the route, a
+        re-run rollback applies nothing and says why in `left_alone`. Needs a `reader`."""
+        self.left_alone = None
+        if self.reader is None:
+            raise KubernetesTargetError(
+                f"{self.name}: a rollback first checks that the live HTTPRoute is still this rollout's, and "
+                "there is no reader to look at it. Fix: pass reader= (ManifestDirectory(...).read_route, or "
+                "flightdeck.airflow.k8s_apply.KubernetesHookApplier().read_route).")
+        live = self.reader(self.namespace, self.route_name)
+        documents = self.desired("rollback")
+        if live is not None:
+            owner = self._other_owner(live)
+            if owner is not None:
+                self.left_alone = owner
+                log.warning("%s: %s", self.name, owner)
+                return self._share(live)
+            expected = (live.get("metadata") or {}).get("resourceVersion")
+            if expected is not None:  # the write is refused if the route changes after this read
+                route = next(d for d in documents if d["kind"] == "HTTPRoute")
+                route["metadata"]["resourceVersion"] = str(expected)
+        return self._apply(documents)
+
+    def _other_owner(self, route: dict) -> str | None:
+        """Why the live `route` is not this rollout's to roll back, or None when it is."""
+        where = f"HTTPRoute {self.namespace}/{self.route_name}"
+        annotations = (route.get("metadata") or {}).get("annotations") or {}
+        named = (annotations.get(f"{LABEL_PREFIX}/baseline-version"),
+                 annotations.get(f"{LABEL_PREFIX}/candidate-version"))
+        backends = sorted({ref.get("name") for rule in (route.get("spec") or {}).get("rules") or []
+                           for ref in rule.get("backendRefs") or []})
+        ours = {self.object_name(self.baseline_version), self.object_name(self.candidate_version)}
+        if named != (self.baseline_version, self.candidate_version) or not set(backends) <= ours:
+            return (f"{where} now belongs to another rollout (baseline v{named[0]}, candidate v{named[1]}, "
+                    f"backends {backends}), not this one's v{self.baseline_version} → v{self.candidate_version}: "
+                    "the rollback leaves it and the Deployments as they are. Fix: nothing, if a later release "
+                    "took over; roll that release back with its own run if it must go")
+        return None
+
+    def _share(self, route: dict) -> TrafficState:
+        """This rollout's view of a route that may send traffic elsewhere too (no error on strangers)."""
+        weights: dict[str, int] = {}
+        for rule in (route.get("spec") or {}).get("rules") or []:
+            for ref in rule.get("backendRefs") or []:
+                weights[ref["name"]] = weights.get(ref["name"], 0) + int(ref.get("weight", 1))
+        candidate, total = self.object_name(self.candidate_version), sum(weights.values())
+        share = 100.0 * weights.get(candidate, 0) / total if total else 0.0
+        return TrafficState(self.name, self.baseline_version,
+                            self.candidate_version if candidate in weights else None, round(share, 4))
 
     def traffic(self, route: dict | None) -> TrafficState:
         """Translate an HTTPRoute (live or rendered) into this rollout's TrafficState."""
@@ -440,16 +502,35 @@ class ManifestDirectory:
         for document in documents:
             meta = document["metadata"]
             path = self.path(document["kind"], meta["namespace"], meta["name"])
+            expected = meta.get("resourceVersion")
+            if expected is not None:  # compare-and-set, as the API server does with resourceVersion
+                current = _content_version(path.read_text()) if path.exists() else None
+                if current != expected:
+                    raise RouteConflictError(
+                        f"{document['kind']} {meta['namespace']}/{meta['name']} changed since it was read "
+                        f"({path}: version {current}, expected {expected}); nothing from this apply was written "
+                        "after it. Fix: run the step again, so it reads the current object and decides anew.")
+                document = {**document, "metadata": {k: v for k, v in meta.items() if k != "resourceVersion"}}
             path.parent.mkdir(parents=True, exist_ok=True)
             partial = path.with_suffix(".yaml.tmp")
             partial.write_text(to_yaml([document]))
             partial.replace(path)  # readers never see half a file
 
     def read_route(self, namespace: str, name: str) -> dict | None:
+        """The HTTPRoute's file, with a `resourceVersion` (a digest of the file) for compare-and-set."""
         path = self.path("HTTPRoute", namespace, name)
-        return yaml.safe_load(path.read_text()) if path.exists() else None
+        if not path.exists():
+            return None
+        text = path.read_text()
+        route = yaml.safe_load(text)
+        route.setdefault("metadata", {})["resourceVersion"] = _content_version(text)
+        return route
 
     __call__ = apply
+
+
+def _content_version(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 # -- validation ---------------------------------------------------------------------------
@@ -472,7 +553,8 @@ HTTPROUTE_SCHEMA: dict = {
         "kind": {"const": "HTTPRoute"},
         "metadata": {"type": "object", "required": ["name", "namespace"], "additionalProperties": False,
                      "properties": {"name": _NAME, "namespace": _LABEL_NAME, "labels": _STRING_MAP,
-                                    "annotations": _STRING_MAP}},
+                                    "annotations": _STRING_MAP,
+                                    "resourceVersion": {"type": "string", "minLength": 1}}},
         "spec": {
             "type": "object", "required": ["parentRefs", "rules"], "additionalProperties": False,
             "properties": {
