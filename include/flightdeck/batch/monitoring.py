@@ -148,27 +148,33 @@ def feature_distribution(profile_entry: Mapping[str, Any], values) -> np.ndarray
     return _proportions_array(_bucket_counts(profile_entry, values))
 
 
-def _bucket_counts(entry: Mapping[str, Any], values) -> np.ndarray:
+def bucket_indices(entry: Mapping[str, Any], values) -> np.ndarray:
+    """Index of each value's bucket in a profile entry (see `bucket_labels`), in input order.
+
+    The per-value form of `feature_distribution`, for callers that add values up in several
+    histograms (the stream scorer's windows): counting these indices gives the same buckets.
+    """
     if entry["kind"] == "numeric":
         numbers = _as_numbers(values)
-        null = np.isnan(numbers)
         edges = np.asarray(entry["edges"], dtype="float64")
         # Bin i holds [edges[i-1], edges[i]); -inf and +inf fall in the first and last bin.
-        index = np.searchsorted(edges, numbers[~null], side="right")
-        counts = np.bincount(index, minlength=len(edges) + 1)
-        return np.append(counts, null.sum())
+        index = np.searchsorted(edges, numbers, side="right")
+        return np.where(np.isnan(numbers), len(edges) + 1, index)
     if entry["kind"] == "categorical":
         series = pd.Series(values, copy=False)
         null = series.isna().to_numpy()
         categories = list(entry["categories"])
         # Codes are -1 for anything not in `categories` (unseen values and nulls alike).
-        codes = pd.Categorical(series.astype(object), categories=categories).codes
-        counts = np.bincount(codes[codes >= 0], minlength=len(categories))
-        other = int(((codes < 0) & ~null).sum())
-        return np.concatenate([counts, [other, null.sum()]])
+        codes = pd.Categorical(series.astype(object), categories=categories).codes.astype(np.int64)
+        return np.where(codes >= 0, codes, np.where(null, len(categories) + 1, len(categories)))
     raise ConfigError(
         "profile", f"unknown entry kind {entry['kind']!r}", "rebuild the profile with build_reference_profile"
     )
+
+
+def _bucket_counts(entry: Mapping[str, Any], values) -> np.ndarray:
+    size = len(entry["edges"]) + 2 if entry["kind"] == "numeric" else len(entry.get("categories", ())) + 2
+    return np.bincount(bucket_indices(entry, values), minlength=size)
 
 
 def _as_numbers(values) -> np.ndarray:
