@@ -161,7 +161,8 @@ def format_text(result: dict) -> str:
     for tree, heading in (("serving", "Serving pattern"), ("release", "Release strategy")):
         r = result[tree]
         lines.append(f"{heading}: {r['recommendation']}")
-        lines.append("  path: " + " → ".join(f"{s['fact']} {_value_text(s['value'])}" for s in r["path"])
+        shown = [s for i, s in enumerate(r["path"]) if i == 0 or s["fact"] != r["path"][i - 1]["fact"]]
+        lines.append("  path: " + " → ".join(f"{s['fact']} = {_value_text(s['value'])}" for s in shown)
                      + f" → {r['leaf']}")
         lines.append("  why:")
         lines += [f"    - {reason}" for reason in r["reasons"]]
