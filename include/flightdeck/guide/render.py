@@ -149,8 +149,9 @@ def serving_numbers(results: dict[str, dict], sources: Sources) -> dict[str, dic
     if streaming:
         ref = sources.cite("streaming")
         s = streaming["result"]
-        cells["streaming"]["latency"] = (f"p99 {_n(s.get('p99_event_to_result_ms'))} ms from event to result at "
-                                         f"{_n(s.get('input_rate_events_per_s'))} events/s in {ref}")
+        cells["streaming"]["latency"] = (f"p99 {_n(s.get('p99_event_to_result_ms'))} ms from event to result, "
+                                         f"{_n(s.get('input_rate_events_per_s'))} events/s offered, "
+                                         f"{_n(s.get('scorer_paced_events_per_s'))} scored/s {ref}")
         cells["streaming"]["throughput"] = (f"{_n(s.get('scorer_backlog_events_per_s'))} events/s from a backlog, "
                                             f"{s.get('sink', '?')} sink (parse + score alone "
                                             f"{_n(s.get('ceiling_events_per_s'))}) {ref}")
