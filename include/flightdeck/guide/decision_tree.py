@@ -94,6 +94,7 @@ class Branch(Test):
 
 class Node(_Strict):
     fact: str
+    ask: str | None = None  # the diagram's question when the fact's `short` does not fit this node
     branches: list[Branch] = Field(min_length=1)
     otherwise: str
     otherwise_label: str | None = None  # default: the complement of the branches' tests

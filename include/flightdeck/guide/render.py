@@ -38,7 +38,7 @@ def _quote(text: str) -> str:
 def _leaf_title(leaf) -> str:
     head = leaf.recommendation.split(":")[0]
     step = leaf.next_step
-    where = step.dag if step.dag else " ".join(step.command.split()[:2])
+    where = step.dag if step.dag else " ".join(step.command.split("&&")[-1].split()[:2])
     return f"{head}<br/><code>{where}</code>"
 
 
@@ -50,7 +50,7 @@ def mermaid(decision, name: str) -> str:
     lines = ["flowchart TD"]
     for key, node in tree.nodes.items():
         fact = decision.facts.get(node.fact)
-        question = fact.short if fact else "Serving pattern chosen above?"
+        question = node.ask or (fact.short if fact else "Serving pattern chosen above?")
         lines.append(f'  n_{key}{{"{_quote(question)}"}}')
     for key, leaf in tree.leaves.items():
         lines.append(f'  l_{key}["{_quote(_leaf_title(leaf))}"]')
