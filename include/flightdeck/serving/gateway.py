@@ -22,6 +22,7 @@ import random
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -156,7 +157,7 @@ class Gateway:
     """Routes, scores and records. Start with `await start()`, stop with `await stop()`."""
 
     def __init__(self, settings: Settings, pool: ModelPool, *, metrics: GatewayMetrics | None = None,
-                 rng=random.random) -> None:
+                 rng: Callable[[], float] | None = None) -> None:
         settings.check_admin_tokens()
         self.settings = settings
         self.pool = pool
@@ -170,7 +171,10 @@ class Gateway:
                                            settings.predlog_batch_size, settings.predlog_flush_seconds,
                                            queue_bytes=settings.predlog_queue_bytes)
         self.cache = make_cache(settings)
-        self._rng = rng
+        # Weighted routing, shadow sampling and drill faults draw from this: seeded by `routing_seed`
+        # (each worker starts the same sequence), else the process's unseeded generator.
+        self._rng = rng or (random.Random(settings.routing_seed).random if settings.routing_seed is not None
+                            else random.random)
         self._routes: CompiledRoutes | None = None
         self._route_error: str | None = None
         self._shadow_queue: asyncio.Queue[_Shadow] = asyncio.Queue(settings.shadow_queue_size)
