@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import TextIO
 
@@ -104,7 +105,7 @@ def _ask(fact: str, spec, ask_in: TextIO, ask_out: TextIO):
 def advise(decision, facts: dict, *, ask_in: TextIO | None = None, ask_out: TextIO | None = None) -> dict:
     """Walk both trees. Missing facts are asked when `ask_in` is given, else a ConfigError names the flag."""
     from flightdeck.errors import ConfigError
-    from flightdeck.guide.decision_tree import MissingFact, walk
+    from flightdeck.guide.decision_tree import MissingFact, leaf_notes, walk
 
     facts = dict(facts)
     for name, spec in decision.facts.items():
@@ -125,6 +126,8 @@ def advise(decision, facts: dict, *, ask_in: TextIO | None = None, ask_out: Text
                 facts[missing.fact] = _ask(missing.fact, spec, ask_in, ask_out or sys.stderr)
         if tree == "serving":
             facts["pattern"] = outcomes["serving"].leaf.pattern
+    # A serving note may hang on a fact only the release tree asked for (risk tolerance).
+    outcomes = {tree: replace(o, notes=leaf_notes(decision, o.leaf, facts)) for tree, o in outcomes.items()}
     used = {step.fact for o in outcomes.values() for step in o.path} - {"pattern"}
     return {"facts": {k: v for k, v in facts.items() if k != "pattern"},
             "facts_used": sorted(used),

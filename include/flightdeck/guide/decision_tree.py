@@ -286,13 +286,18 @@ def walk(decision: DecisionTree, name: str, facts: dict) -> Outcome:
         path.append(Step(key, node.fact, value, label, then))
         key = then
     leaf = tree.leaves[key]
+    return Outcome(name, key, leaf, path, leaf_notes(decision, leaf, facts))
+
+
+def leaf_notes(decision: DecisionTree, leaf: Leaf, facts: dict) -> list[str]:
+    """The leaf's notes whose condition holds for `facts` (a fact not known yet holds none)."""
     notes = []
     for note in leaf.notes:
         fact = note.when.fact or ""
         value = facts.get(fact, decision.facts[fact].default if fact in decision.facts else None)
         if value is not None and note.when.holds(value):
             notes.append(note.text)
-    return Outcome(name, key, leaf, path, notes)
+    return notes
 
 
 def branch_label(decision: DecisionTree, node: Node, branch: Branch) -> str:

@@ -165,6 +165,18 @@ def test_questions_are_asked_for_just_the_facts_the_path_needs(decision):
     assert "label" not in transcript.lower()  # the batch branch never needs the label delay
 
 
+def test_a_serving_note_sees_facts_asked_for_the_release_tree(decision):
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    # The gateway's fallback note depends on the risk tolerance, which only the release tree asks.
+    answers = Terminal("always\n40\n1\n200\nlow\ndays\n")
+    result = advise(decision, {}, ask_in=answers, ask_out=io.StringIO())
+    assert (result["serving"]["leaf"], result["release"]["leaf"]) == ("realtime", "blue_green")
+    assert any("fallback" in note for note in result["serving"]["notes"])
+
+
 # ------------------------------------------------------------------------------ bad input
 
 
