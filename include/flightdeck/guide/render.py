@@ -271,7 +271,13 @@ def risk_chart(decision) -> str:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    plt.rcParams.update({"svg.hashsalt": "flightdeck", "svg.fonttype": "none", "font.size": 10})
+    # Matplotlib's defaults, whatever a local matplotlibrc says, so every machine writes the same file.
+    with plt.style.context("default"), plt.rc_context({"svg.hashsalt": "flightdeck", "svg.fonttype": "none",
+                                                       "font.size": 10}):
+        return _draw_chart(decision, plt)
+
+
+def _draw_chart(decision, plt) -> str:
     fig, ax = plt.subplots(figsize=(7.5, 5.2))
     groups: dict[tuple[int, int], list[str]] = {}
     for key, info in decision.patterns.items():
