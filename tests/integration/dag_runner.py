@@ -3,7 +3,12 @@
 Airflow reads its configuration once per process, so each metadata database (SQLite,
 PostgreSQL) gets its own process; within one, several runs share the import of Airflow,
 the ML stack and the parse of the DAG folder. Each run's output goes to its own log file.
-Usage: python dag_runner.py '[{"dag_id": …, "conf": {…}, "logical_date": … | null, "log": PATH}, …]'
+Usage: python dag_runner.py '[{"dag_id": …, "conf": {…}, "logical_date": … | null, "log": PATH,
+"env": {…} (optional)}, …]'
+
+A run with an `env` of its own runs with those variables set (and unset again afterwards) on a DAG
+parsed under them, with fresh flightdeck settings: what a DAG file reads at parse time (a sensor's
+timeout) and what a task reads when it runs (an alert connection) both see them.
 """
 
 from __future__ import annotations
@@ -47,12 +52,36 @@ def run_one(bag: DagBag, dag_id: str, conf: dict, logical_date: str | None) -> d
             "tasks": {ti.task_id: str(ti.state) for ti in run.get_task_instances()}}
 
 
+@contextlib.contextmanager
+def environment(extra: dict[str, str]):
+    """`extra` set in os.environ meanwhile, flightdeck's settings re-read on entry and on exit."""
+    from flightdeck.config import get_settings
+
+    saved = {key: os.environ.get(key) for key in extra}
+    os.environ.update(extra)
+    get_settings.cache_clear()
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        get_settings.cache_clear()
+
+
 def main() -> None:
     runs = json.loads(sys.argv[1])
-    bag = DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
+    folder = os.environ["AIRFLOW__CORE__DAGS_FOLDER"]
+    bag = DagBag(dag_folder=folder)
     for run in runs:
         with output_to(run["log"]):
-            outcome = run_one(bag, run["dag_id"], run["conf"], run.get("logical_date"))
+            if run.get("env"):
+                with environment(run["env"]):
+                    outcome = run_one(DagBag(dag_folder=folder), run["dag_id"], run["conf"], run.get("logical_date"))
+            else:
+                outcome = run_one(bag, run["dag_id"], run["conf"], run.get("logical_date"))
         print("DAG_OUTCOME " + json.dumps(outcome), flush=True)
 
 
