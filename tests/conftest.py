@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -26,15 +27,35 @@ os.environ.update({
     "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
     "TF_CPP_MIN_LOG_LEVEL": "2",
     "GX_ANALYTICS_ENABLED": "false",
+    # MLflow's log_model infers a model's pip requirements in a subprocess that imports the
+    # flavour (about 10 s on two busy cores, for every version a test registers, in this
+    # process and in the Airflow tasks and gateways it starts). One second ends it and MLflow
+    # writes its default requirements; no test reads them.
+    "MLFLOW_REQUIREMENTS_INFERENCE_TIMEOUT": "1",
 })
 
 
+E2E_GROUP = "e2e-airflow"
+
+
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
-    """Every test under tests/e2e carries the `e2e` marker."""
+    """Every test under tests/e2e carries the `e2e` marker.
+
+    Under pytest-xdist (`--dist loadgroup`) the unit of work is a group: all of tests/e2e is one
+    (one `airflow standalone`, one release world), every other module its own (its module-scoped
+    fixtures, a gateway or a trained model, are built once). The e2e group is the longest, so it
+    is put first: with `--no-loadscope-reorder` it is the first unit a worker takes.
+    """
     e2e = REPO / "tests" / "e2e"
     for item in items:
         if item.path.is_relative_to(e2e):
             item.add_marker(pytest.mark.e2e)
+            item.add_marker(pytest.mark.xdist_group(E2E_GROUP))
+        else:
+            item.add_marker(pytest.mark.xdist_group(item.path.relative_to(REPO).as_posix()))
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        items.sort(key=lambda item: not item.path.is_relative_to(e2e))  # stable: e2e first
 
 
 @pytest.fixture(scope="session")
@@ -100,9 +121,8 @@ def flightdeck_home(tmp_path, monkeypatch):
     get_settings.cache_clear()
 
 
-@pytest.fixture
-def webhook_server():
-    """A real HTTP server on loopback that records JSON POSTs: (base URL, received bodies)."""
+@contextmanager
+def _recording_webhook():
     import json
     import threading
     from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -120,6 +140,22 @@ def webhook_server():
 
     server = HTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", received
-    server.shutdown()
-    server.server_close()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", received
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def webhook_server():
+    """A real HTTP server on loopback that records JSON POSTs: (base URL, received (path, body) pairs)."""
+    with _recording_webhook() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def module_webhook_server():
+    """The same, shared by one test module (give each sender a path of its own)."""
+    with _recording_webhook() as server:
+        yield server

@@ -41,6 +41,10 @@ class AirflowSandbox:
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "FLIGHTDECK_HOME": str(self.root / "flightdeck"),
             "FLIGHTDECK_ROWS_PER_DAY": "400",
+            # One Dask worker process per scoring run's local cluster (default: one per core): a
+            # second worker adds only start-up time here. Scoring on several workers is proven by
+            # tests/integration/test_dask_scoring.py and tests/unit/batch/test_cluster.py.
+            "FLIGHTDECK_DASK_WORKERS": "1",
         }
 
     def run(self, *args: str, timeout: int = 300, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -57,14 +61,16 @@ class AirflowSandbox:
         """Run the DAG with dag.test(); returns {"state", "tasks", "log"} or {"rejected", "message", "log"}."""
         return self.dag_tests([(dag_id, conf, logical_date)], timeout=timeout, env=env)[0]
 
-    def dag_tests(self, runs: list[tuple[str, dict, str | None]], timeout: int = 600,
-                  env: dict | None = None) -> list[dict]:
-        """Several (dag_id, conf, logical_date) runs, one after the other in ONE interpreter (Airflow
-        and the ML stack imported once); an outcome per run, each with its own log."""
+    def dag_tests(self, runs: list[tuple], timeout: int = 600, env: dict | None = None) -> list[dict]:
+        """Several (dag_id, conf, logical_date[, run_env]) runs, one after the other in ONE
+        interpreter (Airflow and the ML stack imported once); an outcome per run, each with its own
+        log. `env` holds for every run; a run's own `run_env` only for that run (its DAG parsed
+        again under it, see dag_runner.py)."""
         self.logs.mkdir(parents=True, exist_ok=True)
-        specs = [{"dag_id": dag_id, "conf": conf, "logical_date": logical_date,
-                  "log": str(self.logs / f"{dag_id}-{uuid.uuid4().hex[:8]}.log")}
-                 for dag_id, conf, logical_date in runs]
+        specs = [{"dag_id": run[0], "conf": run[1], "logical_date": run[2],
+                  "env": run[3] if len(run) > 3 else None,
+                  "log": str(self.logs / f"{run[0]}-{uuid.uuid4().hex[:8]}.log")}
+                 for run in runs]
         done = self.run(sys.executable, str(RUNNER), json.dumps(specs), timeout=timeout * len(runs), env=env)
         lines = [line for line in done.stdout.splitlines() if line.startswith("DAG_OUTCOME ")]
         tail = "\n".join(Path(s["log"]).read_text(errors="replace")[-3000:] for s in specs
