@@ -20,6 +20,7 @@ def _options(args: argparse.Namespace):
         sink=args.sink, database_url=args.database_url, consumer=args.consumer,
         **({"instance_id": args.instance_id} if args.instance_id else {}),
         model_file=Path(args.model_file) if args.model_file else None, model_version=args.model_version,
+        reference_profile=Path(args.reference_profile) if args.reference_profile else None,
         routes_file=Path(args.routes_file) if args.routes_file else settings.routes_file, endpoint=args.endpoint,
         poll_seconds=args.poll_seconds, allowed_lateness_s=args.allowed_lateness,
         max_future_skew_s=args.max_future_skew if args.max_future_skew >= 0 else None,
@@ -73,6 +74,8 @@ def register(commands) -> None:
                                               "default: the host name)")
     stream.add_argument("--model-file", help="score with this ONNX file instead of the registry")
     stream.add_argument("--model-version", default="file", help="version label for --model-file")
+    stream.add_argument("--reference-profile", help="--model-file's training reference profile (JSON, as "
+                                                    "train_register logs it): per-feature drift in the windows")
     stream.add_argument("--routes-file", help="route table YAML (default: settings, else champion)")
     stream.add_argument("--endpoint", help="route-table endpoint (default: the table's default)")
     stream.add_argument("--poll-seconds", type=float, default=30.0, help="how often routes/aliases are re-read")

@@ -1,11 +1,15 @@
-"""Drift investigation: what a `score_drift` alert from the stream scorer means, in one report.
+"""Drift investigation: what a drift alert from the stream scorer means, in one report.
 
 The scorer publishes an alert when a closed window's score PSI against its reference (the
-first closed window of the same model version) crosses `drift_alert_psi`; the alert is the
-window record. An investigation reads the alert, pulls that window's results from the
-scorer's output stream and its reference window from the scorer's window state, and
-writes a short report: score distribution then and now, the features whose means moved
-most, and the entities with the highest scores in the window.
+first closed window of the same model version) crosses `drift_alert_psi` (`score_drift`), or
+when only the PSI of some features against the version's training reference profile does
+(`feature_drift`); the alert is the window record, with `feature_psi` (every feature, or None
+when the version has no profile) and `drifted_features`. Alerts written before per-feature
+PSI existed have neither and are read as before. An investigation reads the alert, pulls that
+window's results from the scorer's output stream and its reference window from the scorer's
+window state, and writes a short report: score distribution then and now, the features that
+drifted and their PSI, the features whose means moved most, and the entities with the highest
+scores in the window.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from flightdeck.errors import FlightdeckError
+from flightdeck.streaming.feature_drift import ALERT_KINDS
 
 SCAN_PAGE = 1000
 
@@ -25,7 +30,8 @@ class InvalidAlertError(FlightdeckError):
 
 @dataclass(frozen=True)
 class DriftAlert:
-    """One `score_drift` alert: the window (kind, [start, end), model version) and its PSI."""
+    """One drift alert: the window (kind, [start, end), model version), its score PSI and the
+    features whose PSI crossed the threshold."""
 
     entry_id: str  # the alert's id in the alert stream
     kind: str
@@ -34,6 +40,9 @@ class DriftAlert:
     model_version: str
     score_psi: float
     record: dict
+    alert: str = "score_drift"  # score_drift or feature_drift
+    feature_psi: dict | None = None  # every feature's PSI against the training reference, if known
+    drifted_features: tuple[str, ...] = ()  # largest PSI first
 
 
 def parse_alert(payload: dict) -> DriftAlert:
@@ -47,11 +56,16 @@ def parse_alert(payload: dict) -> DriftAlert:
     if missing:
         raise InvalidAlertError(f"alert {payload.get('id')} lacks {missing}. Fix: publish the scorer's window "
                                 "record (flightdeck stream) to the alert stream.")
-    if body["alert"] != "score_drift":
-        raise InvalidAlertError(f"alert {payload.get('id')} is {body['alert']!r}, not 'score_drift'. Fix: "
-                                "point the drift investigation at the drift-alert stream only.")
+    if body["alert"] not in ALERT_KINDS:
+        raise InvalidAlertError(f"alert {payload.get('id')} is {body['alert']!r}, not one of {list(ALERT_KINDS)}. "
+                                "Fix: point the drift investigation at the drift-alert stream only.")
+    feature_psi = body.get("feature_psi")
+    if feature_psi is not None and not isinstance(feature_psi, dict):
+        raise InvalidAlertError(f"alert {payload.get('id')}: feature_psi is not an object. Fix: publish the "
+                                "scorer's window record (flightdeck stream) to the alert stream.")
     return DriftAlert(str(payload.get("id")), body["kind"], float(body["start"]), float(body["end"]),
-                      str(body["model_version"]), float(body["score_psi"]), body)
+                      str(body["model_version"]), float(body["score_psi"]), body, body["alert"],
+                      feature_psi, tuple(body.get("drifted_features") or ()))
 
 
 def window_results(client, output_stream: str, alert: DriftAlert, max_scan: int = 200_000) -> list[dict]:
@@ -97,8 +111,11 @@ def investigate(alert: DriftAlert, results: list[dict], reference: dict | None, 
         shifts.sort(key=lambda s: -abs(s["relative_change"] or 0.0))
     ranked = sorted(results, key=lambda r: -r["score"])[:top]
     return {
-        "alert_id": alert.entry_id, "kind": alert.kind, "start": alert.start, "end": alert.end,
-        "model_version": alert.model_version, "score_psi": alert.score_psi,
+        "alert_id": alert.entry_id, "alert": alert.alert, "kind": alert.kind, "start": alert.start,
+        "end": alert.end, "model_version": alert.model_version, "score_psi": alert.score_psi,
+        "drifted_features": [{"feature": name, "psi": (alert.feature_psi or {}).get(name)}
+                             for name in alert.drifted_features],
+        "feature_psi": alert.feature_psi,
         "window": {k: window.get(k) for k in ("count", "score_mean", "score_std", "score_bins", "late_events")},
         "reference": None if reference is None else {
             k: reference.get(k) for k in ("start", "end", "count", "score_mean", "score_std", "score_bins")},
@@ -115,6 +132,10 @@ def summary(report: dict) -> str:
     lines = [f"{report['kind']} window [{report['start']:.0f}, {report['end']:.0f}) of model version "
              f"{report['model_version']}: score PSI {report['score_psi']:.3f}",
              f"window: {report['window']['count']} events, mean score {report['window']['score_mean']:.3f}"]
+    drifted = report.get("drifted_features") or []
+    if drifted:
+        lines.append("features drifted from the training reference: " + ", ".join(
+            f"{d['feature']} (PSI {d['psi']:.3f})" if d["psi"] is not None else d["feature"] for d in drifted))
     if report["reference"]:
         lines.append(f"reference [{report['reference']['start']:.0f}, ...): {report['reference']['count']} events, "
                      f"mean score {report['reference']['score_mean']:.3f}")
@@ -161,4 +182,4 @@ def investigate_payload(redis_url: str, payload: dict, output_stream: str, state
         client.close()
     report = investigate(alert, results, reference_window(records, alert))
     return {"report": str(write_report(report, folder)), "summary": summary(report), "alert_id": alert.entry_id,
-            "score_psi": alert.score_psi}
+            "score_psi": alert.score_psi, "drifted_features": list(alert.drifted_features)}

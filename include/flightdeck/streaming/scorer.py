@@ -18,7 +18,13 @@ from dataclasses import dataclass
 from flightdeck import runtime
 from flightdeck.data.schema import FEATURES
 from flightdeck.errors import ConfigError
-from flightdeck.streaming.broker import Backend, Checkpoint, CommitBatch, FencedError, SinkRejectedError
+from flightdeck.streaming.broker import (
+    Backend,
+    Checkpoint,
+    CommitBatch,
+    FencedError,
+    SinkRejectedError,
+)
 from flightdeck.streaming.events import (
     DeadLetter,
     Event,
@@ -27,6 +33,7 @@ from flightdeck.streaming.events import (
     ScoredEvent,
     parse_event,
 )
+from flightdeck.streaming.feature_drift import FeatureReference, drift_alert
 from flightdeck.streaming.metrics import StreamMetrics
 from flightdeck.streaming.models import ModelRouter
 from flightdeck.streaming.windows import Windows
@@ -44,7 +51,7 @@ class ScorerConfig:
     threshold: float = 0.5
     entity_alpha: float = 0.2  # weight of the newest score in the entity's rolling mean
     entity_cache: int = 100_000  # entity states kept in memory (the rest are read from the sink)
-    drift_alert_psi: float = 0.2
+    drift_alert_psi: float = 0.2  # a window alerts when its score's or any feature's PSI crosses this
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -70,6 +77,10 @@ class StreamScorer:
         self.config = config or ScorerConfig()
         self.metrics = metrics or StreamMetrics()
         self.stop_event = threading.Event()
+        # model version -> its training reference profile, shared with every window definition
+        self.feature_references: dict[str, FeatureReference] = {}
+        for w in windows:
+            w.feature_references = self.feature_references
         self._entities: OrderedDict[str, dict] = OrderedDict()
         self._checkpoint = Checkpoint()
         self._lag_at = -float('inf')
@@ -182,8 +193,9 @@ class StreamScorer:
         now = time.time()
         arrival = {r.offset: r.timestamp if r.timestamp is not None else now for r in records}
         states = self._entity_states([e.entity_id for e, _, _ in scored])
+        buckets = self._feature_buckets(scored)
         results, changed, window_records, alerts = [], {}, [], []
-        for event, variant, score in scored:
+        for i, (event, variant, score) in enumerate(scored):
             version = self.models.model(variant).model.version
             state = states.get(event.entity_id) or {"n": 0, "mean_score": score, "last_event_time": None}
             n = state["n"] + 1
@@ -195,7 +207,7 @@ class StreamScorer:
                                        int(score >= self.config.threshold), version, variant, n, mean))
             for w in self.windows:
                 clamped = w.clamped_total
-                late = w.add(event.event_time, version, score, event.features, arrival[event.offset])
+                late = w.add(event.event_time, version, score, event.features, arrival[event.offset], buckets[i])
                 if w.clamped_total > clamped:
                     self.metrics.clamped_events.labels(self.config.endpoint, w.kind).inc()
                 window_records.extend(late)
@@ -204,11 +216,27 @@ class StreamScorer:
         for w in self.windows:
             closed = w.close_ready()
             window_records.extend(closed)
-            alerts.extend({"alert": "score_drift", **r} for r in closed
-                          if r["score_psi"] is not None and r["score_psi"] > self.config.drift_alert_psi)
+            alerts.extend(a for r in closed if (a := drift_alert(r, self.config.drift_alert_psi)) is not None)
         for entity, state in changed.items():
             self._remember(entity, state)
         return CommitBatch(results, dead, changed, window_records, self._next_checkpoint(records), alerts)
+
+    def _feature_buckets(self, scored: list[tuple[Event, str, float]]) -> list:
+        """Each scored event's feature buckets on its model version's reference (None without one),
+        found once per batch and version."""
+        buckets: list = [None] * len(scored)
+        groups: dict[str, list[int]] = {}
+        for i, (_, variant, _) in enumerate(scored):
+            groups.setdefault(variant, []).append(i)
+        for variant, positions in groups.items():
+            loaded = self.models.model(variant)
+            if loaded.reference is None:
+                continue
+            self.feature_references[loaded.model.version] = loaded.reference
+            rows = loaded.reference.bucket_rows([scored[i][0].features for i in positions])
+            for i, row in zip(positions, rows, strict=True):
+                buckets[i] = row
+        return buckets
 
     def _score(self, events: list[Event], dead: list[DeadLetter]) -> list[tuple[Event, str, float]]:
         """(event, variant, score) in input order; events the model refuses become dead letters."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,7 @@ class StreamOptions:
     instance_id: str = field(default_factory=socket.gethostname)
     model_file: Path | None = None
     model_version: str = "file"
+    reference_profile: Path | None = None  # --model-file's training reference profile (JSON): per-feature drift
     routes_file: Path | None = None
     endpoint: str | None = None
     poll_seconds: float = 30.0
@@ -54,15 +56,29 @@ def model_router(o: StreamOptions) -> ModelRouter:
     settings = get_settings()
     if o.model_file is not None:
         try:
-            registry = StaticModel(Path(o.model_file).read_bytes(), o.model_version)
+            onnx_bytes = Path(o.model_file).read_bytes()
         except OSError as exc:
             raise ConfigError("--model-file", f"cannot read {o.model_file} ({exc})", "pass an ONNX file") from None
+        registry = StaticModel(onnx_bytes, o.model_version, profile=_profile_file(o.reference_profile))
         return ModelRouter(registry, settings.model_name, poll_seconds=o.poll_seconds)
+    if o.reference_profile is not None:
+        raise ConfigError("--reference-profile", f"{o.reference_profile} given without --model-file",
+                          "drop it: a registered version's own profile is read from the registry")
     from flightdeck.registry import Registry
     from flightdeck.serving.routes import default_route_table, load_route_file
 
     routes = (lambda: load_route_file(o.routes_file)) if o.routes_file else default_route_table
     return ModelRouter(Registry.from_settings(settings), settings.model_name, routes, o.endpoint, o.poll_seconds)
+
+
+def _profile_file(path: Path | None) -> dict | None:
+    if path is None:
+        return None
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError("--reference-profile", f"cannot read {path} as JSON ({exc})",
+                          "pass the reference_profile.json of the model's training run") from None
 
 
 def backend(o: StreamOptions):

@@ -16,7 +16,10 @@ arrival + skew for the windows (its result keeps the time it was sent with) and 
 
 Drift per window: PSI of the window's score histogram against a reference histogram
 (`reference_bins`, e.g. the training profile's; default the first closed window of the same
-model version), using `flightdeck.stats.psi`.
+model version), using `flightdeck.stats.psi`; and, when the model version has a training
+reference profile (`feature_references`, filled by the scorer), the PSI of every feature
+against it (`flightdeck.streaming.feature_drift`). A window adds up each event's feature buckets
+(`add(..., buckets=)`) and reports `feature_psi` (None without a reference) when it closes.
 """
 
 from __future__ import annotations
@@ -24,9 +27,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from flightdeck.data.schema import NUMERIC_FEATURES
 from flightdeck.errors import ConfigError
 from flightdeck.stats import N_SCORE_BINS, psi, score_bin
+from flightdeck.streaming.feature_drift import FeatureReference
 
 
 @dataclass
@@ -36,6 +42,17 @@ class _Agg:
     score_sumsq: float = 0.0
     bins: list[int] = field(default_factory=lambda: [0] * N_SCORE_BINS)
     feature_sums: dict[str, float] = field(default_factory=dict)
+    feature_counts: np.ndarray | None = None  # flat bucket counts of every feature (with a reference)
+    pending: list = field(default_factory=list)  # bucket rows added since the last fold
+
+    def fold(self, reference: FeatureReference | None) -> None:
+        """Add the pending bucket rows to `feature_counts` (one bincount for many events)."""
+        if not self.pending:
+            return
+        if reference is not None:
+            counts = reference.counts(self.pending)
+            self.feature_counts = counts if self.feature_counts is None else self.feature_counts + counts
+        self.pending = []
 
 
 class Windows:
@@ -56,6 +73,8 @@ class Windows:
         self.kind, self.size, self.slide, self.lateness = kind, float(size_s), float(slide_s), float(allowed_lateness_s)
         self.reference_bins = reference_bins
         self.drift_features = drift_features
+        # model version -> its training reference (the scorer shares one dict with every Windows)
+        self.feature_references: dict[str, FeatureReference] = {}
         self.reset()
 
     def reset(self) -> None:
@@ -78,9 +97,10 @@ class Windows:
                 if last - k * self.slide + self.size > t]
 
     def add(self, t: float, model_version: str, score: float, features: dict,
-            arrival: float | None = None) -> list[dict]:
-        """Account one scored event that arrived at `arrival` (epoch seconds, when known); returns
-        window records re-emitted because of a late event."""
+            arrival: float | None = None, buckets: np.ndarray | None = None) -> list[dict]:
+        """Account one scored event that arrived at `arrival` (epoch seconds, when known), with its
+        feature buckets on the version's reference (`FeatureReference.bucket_rows`) when it has one;
+        returns window records re-emitted because of a late event."""
         if arrival is not None and self.max_future_skew is not None and t > arrival + self.max_future_skew:
             t = arrival + self.max_future_skew
             self.clamped_total += 1
@@ -104,6 +124,8 @@ class Windows:
             agg.bins[score_bin(score)] += 1
             for name in self.drift_features:
                 agg.feature_sums[name] = agg.feature_sums.get(name, 0.0) + features[name]
+            if buckets is not None:
+                agg.pending.append(buckets)
         self.max_event_time = max(self.max_event_time, t)
         return reemitted
 
@@ -123,6 +145,10 @@ class Windows:
         return records
 
     def _record(self, start: float, version: str, agg: _Agg) -> dict:
+        reference = self.feature_references.get(version)
+        agg.fold(reference)
+        feature_psi = (reference.feature_psi(agg.feature_counts)
+                       if reference is not None and agg.feature_counts is not None and agg.count else None)
         mean = agg.score_sum / agg.count if agg.count else None
         std = math.sqrt(max(agg.score_sumsq / agg.count - mean * mean, 0.0)) if agg.count else None
         reference = self.reference_bins or self._references.setdefault(version, agg.bins) if agg.count else None
@@ -130,15 +156,18 @@ class Windows:
         return {"kind": self.kind, "start": start, "end": start + self.size, "model_version": version,
                 "count": agg.count, "score_mean": mean, "score_std": std, "score_bins": list(agg.bins),
                 "score_psi": score_psi, "feature_means": {k: v / agg.count for k, v in agg.feature_sums.items()},
-                "late_events": 0}
+                "feature_psi": feature_psi, "late_events": 0}
 
     # -- persistence (written in the same atomic commit as results and offsets) --------------
     def state(self) -> dict:
         """A snapshot (later events do not change it)."""
+        for (_, version), agg in self._open.items():
+            agg.fold(self.feature_references.get(version))
         return {"max_event_time": None if self.max_event_time == -math.inf else self.max_event_time,
                 "late_total": self.late_total, "clamped_total": self.clamped_total,
                 "references": dict(self._references),
-                "open": [[s, v, a.count, a.score_sum, a.score_sumsq, list(a.bins), dict(a.feature_sums)]
+                "open": [[s, v, a.count, a.score_sum, a.score_sumsq, list(a.bins), dict(a.feature_sums),
+                          None if a.feature_counts is None else a.feature_counts.tolist()]
                          for (s, v), a in self._open.items()],
                 "closed": [[s, v, dict(r)] for (s, v), r in self._closed.items()]}
 
@@ -149,8 +178,16 @@ class Windows:
         self.late_total = state["late_total"]
         self.clamped_total = state.get("clamped_total", 0)
         self._references = dict(state["references"])
-        self._open = {(s, v): _Agg(c, ss, sq, list(b), dict(f)) for s, v, c, ss, sq, b, f in state["open"]}
+        self._open = {(entry[0], entry[1]): _restored(entry) for entry in state["open"]}
         self._closed = {(s, v): dict(r) for s, v, r in state["closed"]}
+
+
+def _restored(entry: list) -> _Agg:
+    """An open aggregate from `state()` (a state written before feature counts existed has 7 fields)."""
+    _, _, count, score_sum, score_sumsq, bins, sums, *rest = entry
+    counts = rest[0] if rest else None
+    return _Agg(count, score_sum, score_sumsq, list(bins), dict(sums),
+                None if counts is None else np.asarray(counts, dtype=np.int64))
 
 
 def window_key(record: dict) -> str:

@@ -1,0 +1,92 @@
+"""Per-feature drift of the stream scorer's windows against a model version's training reference.
+
+The reference is the profile `train_register` logs with every version (`reference_profile.json`,
+`flightdeck.batch.monitoring.build_reference_profile`): numeric features in quantile bins of the
+training values, categoricals by category share. Batch monitoring compares a day with it; the
+stream scorer compares each closed window with it, on the same buckets (`bucket_indices`) and
+with the same PSI (`flightdeck.stats.psi`).
+
+Each event's bucket in every feature is found once per batch (vectorised, per model version);
+a window keeps one count per bucket of every feature, laid end to end in a flat vector, and its
+record carries the PSI of each feature when it closes. A window alerts when its score PSI or any
+feature's PSI crosses the threshold; the alert names the features that did.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from flightdeck.batch.monitoring import PROFILE_VERSION, bucket_indices
+from flightdeck.data.schema import FEATURES
+from flightdeck.errors import ConfigError
+from flightdeck.stats import psi
+
+REFERENCE_PROFILE = "reference_profile.json"
+"""The artifact, on a version's training run, that holds its reference profile (train_register logs it)."""
+
+SCORE_DRIFT = "score_drift"  # the window's score PSI crossed the threshold (perhaps features too)
+FEATURE_DRIFT = "feature_drift"  # only features crossed it
+ALERT_KINDS = (SCORE_DRIFT, FEATURE_DRIFT)
+
+
+class FeatureReference:
+    """A reference profile as the stream scorer uses it: each feature's buckets and training shares."""
+
+    def __init__(self, profile: Mapping[str, Any], source: str = "the reference profile") -> None:
+        fix = ("use the profile train_register logged with the model version (reference_profile.json "
+               "on its run), or build one with flightdeck.batch.monitoring.build_reference_profile")
+        if not isinstance(profile, Mapping) or not isinstance(profile.get("features"), Mapping):
+            raise ConfigError("reference profile", f"{source} is not a reference profile (no 'features')", fix)
+        if profile.get("version") != PROFILE_VERSION:
+            raise ConfigError("reference profile", f"{source} has format version {profile.get('version')!r}, "
+                              f"this scorer reads {PROFILE_VERSION}", fix)
+        missing = [name for name in FEATURES if name not in profile["features"]]
+        if missing:
+            raise ConfigError("reference profile", f"{source} lacks features {', '.join(missing)}", fix)
+        self.names: tuple[str, ...] = FEATURES
+        self.entries = [profile["features"][name] for name in self.names]
+        sizes = []
+        for name, entry in zip(self.names, self.entries, strict=True):
+            buckets = (len(entry.get("edges", ())) if entry.get("kind") == "numeric"
+                       else len(entry.get("categories", ()))) + 2
+            if entry.get("kind") not in ("numeric", "categorical") or len(entry.get("proportions", ())) != buckets:
+                raise ConfigError("reference profile", f"{source}: the entry of {name!r} is malformed", fix)
+            sizes.append(buckets)
+        self.sizes = sizes
+        self.offsets = [int(x) for x in np.cumsum([0, *sizes[:-1]])]
+        self.size = int(sum(sizes))
+
+    def bucket_rows(self, features: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        """For each event (a dict of its features), the flat index of its bucket in every feature:
+        shape (events, features)."""
+        columns = [bucket_indices(entry, [f[name] for f in features]) + offset
+                   for name, entry, offset in zip(self.names, self.entries, self.offsets, strict=True)]
+        return np.stack(columns, axis=1) if columns else np.empty((len(features), 0), dtype=np.int64)
+
+    def counts(self, rows: Sequence[np.ndarray]) -> np.ndarray:
+        """The flat bucket counts of these events' rows (from `bucket_rows`)."""
+        if not rows:
+            return np.zeros(self.size, dtype=np.int64)
+        return np.bincount(np.concatenate(rows), minlength=self.size)
+
+    def feature_psi(self, counts: Sequence[int]) -> dict[str, float]:
+        """PSI of every feature's window histogram (flat `counts`) against the training shares."""
+        flat = np.asarray(counts, dtype=float)
+        return {name: round(float(psi(entry["proportions"], flat[offset:offset + size])), 6)
+                for name, entry, offset, size in zip(self.names, self.entries, self.offsets, self.sizes, strict=True)}
+
+
+def drift_alert(record: Mapping[str, Any], threshold: float) -> dict | None:
+    """The alert of a closed window record, or None: `score_drift` when the score PSI crossed
+    `threshold`, else `feature_drift` when a feature's did; `drifted_features` lists those
+    features, largest PSI first."""
+    feature_psi = record.get("feature_psi") or {}
+    drifted = sorted((name for name, value in feature_psi.items() if value > threshold),
+                     key=lambda name: (-feature_psi[name], name))
+    score_drifted = record.get("score_psi") is not None and record["score_psi"] > threshold
+    if not (score_drifted or drifted):
+        return None
+    return {"alert": SCORE_DRIFT if score_drifted else FEATURE_DRIFT, **record, "drifted_features": drifted}
