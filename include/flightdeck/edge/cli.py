@@ -1,4 +1,4 @@
-"""`flightdeck edge-*` commands: keygen, export, publish, and the device agent.
+"""`flightdeck edge-*` commands: keygen, export, publish, repoint, and the device agent.
 
 `register(commands)` adds them to flightdeck's sub-parsers. Handlers import lazily:
 `flightdeck edge-agent` loads only the device-side modules.
@@ -55,6 +55,22 @@ def _publish(args: argparse.Namespace) -> None:
     print(json.dumps(published.__dict__, indent=1))
 
 
+def _repoint(args: argparse.Namespace) -> None:
+    from flightdeck.config import get_settings
+    from flightdeck.edge.keys import default_signing_key, load_private_key
+    from flightdeck.edge.publish import repoint_channel
+
+    settings = get_settings()
+    key = load_private_key(args.signing_key) if args.signing_key else default_signing_key(settings.home)
+    model_name = args.model_name or settings.model_name
+    bundle_id = args.bundle_id or f"{args.version}-{args.format}"
+    pointer = repoint_channel(args.store or _default_store(), model_name, bundle_id, key, args.channel,
+                              rollback=args.rollback)
+    print(f"channel {args.channel!r} of {model_name} → bundle {bundle_id} (sequence {pointer['sequence']}, "
+          f"{'signed rollback, ' if pointer['rollback'] else ''}valid until {pointer['expires_at']})")
+    print(json.dumps(pointer, indent=1))
+
+
 def _agent(args: argparse.Namespace) -> None:
     import logging
     import signal
@@ -100,6 +116,22 @@ def register(commands) -> None:
     publish.add_argument("--signing-key", help="PEM private key (default $FLIGHTDECK_EDGE_SIGNING_KEY or a "
                                                "generated one under $FLIGHTDECK_HOME/edge/keys)")
     publish.set_defaults(func=_publish)
+
+    repoint = commands.add_parser(
+        "edge-repoint", help="sign a new channel pointer to a published bundle: renew the channel, or roll it "
+                             "back to an older version with --rollback")
+    which = repoint.add_mutually_exclusive_group(required=True)
+    which.add_argument("--version", help="the published model version (with --format)")
+    which.add_argument("--bundle-id", help="the bundle id, <model version>-<format> (instead of --version)")
+    repoint.add_argument("--format", default="tflite_int8", help="the bundle's format with --version")
+    repoint.add_argument("--model-name", help="default: FLIGHTDECK_MODEL_NAME")
+    repoint.add_argument("--store", help="folder or s3://bucket/prefix (default $FLIGHTDECK_HOME/edge/store)")
+    repoint.add_argument("--channel", default="stable")
+    repoint.add_argument("--rollback", action="store_true",
+                         help="a deliberate downgrade: devices accept an older version only from a signed rollback")
+    repoint.add_argument("--signing-key", help="PEM private key (default $FLIGHTDECK_EDGE_SIGNING_KEY or the "
+                                               "generated one under $FLIGHTDECK_HOME/edge/keys)")
+    repoint.set_defaults(func=_repoint)
 
     agent = commands.add_parser("edge-agent", help="run the device agent: poll, verify, install, self-test, switch")
     agent.add_argument("--model-name", default="flightdeck-classifier")

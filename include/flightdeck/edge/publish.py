@@ -10,15 +10,19 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from flightdeck.edge.bundle import (
     FORMATS,
     MANIFEST,
+    MAX_POINTER_BYTES,
     SIGNATURE,
     Published,
-    bundle_prefix,
     build_manifest,
+    bundle_prefix,
+    channel_key,
     parse_manifest,
+    parse_version,
     point_channel,
     publish,
+    read_pointer,
 )
-from flightdeck.edge.errors import EdgeError
+from flightdeck.edge.errors import EdgeError, StoreError
 from flightdeck.edge.export import REPORT, SELF_TEST_TOLERANCE
 from flightdeck.edge.store import open_store
 
@@ -55,6 +59,31 @@ def repoint_channel(store_uri: str, model_name: str, bundle_id: str, key: Ed2551
     back to an older model version (they refuse a downgrade otherwise). Returns the pointer."""
     store = open_store(store_uri)
     prefix = bundle_prefix(model_name, bundle_id)
-    body = store.get(f"{prefix}/{MANIFEST}")
-    parse_manifest(body, store.get(f"{prefix}/{SIGNATURE}"), key.public_key(), f"bundle {bundle_id}")
+    try:
+        body = store.get(f"{prefix}/{MANIFEST}")
+        signature = store.get(f"{prefix}/{SIGNATURE}")
+    except StoreError as exc:
+        raise EdgeError(f"bundle {bundle_id} of {model_name} is not published in {store_uri} ({exc}). Fix: name a "
+                        "bundle that edge-publish wrote there (<model version>-<format>), or publish it first.") from None
+    manifest = parse_manifest(body, signature, key.public_key(), f"bundle {bundle_id}")
+    current = _channel_version(store, model_name, channel, key)
+    if current is not None and not rollback and \
+            parse_version(manifest["model_version"]) < parse_version(current["model_version"]):
+        raise EdgeError(f"channel {channel!r} of {model_name} serves version {current['model_version']} "
+                        f"(bundle {current['bundle_id']}); pointing it at version {manifest['model_version']} is a "
+                        "downgrade, which devices refuse unless the pointer is a signed rollback. Fix: pass "
+                        "rollback=True (`flightdeck edge-repoint --rollback`) if the downgrade is deliberate.")
     return point_channel(store, model_name, channel, bundle_id, body, key, rollback=rollback)
+
+
+def _channel_version(store, model_name: str, channel: str, key: Ed25519PrivateKey) -> dict | None:
+    """The manifest the channel's current pointer names (expired or not), None when the channel has no
+    pointer this key signed or its bundle cannot be read."""
+    try:
+        pointer = read_pointer(store.get(channel_key(model_name, channel), max_bytes=MAX_POINTER_BYTES),
+                               key.public_key(), model_name, channel, now=None)
+        prefix = bundle_prefix(model_name, pointer["bundle_id"])
+        return parse_manifest(store.get(f"{prefix}/{MANIFEST}"), store.get(f"{prefix}/{SIGNATURE}"),
+                              key.public_key(), f"bundle {pointer['bundle_id']}")
+    except EdgeError:
+        return None
