@@ -88,6 +88,55 @@ def test_a_drifting_window_publishes_an_alert_that_the_trigger_fires_and_the_inv
     client.close()
 
 
+def _housing_swap_events(base: list[dict]) -> list[bytes]:
+    """600 events in [0, 60), 600 in [60, 120) whose housing 'rent' and 'other' trade places (a common and a
+    rare category: no numeric feature moves), one at 200 s."""
+    values = []
+    for i in range(1201):
+        row = dict(base[i % len(base)])
+        row.update(event_id=f"e{i}", event_time=T0 + 200 if i == 1200 else T0 + i * 0.1)
+        if 600 <= i < 1200:
+            row["housing"] = {"rent": "other", "other": "rent"}.get(row["housing"], row["housing"])
+        values.append(json.dumps(row).encode())
+    return values
+
+
+def test_a_feature_drift_alert_on_redis_carries_the_psi_of_every_feature_and_names_the_drifted_one(
+        redis_prefix, base_events, tmp_path):
+    from flightdeck.batch.monitoring import build_reference_profile
+    from flightdeck.data.generator import generate_partition
+    from flightdeck.data.schema import FEATURES
+
+    # The reference profile of the model's training rows (tests.support.models.onnx_model(1)).
+    training = generate_partition("2026-01-15", rows=2000, seed=1)
+    profile = json.loads(json.dumps(build_reference_profile(training[list(FEATURES)], None)))
+    publish(redis_prefix, _housing_swap_events(base_events))
+    client = redis.Redis.from_url(REDIS_URL)
+    sink = RedisSink(client, f"{redis_prefix}:out", f"{redis_prefix}:dead", f"{redis_prefix}:state",
+                     alert_stream=f"{redis_prefix}:alerts")
+    scorer = StreamScorer(Backend(RedisStreamSource(client, f"{redis_prefix}:in"), sink),
+                          ModelRouter(StaticModel(onnx_model(1), "7", profile=profile), "m"),
+                          [Windows("tumbling", 60)],
+                          ScorerConfig(batch_size=250, poll_timeout_s=0.1, drift_alert_psi=0.2))
+    trigger = RedisStreamTrigger(REDIS_URL, f"{redis_prefix}:alerts", block_ms=200)
+    (event,) = asyncio.run(_next_events(trigger, 1, lambda: scorer.run(idle_stop_s=0.3)))
+
+    assert client.xlen(f"{redis_prefix}:alerts") == 1  # the unchanged first window raised nothing
+    alert = parse_alert(event.payload)
+    assert (alert.alert, alert.start, alert.drifted_features) == ("feature_drift", T0 + 60.0, ("housing",))
+    assert set(alert.feature_psi) == set(FEATURES) and alert.feature_psi["housing"] > 0.5
+    assert alert.score_psi < 0.2  # the score alone would not have alerted
+    stored = {r["start"]: r for r in sink.window_records()}
+    assert stored[T0 + 60.0]["feature_psi"] == alert.feature_psi and max(stored[T0]["feature_psi"].values()) < 0.2
+
+    outcome = investigate_payload(REDIS_URL, event.payload, f"{redis_prefix}:out", f"{redis_prefix}:state",
+                                  tmp_path)
+    report = json.loads(open(outcome["report"]).read())
+    assert report["drifted_features"] == [{"feature": "housing", "psi": alert.feature_psi["housing"]}]
+    assert outcome["drifted_features"] == ["housing"] and "housing (PSI" in outcome["summary"]
+    client.close()
+
+
 class _StateStore:
     """The triggerer's asset state store for one watched asset (aget/aset), kept in memory."""
 
