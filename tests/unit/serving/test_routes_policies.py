@@ -5,7 +5,12 @@ from __future__ import annotations
 import pytest
 from scipy.stats import chisquare
 
-from flightdeck.serving.errors import InvalidInputError, OverrideDisabledError, RouteTableError, UnknownEndpointError
+from flightdeck.serving.errors import (
+    InvalidInputError,
+    OverrideDisabledError,
+    RouteTableError,
+    UnknownEndpointError,
+)
 from flightdeck.serving.policies import CircuitBreaker, Router, unit_bucket
 from flightdeck.serving.routes import default_route_table, load_route_file, parse_route_table
 
