@@ -239,3 +239,13 @@ def test_values_are_normalised(decision):
     assert parse_value("latency_ms", facts["latency_ms"], " None ") is None
     assert parse_value("freshness", facts["freshness"], "DAY") == "day"
     assert parse_value("models", facts["models"], 2) == 2.0
+
+
+def test_each_flag_help_lists_the_choices_of_its_fact(decision):
+    from flightdeck.cli import build_parser
+
+    commands = next(a for a in build_parser()._actions if getattr(a, "choices", None) and "advise" in a.choices)
+    helps = {a.dest: a.help for a in commands.choices["advise"]._actions}
+    for name, spec in decision.facts.items():
+        for choice in spec.choices:
+            assert choice in helps[name], (name, choice)
