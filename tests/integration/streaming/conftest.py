@@ -42,7 +42,9 @@ def redis_prefix():
     client = redis_client()
     prefix = f"fdtest-{uuid.uuid4().hex[:10]}"
     yield prefix
-    keys = list(client.scan_iter(f"{prefix}*")) + list(client.scan_iter(f"flightdeck:stream:{prefix}*"))
+    # SCAN visits the whole keyspace: large pages keep that to a few round trips
+    keys = [k for pattern in (f"{prefix}*", f"flightdeck:stream:{prefix}*")
+            for k in client.scan_iter(pattern, count=5000)]
     if keys:
         client.delete(*keys)
     client.close()
