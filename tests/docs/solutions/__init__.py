@@ -1,0 +1,1 @@
+"""Reference solutions of the guide's exercises (tests only; learners never see them)."""
