@@ -12,7 +12,7 @@ quick start:
 - an Airflow metadata database migrated (airflow/airflow.db, SQLite): AIRFLOW_HOME is home/airflow,
   as the Makefile sets it.
 
-`run_try_it(page, tmp_path)` runs a page's Try-it blocks (```` ```bash title="Try it" ````, in
+`run_try_it(page, guide_home, workdir)` runs a page's Try-it blocks (```` ```bash title="Try it" ````, in
 order, as one `bash -euo pipefail` script) with cwd = the repository root, against a COPY of that
 home, in an environment like the Makefile's:
 FLIGHTDECK_HOME, AIRFLOW_HOME, AIRFLOW__CORE__DAGS_FOLDER / PLUGINS_FOLDER / LOAD_EXAMPLES /
@@ -26,7 +26,9 @@ end (a block may leave `flightdeck serve … &` running for the page's later blo
 within the page's timeout (60 s unless the page holds `<!-- try-it-timeout: N -->`). On failure
 the test shows the exit code, the script and the end of its output.
 
-Blocks write only under $FLIGHTDECK_HOME (or `mktemp -d`): never into the repository.
+Blocks write only under $FLIGHTDECK_HOME (or `mktemp -d`; TMPDIR is the run's own): never into the
+repository. With `pipefail`, `producer | head -n 5` fails when the producer gets SIGPIPE: filter
+with `sed -n 1,5p` or `grep` instead.
 """
 
 from __future__ import annotations
