@@ -41,13 +41,15 @@ help:  ## list the targets
 $(STAMP): requirements.txt pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (set PYTHON=...)"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet -r requirements.txt
+	# The lock is complete and hashed: no resolution (pip's resolver mishandles hashed pins that
+	# other packages ask for with extras), every file checked against its sha256.
+	$(BIN)/python -m pip install --quiet --no-deps -r requirements.txt
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
 $(CHECKOV_STAMP): requirements-checkov.txt
 	test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
-	$(CHECKOV_VENV)/bin/python -m pip install --quiet -r requirements-checkov.txt
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --no-deps -r requirements-checkov.txt
 	touch $(CHECKOV_STAMP)
 
 venv: $(STAMP)  ## create .venv and install the pinned requirements and the package
@@ -76,8 +78,8 @@ demo: $(STAMP)  ## generate data, train_register, batch_score 7 days, a gateway 
 	@echo "== release: canary promotion of a second version (approved through the REST API), then an automatic rollback =="
 	flightdeck release-demo
 
-test: $(STAMP) $(CHECKOV_STAMP)  ## run every test (unit, DAG, static, integration on SQLite and PostgreSQL)
-	$(BIN)/python -m pytest
+test: $(STAMP) $(CHECKOV_STAMP)  ## run every test (unit, DAG, static, integration, e2e) on two pytest-xdist workers
+	$(BIN)/python -m pytest -n 2 --dist loadgroup --no-loadscope-reorder
 
 test-fast: $(STAMP)  ## unit, DAG and static tests only (no integration, no e2e): a few minutes
 	$(BIN)/python -m pytest -m "not integration and not e2e"
@@ -107,9 +109,9 @@ proto: $(STAMP)  ## regenerate the OIP v2 gRPC stubs from grpc_predict_v2.proto
 	$(BIN)/python -m flightdeck.serving.protos.generate
 
 lock: $(STAMP)  ## regenerate requirements.txt from requirements.in
-	$(BIN)/uv pip compile requirements.in -o requirements.txt \
+	$(BIN)/uv pip compile requirements.in -o requirements.txt --generate-hashes \
 	  --python-version 3.11 --python-platform x86_64-manylinux_2_35
-	$(BIN)/uv pip compile requirements-checkov.in -o requirements-checkov.txt \
+	$(BIN)/uv pip compile requirements-checkov.in -o requirements-checkov.txt --generate-hashes \
 	  --python-version 3.11 --python-platform x86_64-manylinux_2_35
 
 clean:  ## remove the local stores (keeps .venv)

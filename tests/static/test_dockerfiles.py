@@ -141,7 +141,7 @@ def test_root_final_user_is_caught(text):
 def pins(requirements: Path) -> dict[str, str]:
     found = {}
     for line in requirements.read_text().splitlines():
-        match = re.match(r"^([A-Za-z0-9_.-]+)==([^\s;#]+)", line)
+        match = re.match(r"^([A-Za-z0-9_.-]+)(?:\[[^\]]*\])?==([^\s;#]+)", line)
         if match:
             found[match.group(1).lower().replace("_", "-")] = match.group(2)
     return found
