@@ -135,7 +135,7 @@ def build_guide_home(home: Path) -> Path:
                   "--rows-per-day", str(ROWS_PER_DAY)], env, 300)
             # A module, not `python -c`: pyspark (imported by Great Expectations) exits a process whose
             # main module has no file, taking it for a doctest run.
-            _run([sys.executable, "-m", "tests.docs.conftest"], env, 600)
+            _run([sys.executable, "-m", "tests.docs.conftest", "--models-only"], env, 600)
             code = migrate.wait(timeout=600)
         finally:
             if migrate.poll() is None:
@@ -317,4 +317,11 @@ def try_it_workdir():
 
 
 if __name__ == "__main__":
-    build_models()
+    # `python -m tests.docs.conftest`: the prepared state in $FLIGHTDECK_HOME, for a reader who
+    # wants to run the Try-it blocks by hand (the docs home page says how).
+    if sys.argv[1:] == ["--models-only"]:
+        build_models()
+    else:
+        build_guide_home(Path(os.environ["FLIGHTDECK_HOME"]).resolve())
+        print(f"prepared {os.environ['FLIGHTDECK_HOME']}: raw data {RAW_DAYS[0]} … {RAW_DAYS[1]}, "
+              f"{MODEL} v1 (champion) and v2 (challenger), Airflow and gateway databases")
