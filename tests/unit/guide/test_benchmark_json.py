@@ -23,7 +23,7 @@ def _load(name: str, monkeypatch):
 
 
 @pytest.mark.parametrize(("name", "args"), [
-    ("gates", ["--runs", "5", "--seed", "3", "--bake-seconds", "60", "--max-seconds", "180"]),
+    ("gates", ["--runs", "2", "--seed", "3", "--bake-seconds", "30", "--max-seconds", "60", "--flagger-interval", "30"]),
     ("experiments", ["--experiments", "20", "--days", "3", "--units-per-day", "50", "--power-sims", "20"]),
 ])
 def test_json_holds_the_result_the_command_and_the_date(name, args, tmp_path, monkeypatch, capsys):
@@ -39,5 +39,5 @@ def test_json_holds_the_result_the_command_and_the_date(name, args, tmp_path, mo
 
 def test_without_json_nothing_is_written(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    _load("gates", monkeypatch).main(["--runs", "3", "--bake-seconds", "60", "--max-seconds", "180"])
+    _load("gates", monkeypatch).main(["--runs", "2", "--bake-seconds", "30", "--max-seconds", "60", "--flagger-interval", "30"])
     assert list(tmp_path.iterdir()) == []
