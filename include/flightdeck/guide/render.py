@@ -111,7 +111,9 @@ def _n(value: float | None, digits: int = 0) -> str:
 
 
 def _ms(seconds: float | None) -> str:
-    return "n/a" if seconds is None else f"{1000 * seconds:,.1f} ms"
+    if seconds is None:
+        return "n/a"
+    return f"{seconds:,.1f} s" if seconds >= 1 else f"{1000 * seconds:,.1f} ms"
 
 
 def serving_numbers(results: dict[str, dict], sources: Sources) -> dict[str, dict[str, str]]:
