@@ -58,6 +58,12 @@ class FeatureReference:
         self.sizes = sizes
         self.offsets = [int(x) for x in np.cumsum([0, *sizes[:-1]])]
         self.size = int(sum(sizes))
+        # One PSI call for all features: each feature is a row of a matrix padded with empty buckets,
+        # which add nothing (both shares are floored at the same epsilon, and ln(1) = 0).
+        self._rows = np.repeat(np.arange(len(sizes)), sizes)
+        self._columns = np.concatenate([np.arange(n) for n in sizes])
+        self._expected = np.zeros((len(sizes), max(sizes)))
+        self._expected[self._rows, self._columns] = np.concatenate([e["proportions"] for e in self.entries])
 
     def bucket_rows(self, features: Sequence[Mapping[str, Any]]) -> np.ndarray:
         """For each event (a dict of its features), the flat index of its bucket in every feature:
@@ -74,9 +80,10 @@ class FeatureReference:
 
     def feature_psi(self, counts: Sequence[int]) -> dict[str, float]:
         """PSI of every feature's window histogram (flat `counts`) against the training shares."""
-        flat = np.asarray(counts, dtype=float)
-        return {name: round(float(psi(entry["proportions"], flat[offset:offset + size])), 6)
-                for name, entry, offset, size in zip(self.names, self.entries, self.offsets, self.sizes, strict=True)}
+        actual = np.zeros_like(self._expected)
+        actual[self._rows, self._columns] = np.asarray(counts, dtype=float)
+        values = psi(self._expected, actual)
+        return {name: round(float(value), 6) for name, value in zip(self.names, values, strict=True)}
 
 
 def drift_alert(record: Mapping[str, Any], threshold: float) -> dict | None:
