@@ -8,6 +8,8 @@ batch); without `--database-url` a scratch database is created on `--postgres` a
 `--spark` adds the Spark Structured Streaming example (local[1], file source, one
 availableNow run over the same events; the SparkSession start is not counted).
 `--json PATH` also writes the printed figures, the command and the date to PATH.
+The scorer's windows measure per-feature drift against the model's training reference profile,
+as in production; `--no-feature-drift` leaves it out.
 
 Latency = output entry id − input entry id (both Redis append times, one clock); with the SQL
 sink, the row's `scored_at` − input entry id (one host's clock). Needs Redis (and PostgreSQL for
@@ -37,13 +39,17 @@ from flightdeck.streaming.scorer import ScorerConfig, StreamScorer
 from flightdeck.streaming.windows import Windows
 
 
-def _model() -> bytes:
+def _model() -> tuple[bytes, dict]:
+    """The ONNX model and the reference profile of its training rows (as train_register logs it)."""
+    from flightdeck.batch.monitoring import build_reference_profile
     from flightdeck.data.generator import generate_partition
+    from flightdeck.data.schema import FEATURES
     from flightdeck.training.export import to_onnx
     from flightdeck.training.train import fit_pipeline
 
-    return to_onnx(fit_pipeline(generate_partition("2026-01-15", rows=2000, seed=1), "logistic_regression", seed=1),
-                   "bench").SerializeToString()
+    training = generate_partition("2026-01-15", rows=2000, seed=1)
+    onnx = to_onnx(fit_pipeline(training, "logistic_regression", seed=1), "bench").SerializeToString()
+    return onnx, build_reference_profile(training[list(FEATURES)], None)
 
 
 def ceiling(values: list[bytes], onnx: bytes, batch: int) -> float:
@@ -58,9 +64,9 @@ def ceiling(values: list[bytes], onnx: bytes, batch: int) -> float:
 
 
 def end_to_end(values: list[bytes], onnx: bytes, rate: float, batch: int, url: str,
-               database_url: str | None = None) -> tuple[float, float]:
+               database_url: str | None = None, profile: dict | None = None) -> tuple[float, float]:
     """(events/s, p99 event-to-result ms) of the scorer on Redis Streams, writing to Redis or, with
-    `database_url`, to the SQL sink."""
+    `database_url`, to the SQL sink; with `profile`, its windows measure per-feature drift."""
     client = redis.Redis.from_url(url)
     prefix = f"fdbench-{uuid.uuid4().hex[:8]}"
 
@@ -79,7 +85,7 @@ def end_to_end(values: list[bytes], onnx: bytes, rate: float, batch: int, url: s
         create_tables(database_url)
         sink = SqlSink(database_url, prefix)
     scorer = StreamScorer(Backend(RedisStreamSource(client, f"{prefix}:in"), sink),
-                          ModelRouter(StaticModel(onnx, "1"), "bench"), [Windows("tumbling", 60)],
+                          ModelRouter(StaticModel(onnx, "1", profile=profile), "bench"), [Windows("tumbling", 60)],
                           ScorerConfig(batch_size=batch, poll_timeout_s=0.05))
     # rate 0: the backlog is written first, so the figure is the scorer's own throughput
     producer = threading.Thread(target=produce)
@@ -173,24 +179,28 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--database-url", help="--sink sql: an existing database (default: a scratch one)")
     parser.add_argument("--postgres", default="postgresql+psycopg2://postgres@127.0.0.1:5432",
                         help="--sink sql without --database-url: the server the scratch database goes on")
+    parser.add_argument("--no-feature-drift", action="store_true",
+                        help="score without the training reference profile (no per-feature PSI in the windows)")
     parser.add_argument("--spark", action="store_true", help="also run the Spark Structured Streaming example")
     parser.add_argument("--json", metavar="PATH", help="also write the figures, the command and the date as JSON")
     args = parser.parse_args(argv)
-    values, onnx = list(generated_events(args.events)), _model()
+    values, (onnx, profile) = list(generated_events(args.events)), _model()
+    profile = None if args.no_feature_drift else profile
     top = ceiling(values, onnx, args.batch)
     with contextlib.ExitStack() as stack:
         database_url = None
         if args.sink == "sql":
             database_url = args.database_url or stack.enter_context(scratch_database(args.postgres))
-        flat_out, _ = end_to_end(values, onnx, 0, args.batch, args.redis_url, database_url)
-        paced, p99 = end_to_end(values, onnx, args.rate, args.batch, args.redis_url, database_url)
+        flat_out, _ = end_to_end(values, onnx, 0, args.batch, args.redis_url, database_url, profile)
+        paced, p99 = end_to_end(values, onnx, args.rate, args.batch, args.redis_url, database_url, profile)
     if args.sink == "sql":
         print("sink: PostgreSQL (the SQL sink, one transaction per batch)")
     print(f"ceiling (parse + score_feeds, plain loop): {top:,.0f} events/s")
     print(f"stream scorer, from a backlog:             {flat_out:,.0f} events/s  ratio {flat_out / top:.2f}")
     print(f"stream scorer at {args.rate:,.0f} events/s input:   {paced:,.0f} events/s, p99 event-to-result "
           f"{p99:.0f} ms")
-    figures = {"sink": "postgresql" if args.sink == "sql" else "redis", "events": args.events,
+    figures = {"sink": "postgresql" if args.sink == "sql" else "redis", "feature_drift": profile is not None,
+               "events": args.events,
                "batch": args.batch, "ceiling_events_per_s": top, "scorer_backlog_events_per_s": flat_out,
                "ratio": flat_out / top, "input_rate_events_per_s": args.rate, "scorer_paced_events_per_s": paced,
                "p99_event_to_result_ms": p99}
