@@ -1,5 +1,6 @@
 """Hostile callers against a real gateway on PostgreSQL: ids the database would refuse, bodies and
-messages larger than the limit, columns the model does not read.
+messages larger than the limit, columns the model does not read, variants forced where the endpoint
+forbids it.
 
 One gateway (one uvicorn worker, PostgreSQL, no cache) serves the whole module; the writer-level
 test shares its database.
@@ -8,12 +9,14 @@ test shares its database.
 from __future__ import annotations
 
 import itertools
+import json
 import random
 import socket
 import threading
 import time
 from urllib.parse import urlsplit
 
+import grpc
 import httpx
 import pytest
 import sqlalchemy as sa
@@ -21,6 +24,7 @@ from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
 from flightdeck.serving import db
+from flightdeck.serving.client import grpc_infer
 from flightdeck.serving.predlog import PredictionLogWriter, PredictionRecord
 from tests.support.gateway import AUTH, TOKEN, gateway_process
 from tests.support.models import records
@@ -29,8 +33,13 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
 MAX_ID = 128
 BODY_LIMIT = 64 * 1024
+_BLUE_GREEN = {"policy": "blue_green", "active": "blue",
+               "variants": {"blue": {"alias": "champion"}, "green": {"version": "2"}}}
+# "credit" (first: the default endpoint) takes the hostile traffic; "open" and "locked" (allow_override
+# false) are for the forced-variant refusals at the end of this module.
 ROUTES = {"endpoints": {"credit": {"policy": "canary", "weights": {"stable": 100, "canary": 0},
-                                   "variants": {"stable": {"alias": "champion"}, "canary": {"version": "2"}}}}}
+                                   "variants": {"stable": {"alias": "champion"}, "canary": {"version": "2"}}},
+                        "open": _BLUE_GREEN, "locked": {**_BLUE_GREEN, "allow_override": False}}}
 ROW = records(1)[0]
 
 
@@ -337,3 +346,67 @@ def test_request_ids_are_the_servers_and_outcomes_still_join_on_the_clients_id(g
     labelled = read_predictions(engine, "credit", ["request_id", "label"], labelled_only=True)
     assert set(server_ids) <= set(labelled["request_id"])
     assert set(labelled.loc[labelled["request_id"].isin(server_ids), "label"]) == {1.0}
+
+
+# ---- a forced variant where the endpoint sets allow_override: false ---------------------------
+def _refused(reply: httpx.Response, field: str) -> None:
+    assert reply.status_code == 403, reply.text
+    body = reply.json()
+    assert body["error_code"] == "OverrideDisabledError" and body["field"] == field
+    assert "endpoint 'locked' does not allow forcing a variant" in body["error"]
+    assert "allow_override: true" in body["error"]
+
+
+def _oip_body(rows: list[dict], inputs: list[dict], **parameters) -> dict:
+    tensors = [{"name": s["name"], "datatype": s["datatype"], "shape": [len(rows), 1],
+                "data": [r[s["name"]] for r in rows]} for s in inputs]
+    return {"inputs": tensors, **({"parameters": parameters} if parameters else {})}
+
+
+def test_rest_refuses_a_forced_variant_on_a_locked_endpoint(gateway):
+    body = {"dataframe_records": records(2)}
+    with httpx.Client(base_url=gateway, timeout=10) as client:
+        _refused(client.post("/endpoints/locked/invocations", json=body,
+                             headers={"X-Flightdeck-Variant": "green", **AUTH}), "X-Flightdeck-Variant")
+        _refused(client.post("/endpoints/locked/invocations", json={**body, "params": {"variant": "green"}},
+                             headers=AUTH), "X-Flightdeck-Variant")
+        inputs = client.get("/v2/models/locked").json()["inputs"]
+        _refused(client.post("/v2/models/locked/infer", json=_oip_body(records(2), inputs, variant="green"),
+                             headers=AUTH), "X-Flightdeck-Variant")
+        _refused(client.post("/v2/models/locked/versions/2/infer", json=_oip_body(records(2), inputs),
+                             headers=AUTH), "version")
+        # Without an override the locked endpoint serves its policy; the open one takes the admin's override.
+        plain = client.post("/endpoints/locked/invocations", json=body)
+        assert plain.status_code == 200 and plain.json()["variant"] == "blue"
+        forced = client.post("/endpoints/open/invocations", json=body, headers={"X-Flightdeck-Variant": "green", **AUTH})
+        assert forced.status_code == 200 and forced.json()["variant"] == "green", forced.text
+
+
+def test_websocket_answers_a_forced_variant_on_a_locked_endpoint_with_403(gateway):
+    from websockets.sync.client import connect
+
+    headers = {"X-Flightdeck-Variant": "green", **AUTH}
+    base = gateway.replace("http://", "ws://")
+    with connect(base + "/stream/locked", additional_headers=headers) as ws:
+        ws.send(json.dumps(ROW))
+        reply = json.loads(ws.recv(timeout=10))
+        assert reply["status"] == 403 and "does not allow forcing" in reply["error"], reply
+        ws.send(json.dumps(ROW))  # the stream stays open, refusing each message the same way
+        assert json.loads(ws.recv(timeout=10))["status"] == 403
+    with connect(base + "/stream/open", additional_headers=headers) as ws:
+        ws.send(json.dumps(ROW))
+        assert json.loads(ws.recv(timeout=10))["variant"] == "green"
+    with connect(base + "/stream/open", additional_headers={"X-Flightdeck-Variant": "green"}) as ws:  # no admin
+        ws.send(json.dumps(ROW))
+        assert json.loads(ws.recv(timeout=10))["status"] == 403
+
+
+def test_grpc_refuses_a_forced_variant_on_a_locked_endpoint(gateway_and_grpc):
+    base, grpc_port = gateway_and_grpc
+    inputs = httpx.get(f"{base}/v2/models/locked").json()["inputs"]
+    target = f"127.0.0.1:{grpc_port}"
+    with pytest.raises(grpc.RpcError) as refused:
+        grpc_infer(target, "locked", records(2), inputs, variant="green", token=TOKEN)
+    assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert "endpoint 'locked' does not allow forcing a variant" in refused.value.details()
+    assert grpc_infer(target, "open", records(2), inputs, variant="green", token=TOKEN).model_version == "2"
