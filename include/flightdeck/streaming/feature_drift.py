@@ -19,7 +19,6 @@ from typing import Any
 
 import numpy as np
 
-from flightdeck.batch.monitoring import PROFILE_VERSION, bucket_indices
 from flightdeck.data.schema import FEATURES
 from flightdeck.errors import ConfigError
 from flightdeck.stats import psi
@@ -36,6 +35,9 @@ class FeatureReference:
     """A reference profile as the stream scorer uses it: each feature's buckets and training shares."""
 
     def __init__(self, profile: Mapping[str, Any], source: str = "the reference profile") -> None:
+        # Batch monitoring brings pandas: loaded only by a scorer that has a reference to measure against.
+        from flightdeck.batch.monitoring import PROFILE_VERSION
+
         fix = ("use the profile train_register logged with the model version (reference_profile.json "
                "on its run), or build one with flightdeck.batch.monitoring.build_reference_profile")
         if not isinstance(profile, Mapping) or not isinstance(profile.get("features"), Mapping):
@@ -68,6 +70,8 @@ class FeatureReference:
     def bucket_rows(self, features: Sequence[Mapping[str, Any]]) -> np.ndarray:
         """For each event (a dict of its features), the flat index of its bucket in every feature:
         shape (events, features)."""
+        from flightdeck.batch.monitoring import bucket_indices
+
         columns = [bucket_indices(entry, [f[name] for f in features]) + offset
                    for name, entry, offset in zip(self.names, self.entries, self.offsets, strict=True)]
         return np.stack(columns, axis=1) if columns else np.empty((len(features), 0), dtype=np.int64)
