@@ -218,8 +218,8 @@ def test_the_command_line(start_home, solved_home, capsys):
     assert all(f"docs/exercises/{n:02d}-" in listing for n in NUMBERS)
     assert main(["exercises", "check", "99"]) == 2
     assert "there is no exercise 99" in capsys.readouterr().err
-    for home, code, words in ((start_home, 1, "[MISSING]"), (solved_home, 0, "3 of 3 criteria met")):
-        done = subprocess.run([FLIGHTDECK, "exercises", "check", "16"], env=base_env(home), cwd=REPO,
+    for home, code, words in ((start_home, 1, "[MISSING]"), (solved_home, 0, "4 of 4 criteria met")):
+        done = subprocess.run([FLIGHTDECK, "exercises", "check", "19"], env=base_env(home), cwd=REPO,
                               capture_output=True, text=True, timeout=120)
         assert done.returncode == code, done.stdout + done.stderr
         assert words in done.stdout, done.stdout
