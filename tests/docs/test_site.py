@@ -25,6 +25,12 @@ def test_site_builds_strict(tmp_path):
     assert done.returncode == 0, f"mkdocs build --strict failed:\n{done.stdout[-3000:]}\n{done.stderr[-6000:]}"
     assert (tmp_path / "site" / "index.html").exists()
     assert (tmp_path / "site" / "guide" / "index.html").exists()
+    # docs_hooks/nav_order.py: the chapters come before the exercises and the other pages.
+    home = (tmp_path / "site" / "index.html").read_text()
+    guide, architecture = home.find('href="guide/01-overview/"'), home.find('href="ARCHITECTURE/"')
+    assert 0 <= guide < architecture, "the guide's chapters must come first in the navigation"
+    if 'href="exercises/"' in home:
+        assert guide < home.find('href="exercises/"')
 
 
 def _tiny_site(root: Path, link: str) -> Path:
