@@ -234,3 +234,31 @@ def test_every_exercise_has_a_page_linking_its_chapter():
         text = page.read_text()
         assert f"(../guide/{exercise.chapter})" in text, f"{page} does not link ../guide/{exercise.chapter}"
         assert f"flightdeck exercises check {exercise.number}" in text
+
+
+def test_airflow_runs_are_a_criterion_only_with_an_airflow_url(solved_home):
+    """With --airflow-url, exercises 3 and 11 also ask Airflow's REST API; an Airflow that does not
+    answer leaves that criterion missing, with the reason."""
+    from flightdeck.devtools.launch import free_port
+    from flightdeck.guide.checks import EXERCISES, Context
+    from flightdeck.guide.checks.batch import pinned_runs
+    from flightdeck.guide.checks.serving import drill_run
+
+    with flightdeck_home(solved_home):
+        assert all(c.met for c in EXERCISES[3].check(Context()))
+        found = EXERCISES[3].check(Context(airflow_url=f"http://127.0.0.1:{free_port()}"))
+    airflow = [c for c in found if "Airflow's REST API" in c.text]
+    assert len(airflow) == 1 and not airflow[0].met and "did not answer" in airflow[0].found, shown(found)
+    assert all(c.met for c in found if c not in airflow)
+    # The matching of the REST API's `dag_runs` entries (the shape GET /api/v2/dags/{id}/dagRuns returns).
+    runs = [{"dag_run_id": "backfill__2026-01-05T02:00:00+00:00", "logical_date": "2026-01-05T02:00:00Z",
+             "state": "success", "conf": {"model_ref": "2"}},
+            {"dag_run_id": "b", "logical_date": "2026-01-06T02:00:00Z", "state": "failed", "conf": {"model_ref": "2"}},
+            {"dag_run_id": "c", "logical_date": "2026-01-07T02:00:00Z", "state": "success", "conf": {}}]
+    assert pinned_runs(runs, ("2026-01-05", "2026-01-06", "2026-01-07"), "2") == {"2026-01-05"}
+    assert drill_run({"state": "failed", "conf": {"endpoint": "canary-drill", "drill_faults": {"latency_ms": 20}}},
+                     "canary-drill")
+    assert not drill_run({"state": "success", "conf": {"endpoint": "canary-drill",
+                                                        "drill_faults": {"latency_ms": 20}}}, "canary-drill")
+    assert not drill_run({"state": "failed", "conf": {"endpoint": "canary-drill",
+                                                       "drill_faults": {"latency_ms": 5}}}, "canary-drill")

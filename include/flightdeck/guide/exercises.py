@@ -17,8 +17,9 @@ def _list(args: argparse.Namespace) -> None:
     print("\nCheck one with `flightdeck exercises check N`; answers go in $FLIGHTDECK_HOME/exercises/NN.yaml.")
 
 
-def run_check(number: int, out=None) -> bool:
-    """Check exercise `number`, print the criteria to `out`; True when every one is met."""
+def run_check(number: int, out=None, airflow_url: str | None = None) -> bool:
+    """Check exercise `number`, print the criteria to `out`; True when every one is met.
+    With `airflow_url`, exercises run through Airflow (3, 11) also check its REST API."""
     from flightdeck.errors import ConfigError
     from flightdeck.guide.checks import EXERCISES, Context
 
@@ -27,7 +28,7 @@ def run_check(number: int, out=None) -> bool:
     if exercise is None:
         raise ConfigError("N", f"there is no exercise {number}", f"give a number from 1 to {len(EXERCISES)} "
                           "(`flightdeck exercises list`)")
-    criteria = exercise.check(Context())
+    criteria = exercise.check(Context(airflow_url=airflow_url))
     print(f"Exercise {exercise.number}: {exercise.title} ({exercise.pattern})", file=out)
     for criterion in criteria:
         mark = "met    " if criterion.met else "MISSING"
@@ -42,7 +43,7 @@ def run_check(number: int, out=None) -> bool:
 
 
 def _check(args: argparse.Namespace) -> None:
-    if not run_check(args.number):
+    if not run_check(args.number, airflow_url=args.airflow_url):
         sys.exit(1)
 
 
@@ -54,4 +55,6 @@ def register(commands: argparse._SubParsersAction) -> None:
     listing.set_defaults(func=_list)
     check = sub.add_parser("check", help="check exercise N against the running system (exit 0 when done)")
     check.add_argument("number", type=int, metavar="N")
+    check.add_argument("--airflow-url", help="also check the runs in Airflow's REST API (exercises 3 and 11), "
+                                              "e.g. http://localhost:8080 under `make airflow`")
     check.set_defaults(func=_check)

@@ -45,8 +45,26 @@ class Exercise:
 class Context:
     """The running system as a checker sees it (built from the settings, read lazily)."""
 
-    def __init__(self, settings: Settings | None = None) -> None:
+    def __init__(self, settings: Settings | None = None, airflow_url: str | None = None) -> None:
         self.settings = settings or get_settings()
+        self.airflow_url = airflow_url.rstrip("/") if airflow_url else None
+
+    def airflow_runs(self, dag_id: str) -> tuple[list[dict] | None, str]:
+        """(the DAG's runs from Airflow's REST API, newest first; or None and why not). Only when
+        the check was given an Airflow URL (`--airflow-url`)."""
+        from flightdeck.devtools.airflow_api import AirflowRest
+
+        if not self.airflow_url:
+            return None, "no --airflow-url given"
+        rest = AirflowRest(self.airflow_url)
+        try:
+            runs = rest.call("GET", f"/dags/{dag_id}/dagRuns",
+                             params={"limit": 100, "order_by": "-logical_date"})["dag_runs"]
+        except Exception as exc:  # noqa: BLE001 - an unreachable Airflow is a missing criterion
+            return None, f"Airflow at {self.airflow_url} did not answer ({exc.__class__.__name__}: {exc})"
+        finally:
+            rest.close()
+        return runs, f"{len(runs)} {dag_id} run(s) in Airflow"
 
     # ---- stores ----------------------------------------------------------------------------
     @cached_property

@@ -105,4 +105,22 @@ def check_03(ctx: Context) -> list[Criterion]:
     criteria.append(Criterion(len(run_ids) == len(BACKFILL_DAYS),
                               "each day was scored by its own run (a backfill makes one run per day)",
                               f"{len(run_ids)} distinct run id(s) over the three days"))
+    if ctx.airflow_url:
+        runs, found = ctx.airflow_runs("batch_score")
+        covered = pinned_runs(runs or [], BACKFILL_DAYS, challenger)
+        criteria.append(Criterion(runs is not None and covered == set(BACKFILL_DAYS),
+                                  "Airflow's REST API lists a successful batch_score run for each day with "
+                                  f"model_ref {challenger} in its conf",
+                                  f"{found}; days covered: {sorted(covered) or 'none'}"))
     return criteria
+
+
+def pinned_runs(runs: list[dict], days, version: str | None) -> set[str]:
+    """Days among `days` that have a successful run (REST `dag_runs` entries) pinned to `version`."""
+    covered = set()
+    for run in runs:
+        day = str(run.get("logical_date") or "")[:10]
+        conf = run.get("conf") or {}
+        if day in days and run.get("state") == "success" and str(conf.get("model_ref")) == str(version):
+            covered.add(day)
+    return covered

@@ -208,7 +208,21 @@ def check_11(ctx: Context) -> list[Criterion]:
                       f"the challenger (version {challenger}) carries a canary release audit with outcome "
                       "rolled_back, and the champion alias stayed on its baseline",
                       f"{len(audits)} rolled-back canary audit(s)" if audits else "no rolled-back canary audit tag")
-    return [drill, gate, back, audit]
+    criteria = [drill, gate, back, audit]
+    if ctx.airflow_url:
+        runs, found = ctx.airflow_runs("promote_canary")
+        failed = [r for r in runs or [] if drill_run(r, "canary-drill")]
+        criteria.append(Criterion(bool(failed), "Airflow's REST API lists a failed promote_canary run on "
+                                  "`canary-drill` with a latency drill of at least 20 ms (a rollback fails the run)",
+                                  f"{found}; matching: {[r.get('dag_run_id') for r in failed] or 'none'}"))
+    return criteria
+
+
+def drill_run(run: dict, endpoint: str) -> bool:
+    """A REST `dag_runs` entry of a failed promote_canary run on `endpoint` with a +20 ms drill."""
+    conf = run.get("conf") or {}
+    latency = ((conf.get("drill_faults") or {}).get("latency_ms")) or 0
+    return run.get("state") == "failed" and conf.get("endpoint") == endpoint and float(latency) >= 20
 
 
 def _live(spec: dict) -> set[str]:
