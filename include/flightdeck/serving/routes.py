@@ -19,7 +19,8 @@ hash of `salt` and the id), `ensemble` (every member scores; mean or majority vo
 `conditional` (per row, first matching rule on a feature, else `default`).
 Any endpoint may add a `shadow` (mirror a share of requests, answer discarded) and a
 `fallback` (latency budget + circuit breaker). Admins (a valid admin token) force a variant
-with the `X-Flightdeck-Variant` header unless `allow_override` is false.
+with the `X-Flightdeck-Variant` header; on an endpoint with `allow_override: false` a forced
+variant or pinned version is refused (403 OverrideDisabledError), never routed by the policy instead.
 """
 
 from __future__ import annotations
