@@ -36,7 +36,7 @@ def _stream(args: argparse.Namespace) -> None:
     scorer = build_scorer(_options(args))
     scorer.install_signal_handlers()
     if args.metrics_port:
-        start_http_server(args.metrics_port, addr="127.0.0.1", registry=scorer.metrics.registry)
+        start_http_server(args.metrics_port, addr=args.metrics_host, registry=scorer.metrics.registry)
     stats = scorer.run(max_records=args.max_records, idle_stop_s=args.idle_stop)
     print(f"stream scorer stopped: {stats.records} records, {stats.scored} scored, "
           f"{stats.dead_letters} dead-lettered, {stats.batches} batches")
@@ -83,7 +83,9 @@ def register(commands) -> None:
     stream.add_argument("--max-future-skew", type=float, default=300.0,
                         help="event times further ahead of arrival are clamped for the windows, seconds (-1: off)")
     stream.add_argument("--batch-size", type=int, default=500)
-    stream.add_argument("--metrics-port", type=int, default=0, help="serve /metrics on 127.0.0.1:PORT")
+    stream.add_argument("--metrics-port", type=int, default=0, help="serve /metrics on METRICS_HOST:PORT")
+    stream.add_argument("--metrics-host", default="127.0.0.1",
+                        help="address /metrics listens on (0.0.0.0 in a container that Prometheus scrapes)")
     stream.add_argument("--max-records", type=int, help="stop after this many records")
     stream.add_argument("--idle-stop", type=float, help="stop after this many idle seconds")
     stream.set_defaults(func=_stream)

@@ -26,6 +26,8 @@ class StreamMetrics:
         self.batches = Counter("flightdeck_stream_batches", "Batches committed.", ("endpoint",), registry=registry)
         self.model_switches = Counter("flightdeck_stream_model_switches", "Model version changes picked up.",
                                       ("endpoint",), registry=registry)
+        self.drift_alerts = Counter("flightdeck_stream_drift_alerts", "Drift alerts published, by kind "
+                                    "(score_drift, feature_drift).", ("endpoint", "kind"), registry=registry)
         self.lag = Gauge("flightdeck_stream_consumer_lag", "Records in the source not yet processed.",
                          ("endpoint",), registry=registry)
         self.throughput = Gauge("flightdeck_stream_throughput_events_per_second",

@@ -33,7 +33,7 @@ from flightdeck.streaming.events import (
     ScoredEvent,
     parse_event,
 )
-from flightdeck.streaming.feature_drift import FeatureReference, drift_alert
+from flightdeck.streaming.feature_drift import ALERT_KINDS, FeatureReference, drift_alert
 from flightdeck.streaming.metrics import StreamMetrics
 from flightdeck.streaming.models import ModelRouter
 from flightdeck.streaming.windows import Windows
@@ -296,6 +296,8 @@ class StreamScorer:
         if batch.dead_letters:
             m.dead_letters.labels(label).inc(len(batch.dead_letters))
         m.batches.labels(label).inc()
+        for kind in ALERT_KINDS:  # every kind's series exists from the first batch, at zero
+            m.drift_alerts.labels(label, kind).inc(sum(a.get("alert") == kind for a in batch.alerts))
         m.throughput.labels(label).set(len(records) / seconds if seconds > 0 else 0.0)
         latency = m.latency.labels(label)
         for record in records:
