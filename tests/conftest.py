@@ -35,27 +35,52 @@ os.environ.update({
 })
 
 
-E2E_GROUP = "e2e-airflow"
+E2E = "tests/e2e/"
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # A pytest-xdist worker runs as `python -c`: its __main__ has neither __file__ nor __spec__,
+    # which pyspark.sql.connect takes for a doctest run and answers with sys.exit(0) on import
+    # (MLflow imports it to infer a model signature), ending the test's session fixtures. A spec
+    # named "__main__" says "not a doctest" and leaves multiprocessing's spawn alone (it does not
+    # re-import a main module of that name in its children).
+    import importlib.machinery
+    import sys
+
+    _main = sys.modules["__main__"]
+    if getattr(_main, "__spec__", None) is None and not hasattr(_main, "__file__"):
+        _main.__spec__ = importlib.machinery.ModuleSpec("__main__", None)
 
 
-@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
-    """Every test under tests/e2e carries the `e2e` marker.
-
-    Under pytest-xdist (`--dist loadgroup`) the unit of work is a group: all of tests/e2e is one
-    (one `airflow standalone`, one release world), every other module its own (its module-scoped
-    fixtures, a gateway or a trained model, are built once). The e2e group is the longest, so it
-    is put first: with `--no-loadscope-reorder` it is the first unit a worker takes.
-    """
+    """Every test under tests/e2e carries the `e2e` marker. In a pytest-xdist worker the e2e
+    tests come first, so that they are the first unit of work handed out (see below)."""
     e2e = REPO / "tests" / "e2e"
     for item in items:
         if item.path.is_relative_to(e2e):
             item.add_marker(pytest.mark.e2e)
-            item.add_marker(pytest.mark.xdist_group(E2E_GROUP))
-        else:
-            item.add_marker(pytest.mark.xdist_group(item.path.relative_to(REPO).as_posix()))
     if os.environ.get("PYTEST_XDIST_WORKER"):
         items.sort(key=lambda item: not item.path.is_relative_to(e2e))  # stable: e2e first
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """`pytest -n 2 --dist loadgroup`: units of work are the whole of tests/e2e (one `airflow
+    standalone` and one release world, on one worker) and every other test module (its
+    module-scoped fixtures, a gateway or a trained model, are built once), handed out in
+    collection order with `--no-loadscope-reorder`, so tests/e2e first, then the integration
+    modules, then the many short ones that even out the end.
+
+    xdist's own loadgroup scheduling (the xdist_group mark) cannot be used: it renames items
+    through `item._nodeid`, which pytest 9.2 no longer reads, so every test became a unit."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModuleAndE2EScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return E2E if path.startswith(E2E) else path
+
+    return ModuleAndE2EScheduling(config, log)
 
 
 @pytest.fixture(scope="session")
