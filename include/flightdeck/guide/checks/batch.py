@@ -44,7 +44,7 @@ def _day_criteria(ctx: Context, ds: str, version: str | None, who: str) -> list[
                 needs(exists, f"ds={ds} holds one row per valid input row")]
     versions = sorted(set(frame["model_version"].astype(str)))
     by_version = Criterion(version is not None and versions == [version], f"ds={ds} was scored by {who}",
-                           f"rows name model version(s) {versions}; {who} is version {version}")
+                           f"rows name model version(s) {versions}; expected version {version}")
     expected = _valid_rows(ctx, ds)
     runs = sorted(set(frame["run_id"].astype(str)))
     complete = (expected is not None and len(frame) == expected and not frame["customer_id"].duplicated().any()
