@@ -28,8 +28,12 @@ AIRFLOW_SERVICES = [
     "airflow-dag-processor",
     "airflow-triggerer",
 ]
+MONITORING_SERVICES = ["prometheus", "alertmanager", "grafana"]
 REQUIRED_SERVICES = ["postgres", "airflow-init", *AIRFLOW_SERVICES, "mlflow", "dask-scheduler", "redis", "gateway",
-                     "stream-redis"]
+                     "stream-redis", "stream-scorer", *MONITORING_SERVICES]
+# The Airflow connection the promotion DAGs reach the gateway through (flightdeck.airflow.release).
+GATEWAY_CONN_ID = re.search(r'GATEWAY_CONN_ID = "([a-z_]+)"',
+                            (ROOT / "include/flightdeck/airflow/release.py").read_text()).group(1)
 # ${VAR}, ${VAR:-default}, ${VAR:?error}; "$${…}" is an escaped literal "$" for the container.
 INTERPOLATION = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)([^}]*)\}")
 REQUIRED_VAR = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*:\?[^}]*\}")
@@ -166,12 +170,24 @@ def variables_documented(compose: dict) -> list[str]:
     return [f"${{{name}}} is not listed in .env.example" for name in sorted(used - documented)]
 
 
+def from_required_variables(value: str) -> bool:
+    """A required ${VAR:?…}, or a JSON object (e.g. {"name": token}) whose every value is one."""
+    if REQUIRED_VAR.fullmatch(value):
+        return True
+    try:
+        document = json.loads(value)
+    except ValueError:
+        return False
+    return isinstance(document, dict) and bool(document) and all(
+        isinstance(v, str) and REQUIRED_VAR.fullmatch(v) for v in document.values())
+
+
 def no_inline_secrets(compose: dict) -> list[str]:
     """Secrets must come from .env as ${VAR:?…}: no literal value, no silent default."""
     problems = []
     for name, service in compose["services"].items():
         for key, value in environment(service).items():
-            if SECRET_NAME.search(key) and not REQUIRED_VAR.fullmatch(value):
+            if SECRET_NAME.search(key) and not from_required_variables(value):
                 problems.append(f"{name}: {key} is not a required ${{VAR:?…}}")
     for text in strings(compose):
         for password in URI_PASSWORD.findall(text):
@@ -266,6 +282,118 @@ def redis_requires_password(compose: dict) -> list[str]:
     return problems
 
 
+def bind_mounts(service: dict) -> list[tuple[str, str]]:
+    """(host path, container path) of every bind mount from the repository (short syntax "./x:/y[:ro]")."""
+    mounts = []
+    for volume in service.get("volumes", []):
+        if isinstance(volume, str) and volume.startswith("./"):
+            source, target = volume.split(":")[:2]
+            mounts.append((source, target))
+        elif isinstance(volume, dict) and volume.get("type") == "bind":
+            mounts.append((volume["source"], volume["target"]))
+    return mounts
+
+
+def bind_mounts_exist(compose: dict) -> list[str]:
+    """Every file or folder a service mounts from the repository is in the repository."""
+    return [f"{name}: mounts {source}, which is not in the repository"
+            for name, service in compose["services"].items()
+            for source, _ in bind_mounts(service) if not (ROOT / source).exists()]
+
+
+def mounted_file(service: dict, container_path: str) -> Path | None:
+    """The repository file a service sees at `container_path` through its bind mounts."""
+    for source, target in bind_mounts(service):
+        target = target.rstrip("/")
+        if container_path == target or container_path.startswith(target + "/"):
+            return ROOT / source / container_path[len(target):].lstrip("/")
+    return None
+
+
+def command_flag(service: dict, flag: str) -> str | None:
+    """The value of `--flag=value` or `--flag value` in a service's command list."""
+    words = service.get("command", [])
+    for i, word in enumerate(words):
+        if word.startswith(flag + "="):
+            return word.split("=", 1)[1]
+        if word == flag and i + 1 < len(words):
+            return words[i + 1]
+    return None
+
+
+def monitoring_wiring(compose: dict) -> list[str]:
+    """Prometheus reads the repository's config and scrapes the services where they serve
+    /metrics, alerts go to Alertmanager, Grafana provisions the generated dashboards and a data
+    source that points at Prometheus."""
+    services = compose["services"]
+    problems = []
+    prometheus = services.get("prometheus", {})
+    config_path = mounted_file(prometheus, command_flag(prometheus, "--config.file") or "")
+    if config_path is None or not config_path.is_file():
+        return ["prometheus: --config.file is not a file mounted from the repository"]
+    config = yaml.safe_load(config_path.read_text())
+    scrapes = {job["job_name"]: [t for c in job.get("static_configs", []) for t in c["targets"]]
+               for job in config.get("scrape_configs", [])}
+    scorer_port = command_flag(services.get("stream-scorer", {}), "--metrics-port")
+    dask_port = (command_flag(services.get("dask-scheduler", {}), "--dashboard-address") or "").rpartition(":")[2]
+    expected = {"gateway": "gateway:8000", "stream-scorer": f"stream-scorer:{scorer_port}",
+                "dask-scheduler": f"dask-scheduler:{dask_port}"}
+    for job, target in expected.items():
+        if scrapes.get(job) != [target]:
+            problems.append(f"prometheus: job {job} scrapes {scrapes.get(job)}, expected [{target!r}]")
+    if command_flag(services.get("stream-scorer", {}), "--metrics-host") != "0.0.0.0":
+        problems.append("stream-scorer: /metrics listens on loopback only; Prometheus cannot reach it")
+    alertmanagers = [t for a in config.get("alerting", {}).get("alertmanagers", [])
+                     for c in a.get("static_configs", []) for t in c["targets"]]
+    if alertmanagers != ["alertmanager:9093"]:
+        problems.append(f"prometheus: alerts go to {alertmanagers}, not alertmanager:9093")
+    for pattern in config.get("rule_files", []):
+        if not list(config_path.parent.glob(pattern)):
+            problems.append(f"prometheus: rule_files {pattern!r} matches no file")
+    alertmanager = services.get("alertmanager", {})
+    am_config = mounted_file(alertmanager, command_flag(alertmanager, "--config.file") or "")
+    if am_config is None or not am_config.is_file():
+        problems.append("alertmanager: --config.file is not a file mounted from the repository")
+    grafana = services.get("grafana", {})
+    provisioning = mounted_file(grafana, "/etc/grafana/provisioning")
+    if provisioning is None or not (provisioning / "datasources").is_dir():
+        return [*problems, "grafana: /etc/grafana/provisioning is not mounted from the repository"]
+    for provider_file in sorted((provisioning / "dashboards").glob("*.yaml")):
+        for provider in yaml.safe_load(provider_file.read_text())["providers"]:
+            folder = mounted_file(grafana, provider["options"]["path"])
+            if folder is None or not list(folder.glob("*.json")):
+                problems.append(f"grafana: provider {provider['name']} reads {provider['options']['path']}, "
+                                "where no dashboard JSON is mounted")
+    urls = [source["url"] for f in sorted((provisioning / "datasources").glob("*.yaml"))
+            for source in yaml.safe_load(f.read_text())["datasources"] if source["type"] == "prometheus"]
+    if urls != ["http://prometheus:9090"]:
+        problems.append(f"grafana: Prometheus data sources {urls}, expected ['http://prometheus:9090']")
+    return problems
+
+
+def airflow_connections(compose: dict) -> list[str]:
+    """Every Airflow service defines the gateway connection the promotion DAGs use: the gateway
+    service, with a token that the gateway accepts as an admin token."""
+    variable = f"AIRFLOW_CONN_{GATEWAY_CONN_ID.upper()}"
+    admin_tokens = environment(compose["services"].get("gateway", {})).get("FLIGHTDECK_ADMIN_TOKENS", "")
+    problems = []
+    for name in ["airflow-init", *AIRFLOW_SERVICES]:
+        uri = environment(compose["services"].get(name, {})).get(variable)
+        if uri is None:
+            problems.append(f"{name}: no {variable}")
+            continue
+        match = re.fullmatch(r"https?://[^:@/]*:(\$\{[^}]*\})@([^:/]+):(\d+)", uri)
+        if not match:
+            problems.append(f"{name}: {variable} is not http://login:${{TOKEN:?…}}@host:port")
+            continue
+        token, host, port = match.groups()
+        if not REQUIRED_VAR.fullmatch(token) or token not in admin_tokens:
+            problems.append(f"{name}: {variable}'s token is not one of the gateway's FLIGHTDECK_ADMIN_TOKENS")
+        if (host, port) != ("gateway", "8000"):
+            problems.append(f"{name}: {variable} points at {host}:{port}, not gateway:8000")
+    return problems
+
+
 RULES: list[Callable[[dict], list[str]]] = [
     depends_on_targets_exist,
     required_services_exist,
@@ -278,6 +406,9 @@ RULES: list[Callable[[dict], list[str]]] = [
     airflow_settings,
     stream_redis_keeps_state,
     redis_requires_password,
+    bind_mounts_exist,
+    monitoring_wiring,
+    airflow_connections,
 ]
 
 
@@ -316,6 +447,14 @@ def _break(compose: dict, rule_name: str) -> None:
                                                "--maxmemory-policy", "allkeys-lru"]
     elif rule_name == "redis_requires_password":
         services["redis"]["command"] = ["redis-server", "--maxmemory-policy", "allkeys-lru"]
+    elif rule_name == "bind_mounts_exist":
+        services["grafana"]["volumes"][0] = "./docker/grafana/no-such-folder:/etc/grafana/provisioning:ro"
+    elif rule_name == "monitoring_wiring":
+        services["stream-scorer"]["command"] = ["flightdeck", "stream", "--metrics-port", "9200"]
+    elif rule_name == "airflow_connections":
+        env = dict(environment(services["airflow-triggerer"]))
+        del env[f"AIRFLOW_CONN_{GATEWAY_CONN_ID.upper()}"]
+        services["airflow-triggerer"]["environment"] = env
     else:
         raise AssertionError(f"no breakage written for {rule_name}")
 
@@ -331,3 +470,19 @@ def test_a_redis_url_without_the_password_is_reported():
     broken = load_compose()
     broken["services"]["gateway"]["environment"]["FLIGHTDECK_REDIS_URL"] = "redis://redis:6379/0"
     assert redis_requires_password(broken) == ["'redis://redis' reaches redis without its password"]
+
+
+def test_a_literal_token_inside_the_admin_tokens_json_is_reported():
+    broken = load_compose()
+    broken["services"]["gateway"]["environment"]["FLIGHTDECK_ADMIN_TOKENS"] = \
+        '{"airflow": "${GATEWAY_AIRFLOW_TOKEN:?x}", "ops": "a-literal-token-0123456789"}'
+    assert no_inline_secrets(broken) == ["gateway: FLIGHTDECK_ADMIN_TOKENS is not a required ${VAR:?…}"]
+
+
+def test_an_airflow_token_the_gateway_does_not_accept_is_reported():
+    broken = load_compose()
+    broken["services"]["gateway"]["environment"]["FLIGHTDECK_ADMIN_TOKENS"] = \
+        '{"ops": "${GATEWAY_OPS_TOKEN:?set GATEWAY_OPS_TOKEN in .env}"}'
+    problems = airflow_connections(broken)
+    assert len(problems) == 1 + len(AIRFLOW_SERVICES)
+    assert all("is not one of the gateway's FLIGHTDECK_ADMIN_TOKENS" in p for p in problems)
