@@ -23,7 +23,9 @@ defaults: `flightdeck serve --port "${FD_PORT:-8000}" --grpc-port "${FD_GRPC_POR
 The release policy is the repository's default (include/config/release_policy.yaml), not the
 permissive one the other tests use. The script runs in a process group of its own, killed at the
 end (a block may leave `flightdeck serve … &` running for the page's later blocks); it must finish
-within the page's timeout (60 s unless the page holds `<!-- try-it-timeout: N -->`). On failure
+within the page's timeout (60 s unless the page holds `<!-- try-it-timeout: N -->`). A page whose
+blocks need Redis or PostgreSQL says so with `<!-- try-it-requires: redis -->`: the test is
+skipped without it (failed under CI). On failure
 the test shows the exit code, the script and the end of its output.
 
 Blocks write only under $FLIGHTDECK_HOME (or `mktemp -d`; TMPDIR is the run's own): never into the
@@ -60,6 +62,7 @@ MODEL = "flightdeck-classifier"
 
 TRY_IT_FENCE = re.compile(r'^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})bash title="Try it"[ \t]*$')
 TIMEOUT_MARK = re.compile(r"<!--\s*try-it-timeout:\s*(\d+)\s*-->")
+REQUIRES_MARK = re.compile(r"<!--\s*try-it-requires:\s*([a-z, ]+?)\s*-->")
 DEFAULT_TIMEOUT = 60
 
 
@@ -212,6 +215,30 @@ def pages_with_try_it() -> list[Path]:
 def page_timeout(markdown: str) -> int:
     mark = TIMEOUT_MARK.search(markdown)
     return int(mark.group(1)) if mark else DEFAULT_TIMEOUT
+
+
+def page_requirements(markdown: str) -> list[str]:
+    """Services a page's blocks need (`<!-- try-it-requires: redis, postgres -->`)."""
+    mark = REQUIRES_MARK.search(markdown)
+    return [name.strip() for name in mark.group(1).split(",") if name.strip()] if mark else []
+
+
+def require_page_services(markdown: str) -> None:
+    """Skip (fail under CI) when a service the page needs is missing: tests.support.require_service."""
+    from tests.support.services import require_service
+
+    for name in page_requirements(markdown):
+        if name == "redis":
+            import redis
+
+            require_service("Redis on 127.0.0.1:6379",
+                            lambda: redis.Redis.from_url("redis://127.0.0.1:6379/0", socket_timeout=2).ping())
+        elif name == "postgres":
+            from tests.support.services import postgres_admin_engine
+
+            postgres_admin_engine().dispose()
+        else:
+            raise ValueError(f"unknown service {name!r} in try-it-requires; known: redis, postgres")
 
 
 def page_script(markdown: str) -> str:

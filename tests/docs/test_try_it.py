@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.docs.conftest import REPO, pages_with_try_it, run_try_it
+from tests.docs.conftest import REPO, pages_with_try_it, require_page_services, run_try_it
 
 PAGES = pages_with_try_it()
 
@@ -13,6 +13,7 @@ PAGES = pages_with_try_it()
 @pytest.mark.integration
 @pytest.mark.parametrize("page", PAGES, ids=[p.relative_to(REPO / "docs").as_posix() for p in PAGES])
 def test_try_it_blocks_run(page, guide_home, try_it_workdir):
+    require_page_services(page.read_text())
     run = run_try_it(page, guide_home, try_it_workdir)
     assert run.returncode == 0, run.failure()
 
