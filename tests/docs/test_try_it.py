@@ -5,7 +5,15 @@ from __future__ import annotations
 
 import pytest
 
-from tests.docs.conftest import REPO, pages_with_try_it, require_page_services, run_try_it
+from tests.docs.conftest import (
+    REPO,
+    page_requirements,
+    page_timeout,
+    pages_with_try_it,
+    require_page_services,
+    run_try_it,
+    try_it_blocks,
+)
 
 PAGES = pages_with_try_it()
 
@@ -30,3 +38,29 @@ def test_the_harness_reports_a_failing_block(tmp_path, guide_home, try_it_workdi
     assert "visible-output" in run.failure()
     assert (try_it_workdir / "home" / "port").read_text().strip().isdigit()
     assert not (guide_home / "port").exists()
+
+
+def test_blocks_are_found_in_order_with_their_indentation_removed():
+    page = """# p
+```bash
+echo plain blocks are not run
+```
+```bash title="Try it"
+echo one
+```
+!!! note
+    ````bash title="Try it"
+    echo two
+      echo indented
+    ````
+<!-- try-it-timeout: 120 -->
+<!-- try-it-requires: redis -->
+"""
+    assert try_it_blocks(page) == ["echo one", "echo two\n  echo indented"]
+    assert page_timeout(page) == 120
+    assert page_requirements(page) == ["redis"]
+
+
+def test_an_unclosed_block_is_an_error():
+    with pytest.raises(ValueError, match="never closed"):
+        try_it_blocks('```bash title="Try it"\necho one\n')
