@@ -99,7 +99,7 @@ airflow: $(STAMP)  ## airflow standalone with this repo's dags and plugins on ht
 serve: $(STAMP)  ## the real-time gateway on http://127.0.0.1:8000 (gRPC :8081), serving the champion
 	flightdeck serve
 
-docs: $(STAMP)  ## the guide on http://127.0.0.1:$(DOCS_PORT) (mkdocs serve, reloads on edit; DOCS_PORT=… to change)
+docs: $(STAMP)  ## the guide on http://127.0.0.1:8000 (mkdocs serve, reloads on edit; DOCS_PORT=… for another port)
 	NO_MKDOCS_2_WARNING=1 mkdocs serve --dev-addr 127.0.0.1:$(DOCS_PORT)
 
 docs-build: $(STAMP)  ## build the guide into build/site/ with mkdocs build --strict (a broken link fails it)
