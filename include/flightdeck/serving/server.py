@@ -6,6 +6,8 @@ import logging
 import os
 import shutil
 
+from prometheus_client import values
+
 from flightdeck.config import Settings, get_settings
 from flightdeck.serving import db
 from flightdeck.serving.gateway import ensure_route_table
@@ -29,6 +31,10 @@ def prepare(settings: Settings) -> int:
     shutil.rmtree(metrics_dir, ignore_errors=True)
     metrics_dir.mkdir(parents=True)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    # prometheus_client picks its value store when it is imported, which in this process was
+    # before the variable above existed. With one worker uvicorn builds the app here, so pick the
+    # store again: else its metrics stay in memory and /metrics (which reads the files) shows none.
+    values.ValueClass = values.get_value_class()
     return stored.version
 
 

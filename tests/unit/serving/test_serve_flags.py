@@ -21,3 +21,21 @@ def test_one_worker_app_reads_the_flags_not_the_cached_defaults(flightdeck_home,
 
     assert started["workers"] == 1 and started["port"] == 50124
     assert (started["settings"].grpc_port, started["settings"].gateway_port) == (50123, 50124)
+
+
+def test_one_worker_metrics_reach_the_exposition(flightdeck_home):
+    """In one process (uvicorn's single worker) metrics made after `prepare()` land in the
+    multiprocess files that /metrics reads, though prometheus_client was imported before."""
+    import subprocess
+    import sys
+
+    script = (
+        "from flightdeck.serving.metrics import GatewayMetrics, exposition\n"
+        "from flightdeck.config import get_settings\n"
+        "from flightdeck.serving import server\n"
+        "server.prepare(get_settings())\n"
+        "metrics = GatewayMetrics()\n"
+        "metrics.requests.labels('default', 'champion', '1').inc()\n"
+        "print(exposition(metrics.registry)[0].decode())\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True)
+    assert 'flightdeck_requests_total{endpoint="default",model_version="1",variant="champion"} 1.0' in out.stdout
