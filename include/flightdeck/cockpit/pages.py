@@ -74,8 +74,13 @@ def models_page(sources: Sources, lambda_aliases: list[dict] | None = None) -> s
         except Exception as exc:  # noqa: BLE001
             problems.append(_problem(f"the gateway at {sources.gateway[0]}", exc))
     days = read_scored_days(sources.settings.reports_dir, limit=1) if sources.settings.reports_dir.is_dir() else []
+    uri = sources.settings.tracking_uri
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
+        # Opening a missing SQLite store would create one: the cockpit only reads.
+        problems.append(f"No MLflow registry yet at {uri}.")
+        return render.page("models", "Models", "models", models=[], problems=problems, **_common(sources))
     try:
-        models = read_models(Registry.from_settings(sources.settings), routes_document=routes,
+        models = read_models(Registry(uri, sources.settings.artifact_root, sources.settings.experiment_name), routes_document=routes,
                              default_model=sources.settings.model_name, batch_champion=batch_champion(days),
                              edge_store=sources.settings.home / "edge" / "store", lambda_aliases=lambda_aliases)
     except Exception as exc:  # noqa: BLE001

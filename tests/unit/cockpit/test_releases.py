@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from flightdeck.cockpit.charts import cs_panels
-from flightdeck.cockpit.releases import checks_from_log, release_view
+from flightdeck.cockpit.releases import release_view
 from flightdeck.delivery.gates import GateSettings, decide, evaluate
 from flightdeck.delivery.window import VariantWindow
 from flightdeck.stats import N_SCORE_BINS
