@@ -19,11 +19,11 @@ from flightdeck.devtools.launch import free_port
 @pytest.fixture(scope="module")
 def cockpit_url():
     import uvicorn
-    from fastapi import FastAPI
-
     from airflow import settings
     from airflow.api_fastapi.app import init_auth_manager
     from airflow.models.revoked_token import RevokedToken
+    from fastapi import FastAPI
+
     from flightdeck.airflow.cockpit import URL_PREFIX, create_app
 
     RevokedToken.__table__.create(settings.engine, checkfirst=True)
