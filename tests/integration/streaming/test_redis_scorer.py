@@ -148,7 +148,7 @@ def _run_with_kills_at(args: list[str], progress, kill_at: list[int], total: int
     command = [sys.executable, "-m", "flightdeck", "stream", *args, "--batch-size", "1000"]
     for kill, target in enumerate(kill_at, 1):
         process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        eventually(lambda: process.poll() is not None or progress() >= target, 90, 0.005,  # noqa: B023
+        eventually(lambda: process.poll() is not None or progress() >= target, 90, 0.05,  # noqa: B023
                    what=f"the scorer to commit {target} events before kill {kill}")
         assert process.poll() is None, process.stderr.read().decode()[-3000:]
         process.send_signal(signal.SIGKILL)
