@@ -1,7 +1,8 @@
 """flightdeck's Airflow plugin: the cockpit, read-only views of what flightdeck runs in production.
 
 Airflow 3 plugin interface: a FastAPI app mounted by the api-server at /cockpit (its routes need a
-signed-in Airflow user, see flightdeck.airflow.cockpit) and external views that the UI shows in
+signed-in Airflow user, see flightdeck.airflow.cockpit; it is built on its first request, so the
+other processes that load this folder import nothing heavy) and external views that the UI shows in
 an iframe: four entries under "Cockpit" in the navigation, and a "Release" tab on DAG-run pages.
 """
 
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 from airflow.plugins_manager import AirflowPlugin
 
-from flightdeck.airflow.cockpit import URL_PREFIX, create_app
+from flightdeck.airflow.cockpit import URL_PREFIX, LazyApp
 
 CATEGORY = "Cockpit"
 
@@ -21,7 +22,7 @@ def _view(name: str, page: str) -> dict:
 
 class FlightdeckCockpitPlugin(AirflowPlugin):
     name = "flightdeck_cockpit"
-    fastapi_apps = [{"app": create_app(), "url_prefix": URL_PREFIX, "name": "flightdeck cockpit"}]
+    fastapi_apps = [{"app": LazyApp(), "url_prefix": URL_PREFIX, "name": "flightdeck cockpit"}]
     external_views = [
         _view("Deployments", "deployments"),
         _view("Releases", "releases"),

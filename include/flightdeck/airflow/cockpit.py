@@ -12,16 +12,10 @@ Every route is a GET and nothing here writes: approvals stay in Airflow's Requir
 which the Releases page links to.
 """
 
-from __future__ import annotations
 
 import logging
 from typing import Any
 from urllib.parse import quote
-
-from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
-from airflow.api_fastapi.core_api.security import GetUserDep, requires_access_dag
-from fastapi import Depends, FastAPI, HTTPException
-from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 
 log = logging.getLogger(__name__)
 
@@ -126,15 +120,38 @@ def _sources(user) -> Any:
                    user=user.get_name())
 
 
-ReadAccess = Depends(requires_access_dag(method="GET", access_entity=DagAccessEntity.RUN))
+class LazyApp:
+    """An ASGI app that builds the cockpit's FastAPI app on its first request.
+
+    Airflow loads the plugins folder in every process (task runners and the dag-processor too,
+    for macros and listeners); only the api-server serves the app, so only it pays for FastAPI
+    and the api-server's security module."""
+
+    def __init__(self) -> None:
+        self._app = None
+
+    async def __call__(self, scope, receive, send) -> None:
+        if self._app is None:
+            self._app = create_app()
+        await self._app(scope, receive, send)
+
+    def __repr__(self) -> str:
+        return "flightdeck.airflow.cockpit.create_app()"
 
 
-def create_app() -> FastAPI:
+def create_app():
     """The cockpit app; every route needs a signed-in Airflow user allowed to read DAG runs."""
+    from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
+    from airflow.api_fastapi.core_api.security import GetUserDep, requires_access_dag
+    from fastapi import Depends, FastAPI, HTTPException
+    from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
+
     from flightdeck.cockpit import pages
 
+    read_access = Depends(requires_access_dag(method="GET", access_entity=DagAccessEntity.RUN))
+
     app = FastAPI(title="flightdeck cockpit", description="Read-only views of flightdeck's deployments, "
-                  "releases, models, batch scoring and experiments.", dependencies=[ReadAccess],
+                  "releases, models, batch scoring and experiments.", dependencies=[read_access],
                   docs_url=None, redoc_url=None, openapi_url=None)
 
     def html(text: str) -> HTMLResponse:
