@@ -4,7 +4,10 @@ database (a copy of the session's migrated template, dropped at the end). Its ta
 session's release world (registry, gateway) and a drift-alert stream of their own.
 
 Every DAG starts paused but the drift watcher's; a test unpauses the DAGs it drives and pauses
-them when done.
+them when done. The instance lives as long as this package's tests (package scope): it is
+stopped before the session goes on to other tests (under pytest-xdist the worker that ran
+tests/e2e takes other modules afterwards, and an idle scheduler, dag-processor and triggerer
+would take CPU from them).
 The DAGs' default model is BATCH_MODEL, which test_backfill trains and batch_score scores with;
 the promotion tests name the release world's model in their conf.
 """
@@ -22,7 +25,7 @@ BATCH_MODEL = "flightdeck-e2e-batch"
 DRIFT_DAG = "stream_drift_investigation"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def drift_alert_stream():
     """The Redis stream the drift watcher reads (a name of its own, deleted afterwards)."""
     client = redis_client()
@@ -32,12 +35,15 @@ def drift_alert_stream():
     client.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def airflow(tmp_path_factory, postgres_admin, airflow_postgres_template, release_world, drift_alert_stream):
     root = tmp_path_factory.mktemp("airflow-e2e")
     with postgres_copy(postgres_admin, airflow_postgres_template, prefix="flightdeck_e2e") as url, \
             standalone_airflow(root, url, **release_world.env, FLIGHTDECK_MODEL_NAME=BATCH_MODEL,
-                               FLIGHTDECK_STREAM_ALERTS=drift_alert_stream) as instance:
+                               FLIGHTDECK_STREAM_ALERTS=drift_alert_stream,
+                               # batch_score's local cluster: one worker process (with its scheduler,
+                               # still a SubprocessCluster started from a task), not one per core.
+                               FLIGHTDECK_DASK_WORKERS="1") as instance:
         # Every DAG serialized before a test unpauses or triggers one. The drift watcher's DAG is
         # unpaused before the start: a watcher's trigger is registered when an active DAG's file
         # is parsed, which the dag-processor does once, at its start.

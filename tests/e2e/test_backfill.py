@@ -52,7 +52,7 @@ def test_backfill_then_reprocess(airflow):
     # writer made that fail with "database is locked").
     airflow.cli("backfill", "create", "--dag-id", "batch_score", "--from-date", "2026-01-01",
                 "--to-date", "2026-01-04T02:00:00", "--max-active-runs", "2")
-    airflow.cli("dags", "unpause", "batch_score")
+    airflow.set_paused("batch_score", False)
     try:
         airflow.wait_until(_backfill_done(airflow), 900, f"{len(DAYS)} successful backfill runs")
 
@@ -70,7 +70,7 @@ def test_backfill_then_reprocess(airflow):
                     "--reprocess-behavior", "completed")
         airflow.wait_until(_backfill_done(airflow, since), 900, f"{len(DAYS)} reprocessed backfill runs")
     finally:
-        airflow.cli("dags", "pause", "batch_score")
+        airflow.set_paused("batch_score", True)
     assert _january(predictions) == DAYS
     for ds in DAYS:
         pd.testing.assert_frame_equal(_scores(predictions, ds), first[ds])

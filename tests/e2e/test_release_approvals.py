@@ -20,7 +20,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 FAST = {"model_name": MODEL, "bake_seconds": 3, "max_step_seconds": 60, "look_seconds": 1,
         "post_promotion_bake_seconds": 3,
         "gates": {"min_requests": 100, "min_requests_hard_fail": 30, "min_rows_for_distribution": 200},
-        "backtest": {"auc_margin": 0.05, "logloss_margin": 1.0, "min_labelled_rows": 200}}
+        "backtest": {"auc_margin": 0.05, "logloss_margin": 1.0, "min_labelled_rows": 200, "max_rows": 2000}}
 FINISHED = {"success", "failed"}
 DAGS = ("promote_canary", "promote_blue_green")
 
@@ -28,10 +28,10 @@ DAGS = ("promote_canary", "promote_blue_green")
 @pytest.fixture(scope="module")
 def setup(airflow, release_world):
     for dag_id in DAGS:
-        airflow.cli("dags", "unpause", dag_id)
+        airflow.set_paused(dag_id, False)
     yield release_world, airflow, AirflowRest(airflow.url)
     for dag_id in DAGS:
-        airflow.cli("dags", "pause", dag_id)
+        airflow.set_paused(dag_id, True)
 
 
 def finish(api: AirflowRest, dag_id: str, run_id: str, timeout: float = 400) -> dict[str, str]:

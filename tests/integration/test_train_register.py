@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pytest
 
 pytestmark = pytest.mark.integration
@@ -20,14 +22,45 @@ def _runs(registry):
     return registry.client.search_runs([registry.experiment_id()])
 
 
-def test_first_run_registers_a_champion(sandbox):
-    outcome = sandbox.dag_test("train_register", WINDOW)
+def _versions(registry):
+    return registry.client.search_model_versions("name = 'flightdeck-classifier'")
+
+
+@dataclass
+class Runs:
+    """The module's runs in two interpreters, not six (Airflow and the ML stack loaded twice):
+    the first run alone, what the registry held after it, then the re-run, the corrupt window
+    and the bad-Params runs together, in that order. The MLflow runs and model versions only
+    ever grow, so a count of one after the last run means one after each run before it."""
+
+    sandbox: object
+    first: dict
+    after_first: dict
+    rerun: dict
+    corrupt: dict
+    bad_params: list[dict]
+
+
+@pytest.fixture(scope="module")
+def runs(sandbox) -> Runs:
+    first = sandbox.dag_test("train_register", WINDOW)
+    registry = sandbox.registry()
+    after_first = {"aliases": registry.aliases("flightdeck-classifier") if first.get("state") == "success" else None,
+                   "runs": _runs(registry)}
+    rerun, corrupt, *bad_params = sandbox.dag_tests(
+        [("train_register", WINDOW, None),
+         ("train_register", {"window_start": "2026-04-01", "window_end": "2026-04-05"}, None)]
+        + [("train_register", conf, None) for conf, _ in MALFORMED] + [("train_register", UNKNOWN_PARAM, None)])
+    return Runs(sandbox, first, after_first, rerun, corrupt, bad_params)
+
+
+def test_first_run_registers_a_champion(runs):
+    outcome = runs.first
     assert outcome["state"] == "success", outcome["log"][-4000:]
     assert set(outcome["tasks"].values()) == {"success"}
 
-    registry = sandbox.registry()
-    assert registry.aliases("flightdeck-classifier") == {"champion": "1", "challenger": "1"}
-    (run,) = _runs(registry)
+    assert runs.after_first["aliases"] == {"champion": "1", "challenger": "1"}
+    (run,) = runs.after_first["runs"]
     assert run.data.params["window_start"] == "2026-01-01"
     assert run.data.metrics["holdout_roc_auc"] > 0.7
     assert run.data.metrics["onnx_parity_max_abs_diff"] <= 1e-5
@@ -38,21 +71,21 @@ def test_first_run_registers_a_champion(sandbox):
     assert info.signature is not None and info.saved_input_example_info is not None
 
 
-def test_rerun_on_the_same_data_registers_nothing(sandbox):
-    outcome = sandbox.dag_test("train_register", WINDOW)
+def test_rerun_on_the_same_data_registers_nothing(runs):
+    outcome = runs.rerun
     assert outcome["state"] == "success", outcome["log"][-4000:]
     assert outcome["tasks"]["beats_champion"] == "success"
     assert outcome["tasks"]["register_model"] == "skipped"
     assert "not registering: challenger roc_auc" in outcome["log"]
     assert "does not beat champion v1" in outcome["log"]
 
-    registry = sandbox.registry()
-    assert len(registry.client.search_model_versions("name = 'flightdeck-classifier'")) == 1
+    registry = runs.sandbox.registry()
+    assert len(_versions(registry)) == 1
     assert len(_runs(registry)) == 1, "the same data and params must reuse the MLflow run"
 
 
-def test_corrupt_window_fails_validation_and_logs_nothing(sandbox):
-    outcome = sandbox.dag_test("train_register", {"window_start": "2026-04-01", "window_end": "2026-04-05"})
+def test_corrupt_window_fails_validation_and_logs_nothing(runs):
+    outcome = runs.corrupt
     assert outcome["state"] == "failed"
     assert outcome["tasks"]["validate_training_data"] == "failed"
     assert outcome["tasks"]["register_model"] in {"upstream_failed", "skipped"}
@@ -60,9 +93,9 @@ def test_corrupt_window_fails_validation_and_logs_nothing(sandbox):
     for expectation in ("expect_column_values_to_not_be_null", "expect_column_values_to_be_between",
                         "expect_column_values_to_be_unique"):
         assert expectation in log, f"the failure report should name {expectation}"
-    registry = sandbox.registry()
+    registry = runs.sandbox.registry()
     assert len(_runs(registry)) == 1
-    assert len(registry.client.search_model_versions("name = 'flightdeck-classifier'")) == 1
+    assert len(_versions(registry)) == 1
 
 
 MALFORMED = [
@@ -74,10 +107,9 @@ UNKNOWN_PARAM = {**WINDOW, "windw_end": "2026-02-11"}
 
 
 @pytest.fixture(scope="module")
-def bad_params(sandbox) -> list[dict]:
-    """The outcomes of the malformed-params runs and of the unknown-param run (one interpreter)."""
-    return sandbox.dag_tests([("train_register", conf, None) for conf, _ in MALFORMED]
-                             + [("train_register", UNKNOWN_PARAM, None)])
+def bad_params(runs) -> list[dict]:
+    """The outcomes of the malformed-params runs and of the unknown-param run."""
+    return runs.bad_params
 
 
 @pytest.mark.parametrize("case", range(len(MALFORMED)), ids=[named for _, named in MALFORMED])

@@ -114,6 +114,15 @@ class Airflow:
                               text=True, timeout=timeout)
         assert done.returncode == 0, done.stderr[-3000:]
 
+    def set_paused(self, dag_id: str, paused: bool) -> None:
+        """Pause or unpause a DAG of the running instance through the REST API (PATCH /dags/{id}, what
+        the UI's toggle does): milliseconds, where `airflow dags pause` starts an interpreter."""
+        api = AirflowRest(self.url)
+        try:
+            api.call("PATCH", f"/dags/{dag_id}", json={"is_paused": paused})
+        finally:
+            api.close()
+
     def query(self, sql: str, **params) -> list[dict]:
         """Rows of a read-only query on the metadata database (cheaper than a CLI call per poll)."""
         import sqlalchemy as sa
@@ -158,6 +167,17 @@ class Airflow:
             self.process = subprocess.Popen([str(BIN / "airflow"), "standalone"], env=self.env, cwd=self.root,
                                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         self.wait_until(self.healthy, 240, "a healthy api-server, scheduler, dag-processor, triggerer")
+        self.warm_execution_api()
+
+    def warm_execution_api(self) -> None:
+        """Build the api-server's Task Execution API now, once the instance is up. It is built on
+        its first request (Cadwyn generates its versioned routes then), which held the api-server
+        for about 25 s on a busy 2-core machine; left to a task's first call, the task waited for
+        it, its supervisor timing out and retrying meanwhile, inside the test's own timeouts."""
+        import httpx
+
+        response = httpx.get(f"{self.url}/execution/health", timeout=180)
+        assert response.status_code == 200, f"the Task Execution API answered {response.status_code}: {response.text}"
 
     def kill(self) -> None:
         """SIGKILL every process of the standalone at once, as a crashed machine would."""

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.integration
 FAST = {"steps": [20, 50], "bake_seconds": 3, "max_step_seconds": 60, "look_seconds": 1,
         "post_promotion_bake_seconds": 3, "require_approval": False,
         "gates": {"min_requests": 100, "min_requests_hard_fail": 30, "min_rows_for_distribution": 200},
-        "backtest": {"auc_margin": 0.05, "logloss_margin": 1.0, "min_labelled_rows": 200}}
+        "backtest": {"auc_margin": 0.05, "logloss_margin": 1.0, "min_labelled_rows": 200, "max_rows": 2000}}
 
 
 def endpoint(world) -> dict:
