@@ -11,6 +11,7 @@ from pathlib import Path
 from flightdeck.edge.cli import register as edge_commands
 from flightdeck.errors import FlightdeckError
 from flightdeck.guide.cli import register as guide_commands
+from flightdeck.platform.cli import register as platform_commands
 from flightdeck.serverless.cli import register as serverless_commands
 from flightdeck.streaming.cli import register as streaming_commands
 
@@ -172,7 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
     summary.set_defaults(func=_summary)
 
     # Each deployment pattern registers its own commands; their handlers import lazily.
-    for register in (edge_commands, serverless_commands, streaming_commands, guide_commands):
+    for register in (edge_commands, serverless_commands, streaming_commands, guide_commands,
+                     platform_commands):
         register(commands)
     return parser
 

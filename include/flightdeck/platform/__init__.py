@@ -1,0 +1,1 @@
+"""Platform tooling: capacity planning for the gateway and driving Airflow from CI/CD."""
