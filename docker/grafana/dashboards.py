@@ -174,7 +174,9 @@ def releases() -> db.Dashboard:
             (f"endpoint:flightdeck_error_ratio:rate5m{{{EP}}}", "5m {{endpoint}}"),
             (f"endpoint:flightdeck_error_ratio:rate1h{{{EP}}}", "1h {{endpoint}}")), "percentunit"))
         .with_panel(series("Shadow disagreement ratio", queries(
-            (f"sum by (endpoint, variant) (rate(flightdeck_shadow_disagreements_total{{{EP}}}[{RATE}])) / "
+            # A shadow that never disagreed has no disagreement series yet: it reads as zero.
+            (f"(sum by (endpoint, variant) (rate(flightdeck_shadow_disagreements_total{{{EP}}}[{RATE}])) or "
+             f"0 * sum by (endpoint, variant) (rate(flightdeck_shadow_requests_total{{{EP}}}[{RATE}]))) / "
              f"sum by (endpoint, variant) (rate(flightdeck_shadow_requests_total{{{EP}}}[{RATE}]))",
              "{{endpoint}} / {{variant}}")), "percentunit",
             "Mirrored rows whose decision differs from the live answer (gate: 5 %)."))

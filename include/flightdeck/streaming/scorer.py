@@ -293,8 +293,8 @@ class StreamScorer:
             counts[(r.variant, r.model_version)] = counts.get((r.variant, r.model_version), 0) + 1
         for (variant, version), n in counts.items():
             m.events.labels(label, variant, version).inc(n)
-        if batch.dead_letters:
-            m.dead_letters.labels(label).inc(len(batch.dead_letters))
+        # Also at zero: a series born with its first dead letter would hide it from increase().
+        m.dead_letters.labels(label).inc(len(batch.dead_letters))
         m.batches.labels(label).inc()
         for kind in ALERT_KINDS:  # every kind's series exists from the first batch, at zero
             m.drift_alerts.labels(label, kind).inc(sum(a.get("alert") == kind for a in batch.alerts))
