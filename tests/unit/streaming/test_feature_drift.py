@@ -219,3 +219,20 @@ def test_the_investigation_reads_feature_drift_alerts_and_alerts_from_before_it_
     old = parse_alert({"stream": "s", "id": "6-0", "data": {"data": json.dumps({"alert": "score_drift", **record})}})
     assert old.feature_psi is None and old.drifted_features == ()
     assert investigate(old, [], None)["drifted_features"] == []
+
+
+def test_the_reference_profile_option_goes_with_model_file_and_must_be_a_profile(tmp_path):
+    from flightdeck.streaming.service import StreamOptions, model_router
+
+    model, good, bad = tmp_path / "model.onnx", tmp_path / "profile.json", tmp_path / "bad.json"
+    model.write_bytes(onnx_model(1))
+    good.write_text(json.dumps(_profile()))
+    bad.write_text("{not json")
+    router = model_router(StreamOptions(model_file=model, reference_profile=good))
+    router.refresh(force=True)
+    (variant,) = router.versions()
+    assert router.model(variant).reference is not None
+    with pytest.raises(ConfigError, match="--reference-profile.*cannot read"):
+        model_router(StreamOptions(model_file=model, reference_profile=bad))
+    with pytest.raises(ConfigError, match="without --model-file"):
+        model_router(StreamOptions(reference_profile=good))
