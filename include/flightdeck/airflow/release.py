@@ -58,6 +58,8 @@ def make_target(rollout):
         return build(rollout, kubernetes_applier=KubernetesHookApplier)
     if plan.target == "lambda":
         return build(rollout, lambda_client=_lambda_client(plan.target_options))
+    if plan.target == "ecs":
+        return build(rollout, ecs_clients=_ecs_clients(plan.target_options))
     return build(rollout, gateway=gateway_url_and_token())
 
 
@@ -68,6 +70,16 @@ def _lambda_client(options: dict):
     from airflow.providers.amazon.aws.hooks.lambda_function import LambdaHook
 
     return LambdaHook(aws_conn_id=options["aws_conn_id"], region_name=options.get("region")).conn
+
+
+def _ecs_clients(options: dict):
+    """boto3 ECS and ELBv2 clients from the Airflow AWS connection, or None (boto3's default chain)."""
+    if not options.get("aws_conn_id"):
+        return None
+    from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+
+    session = AwsBaseHook(aws_conn_id=options["aws_conn_id"], region_name=options.get("region")).get_session()
+    return session.client("ecs"), session.client("elbv2")
 
 
 def _source_config(plan) -> dict:

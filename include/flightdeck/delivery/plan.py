@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from flightdeck.delivery.policy import ReleasePolicy
 
 Strategy = Literal["canary", "blue_green"]
+ECS_TEST_PERCENT = 5
 
 
 class GateSettings(BaseModel):
@@ -135,13 +136,16 @@ class RolloutPlan(_Strict):
     model_name: str = Field(..., min_length=1)
     model_ref: str = Field("challenger", pattern=MODEL_REF_PATTERN,
                            description="The candidate: a version number or an alias of the model.")
-    target: Literal["gateway", "lambda", "kubernetes"] = "gateway"
+    target: Literal["gateway", "lambda", "kubernetes", "ecs"] = "gateway"
     endpoint: str = Field("default", min_length=1, description="Gateway endpoint the rollout owns.")
     target_options: dict = Field(default_factory=dict, description=(
         "kubernetes: namespace, app, gateway (the Gateway API gateway), optional manifests_dir "
         "(write manifests for a GitOps tool instead of applying them) and kubernetes_conn_id. "
         "lambda: function_name, alias, optional region, aws_conn_id and period (CloudWatch, s); the "
-        "candidate is the version serverless_package published."))
+        "candidate is the version serverless_package published. "
+        "ecs: cluster, blue_service, green_service, listener_rule_arn, optional container, region, "
+        "aws_conn_id and test_percent (blue-green: the idle colour's whole-percent share during its gate, "
+        "default 5)."))
     steps: list[float] = Field(default_factory=lambda: [5.0, 25.0, 50.0],
                                description="Canary: % of traffic per step, increasing, each in (0, 100).")
     bake_seconds: float = Field(300, ge=0, description="Minimum time each step runs before its gate may pass.")
@@ -197,7 +201,20 @@ class RolloutPlan(_Strict):
             if self.strategy != "canary":
                 raise ValueError("target lambda runs canaries only: a weighted alias splits traffic, it "
                                  "cannot mirror it for a blue-green shadow step")
-        elif self.metrics_source == "cloudwatch":
+        elif self.target == "ecs":
+            missing = {"cluster", "blue_service", "green_service", "listener_rule_arn"} - set(self.target_options)
+            if missing:
+                raise ValueError(f"target_options: target ecs needs {sorted(missing)}")
+            if self.metrics_source != "prometheus":
+                raise ValueError("target ecs reads its gates from Prometheus (each colour's gateway tasks): set "
+                                 "metrics_source prometheus and prometheus_url")
+            if any(s != int(s) for s in self.step_percents):
+                raise ValueError(f"steps: ALB listener weights are integers, so target ecs takes whole percents, "
+                                 f"got {self.step_percents}")
+            test = self.target_options.get("test_percent", ECS_TEST_PERCENT)
+            if isinstance(test, bool) or not isinstance(test, int | float) or not 1 <= test <= 50:
+                raise ValueError("target_options.test_percent: a whole percent from 1 to 50")
+        if self.metrics_source == "cloudwatch" and self.target != "lambda":
             raise ValueError("metrics_source cloudwatch reads Lambda metrics: use it with target lambda")
         if self.metrics_source == "prometheus" and not self.prometheus_url:
             raise ValueError("metrics_source prometheus needs prometheus_url")
@@ -205,8 +222,15 @@ class RolloutPlan(_Strict):
 
     @property
     def step_percents(self) -> list[float]:
-        """Traffic share of each gated step: the canary's steps, or blue-green's one shadow step (0 %)."""
-        return list(self.steps) if self.strategy == "canary" else [0.0]
+        """Traffic share of each gated step: the canary's steps, or blue-green's one shadow step (0 %).
+
+        An ALB cannot mirror traffic, so on target ecs blue-green's one step sends the idle colour a
+        small live share (`target_options.test_percent`) for its gate before the cut-over."""
+        if self.strategy == "canary":
+            return list(self.steps)
+        if self.target == "ecs":
+            return [float(self.target_options.get("test_percent", ECS_TEST_PERCENT))]
+        return [0.0]
 
     @property
     def gate_windows(self) -> int:

@@ -69,6 +69,12 @@ class KubernetesPolicy(_Strict):
                                       description="target_options a run may not set.")
 
 
+class EcsPolicy(_Strict):
+    clusters: list[str] = Field(default_factory=list, description="ECS clusters a rollout may move traffic on.")
+    services: list[str] = Field(default_factory=list, description="Services a rollout may deploy to (both colours).")
+    listener_rule_arns: list[str] = Field(default_factory=list, description="Listener rules whose weights it may set.")
+
+
 class ReleasePolicy(_Strict):
     """One deployment's release floors (see the module docstring)."""
 
@@ -79,6 +85,7 @@ class ReleasePolicy(_Strict):
     prometheus_urls: list[str] = Field(default_factory=list, description="Allowed Prometheus base URLs.")
     gates: GateLimits = Field(default_factory=GateLimits)
     kubernetes: KubernetesPolicy = Field(default_factory=KubernetesPolicy)
+    ecs: EcsPolicy = Field(default_factory=EcsPolicy)
     lambda_role_arns: list[str] = Field(default_factory=list, description="Execution roles a run may name.")
     source: Path = Field(DEFAULT_POLICY_FILE, exclude=True)
 
@@ -152,6 +159,16 @@ def check_plan(plan: RolloutPlan, policy: ReleasePolicy | None = None) -> None:
             raise PolicyFloorError(f"gates.{name}", value, f"gates.{name} must be at least {limit:g}", src)
     if plan.target == "kubernetes":
         _check_kubernetes(plan.target_options, policy.kubernetes, src)
+    if plan.target == "ecs":
+        _check_ecs(plan.target_options, policy.ecs, src)
+
+
+def _check_ecs(options: dict, policy: EcsPolicy, src: Path) -> None:
+    allowed = {"cluster": policy.clusters, "blue_service": policy.services, "green_service": policy.services,
+               "listener_rule_arn": policy.listener_rule_arns}
+    for key, values in allowed.items():
+        if options.get(key) not in values:
+            raise PolicyFloorError(f"target_options.{key}", options.get(key), f"allowed values are {values}", src)
 
 
 def _check_kubernetes(options: dict, policy: KubernetesPolicy, src: Path) -> None:

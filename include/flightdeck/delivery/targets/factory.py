@@ -3,7 +3,8 @@
 Free of Airflow: whatever reaches a system (the gateway's URL and token, a Kubernetes
 applier, a boto3 Lambda client) is handed in by the caller. A Lambda target is pinned when
 the rollout resolves (`pin_target`): the alias's version then is the baseline for every
-later task, including a rollback that runs after the alias moved to the candidate.
+later task, including a rollback that runs after the alias moved to the candidate. An ECS
+target is pinned the same way: the colour with all the traffic then stays the baseline colour.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from flightdeck.delivery.targets.base import DeliveryTarget
 
 def make_target(rollout: ResolvedRollout, *, gateway: tuple[str, str | None] | None = None,
                 kubernetes_applier: Callable[[str], Any] | None = None,
-                lambda_client: Any = None) -> DeliveryTarget:
+                lambda_client: Any = None, ecs_clients: tuple[Any, Any] | None = None) -> DeliveryTarget:
     """The target of `rollout`.
 
     Args:
@@ -25,12 +26,15 @@ def make_target(rollout: ResolvedRollout, *, gateway: tuple[str, str | None] | N
         kubernetes_applier: builds an applier (with `apply` and `read_route`) from a
             connection id, for target kubernetes without `manifests_dir`.
         lambda_client: a boto3 Lambda client (None: boto3's default chain), for target lambda.
+        ecs_clients: boto3 (ECS, ELBv2) clients (None: boto3's default chain), for target ecs.
     """
     plan = rollout.plan
     if plan.target == "kubernetes":
         return _kubernetes_target(rollout, kubernetes_applier)
     if plan.target == "lambda":
         return _lambda_target(rollout, lambda_client)
+    if plan.target == "ecs":
+        return _ecs_target(rollout, ecs_clients)
     from flightdeck.delivery.targets.gateway import GatewayTarget
     from flightdeck.serving.client import GatewayClient
 
@@ -46,6 +50,9 @@ def pin_target(rollout: ResolvedRollout, target: DeliveryTarget) -> ResolvedRoll
     """`rollout` with the target as it is now recorded, where the target reads its baseline from
     the live system (Lambda: the alias's version and the published candidate). The gateway and
     Kubernetes targets are built from the model versions the rollout already pinned."""
+    if rollout.plan.target == "ecs":
+        target.baseline_colour  # noqa: B018 - read from the listener rule now, so to_dict() records it
+        return rollout.with_target_state(target.to_dict())
     if rollout.plan.target != "lambda":
         return rollout
     target.candidate_version  # noqa: B018 - looked up now, so to_dict() records it
@@ -81,6 +88,22 @@ def _lambda_target(rollout: ResolvedRollout, client: Any):
     return LambdaAliasTarget(client, function_name=options["function_name"], alias=options["alias"],
                              model_name=rollout.plan.model_name, model_version=rollout.candidate_version,
                              use_published=True, region=options.get("region"), poll_seconds=1.0)
+
+
+def _ecs_target(rollout: ResolvedRollout, clients: tuple[Any, Any] | None):
+    """Blue and green services behind a weighted listener rule; once pinned, the baseline colour is
+    the one that had all the traffic when the rollout resolved."""
+    from flightdeck.delivery.targets.ecs import EcsTarget
+
+    ecs_client, elbv2_client = clients or (None, None)
+    if rollout.target_state:
+        return EcsTarget.from_dict(rollout.target_state, ecs_client, elbv2_client)
+    options = rollout.plan.target_options
+    return EcsTarget(ecs_client, elbv2_client, cluster=options["cluster"], blue_service=options["blue_service"],
+                     green_service=options["green_service"], listener_rule_arn=options["listener_rule_arn"],
+                     container=options.get("container", "gateway"), region=options.get("region"),
+                     model_name=rollout.plan.model_name, baseline_version=rollout.baseline_version,
+                     candidate_version=rollout.candidate_version)
 
 
 def source_config(plan: RolloutPlan, gateway_url: str | None = None) -> dict:
