@@ -17,9 +17,17 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path
 
+from grafana_foundation_sdk.builders import common as cb
 from grafana_foundation_sdk.builders import dashboard as db
 from grafana_foundation_sdk.builders import prometheus, stat, timeseries
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.models.common import (
+    BigValueGraphMode,
+    LegendDisplayMode,
+    LegendPlacement,
+    SortOrder,
+    TooltipDisplayMode,
+)
 from grafana_foundation_sdk.models.dashboard import (
     DashboardCursorSync,
     DataSourceRef,
@@ -47,13 +55,18 @@ def queries(*pairs: tuple[str, str]) -> list[prometheus.Dataquery]:
 def series(title: str, targets: Iterable[prometheus.Dataquery], unit: str = "short", description: str = "",
            width: int = 12, height: int = 8) -> timeseries.Panel:
     panel = (timeseries.Panel().title(title).datasource(DATASOURCE).unit(unit).span(width).height(height)
-             .targets(list(targets)))
+             .targets(list(targets))
+             .legend(cb.VizLegendOptions().show_legend(True).display_mode(LegendDisplayMode.LIST)
+                     .placement(LegendPlacement.BOTTOM))
+             .tooltip(cb.VizTooltipOptions().mode(TooltipDisplayMode.MULTI).sort(SortOrder.DESCENDING)))
     return panel.description(description) if description else panel
 
 
 def single(title: str, target: prometheus.Dataquery, unit: str = "short", description: str = "",
            width: int = 6) -> stat.Panel:
-    panel = stat.Panel().title(title).datasource(DATASOURCE).unit(unit).span(width).height(4).with_target(target)
+    panel = (stat.Panel().title(title).datasource(DATASOURCE).unit(unit).span(width).height(4).with_target(target)
+             .graph_mode(BigValueGraphMode.AREA)
+             .reduce_options(cb.ReduceDataOptions().calcs(["lastNotNull"]).values(False)))
     return panel.description(description) if description else panel
 
 

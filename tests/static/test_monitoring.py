@@ -163,6 +163,7 @@ def test_dashboards_are_well_formed_for_grafana():
             if panel["type"] == "row":
                 continue
             assert panel["targets"], f"{name}: panel {panel['title']!r} has no query"
+            assert panel.get("options"), f"{name}: panel {panel['title']!r} has no options (Grafana wants an object)"
             assert panel["datasource"]["uid"] in uids, f"{name}: {panel['title']!r} uses an unknown data source"
             refs = [target["refId"] for target in panel["targets"]]
             assert len(refs) == len(set(refs)), f"{name}: {panel['title']!r} repeats a refId"
