@@ -111,6 +111,33 @@ def promotion_runs(dag_id: str | None = None, run_id: str | None = None, limit: 
         return runs
 
 
+def lambda_aliases(limit: int = 20) -> list[dict]:
+    """What the newest successful `serverless_package` run of each function alias deployed:
+    [{"model", "function", "alias", "weights": {model version: share}}] (as recorded by that run's
+    tasks; a later change made outside Airflow does not show)."""
+    from airflow.models.dagrun import DagRun
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    out: dict[tuple[str, str], dict] = {}
+    with create_session() as session:
+        runs = session.scalars(select(DagRun).where(DagRun.dag_id == "serverless_package", DagRun.state == "success")
+                               .order_by(DagRun.run_after.desc()).limit(limit)).all()
+        for run in runs:
+            rows = session.scalars(select(XComModel).where(
+                XComModel.dag_id == run.dag_id, XComModel.run_id == run.run_id, XComModel.key == "return_value",
+                XComModel.task_id.in_(("package", "deploy")))).all()
+            values = {row.task_id: XComModel.deserialize_value(row) for row in rows}
+            built, deployed = values.get("package") or {}, values.get("deploy") or {}
+            key = (deployed.get("function_name"), deployed.get("alias"))
+            if None in key or key in out or not built.get("model_version"):
+                continue
+            out[key] = {"model": built.get("model_name"), "function": key[0], "alias": key[1],
+                        "weights": {str(built["model_version"]): float(deployed.get("candidate_percent") or 0) / 100}}
+    return list(out.values())
+
+
 # ---- the app -------------------------------------------------------------------------------
 def _sources(user) -> Any:
     from flightdeck.cockpit.pages import Sources
@@ -188,7 +215,12 @@ def create_app():
 
     @app.get("/models", response_class=HTMLResponse)
     def models(user: GetUserDep) -> HTMLResponse:
-        return html(pages.models_page(_sources(user)))
+        try:
+            aliases = lambda_aliases()
+        except Exception:  # noqa: BLE001 - the rest of the page still shows
+            log.exception("cockpit: serverless_package runs unreadable")
+            aliases = None
+        return html(pages.models_page(_sources(user), lambda_aliases=aliases))
 
     @app.get("/batch", response_class=HTMLResponse)
     def batch(user: GetUserDep) -> HTMLResponse:

@@ -120,7 +120,8 @@ def read_models(registry: Registry, *, routes_document: dict | None, default_mod
             if entry.get("model") == name:
                 for version, share in entry.get("weights", {}).items():
                     surfaces.setdefault(str(version), []).append(
-                        f"lambda {entry['function']}:{entry['alias']} ({100 * float(share):g} %)")
+                        f"lambda {entry['function']}:{entry['alias']} ({100 * float(share):g} %, as the last "
+                        "serverless_package run deployed it)")
         versions = sorted(client.search_model_versions(f"name = '{name}'"), key=lambda v: -int(v.version))
         rows = []
         for v in versions[:max_versions]:
