@@ -40,6 +40,15 @@ def register(commands: argparse._SubParsersAction) -> None:
     run.add_argument("--poll-seconds", type=float, default=10.0)
     run.set_defaults(func=_airflow_run)
 
+    balanced = commands.add_parser(
+        "serve-balanced", help="N `flightdeck serve` instances behind nginx (passive health checks, retries)")
+    balanced.add_argument("--instances", type=int, default=2)
+    balanced.add_argument("--port", type=int, default=8000, help="nginx's port")
+    balanced.add_argument("--first-port", type=int, default=8101, help="the first instance's port (then +1, +2…)")
+    balanced.add_argument("--workers", type=int, default=1, help="uvicorn workers per instance")
+    balanced.add_argument("--routes", help="route table file for every instance")
+    balanced.set_defaults(func=_serve_balanced)
+
 
 def _capacity(args: argparse.Namespace) -> None:
     from flightdeck.platform import capacity
@@ -65,3 +74,11 @@ def _airflow_run(args: argparse.Namespace) -> int:
     from flightdeck.platform import airflow_run
 
     return airflow_run.main(args)
+
+
+def _serve_balanced(args: argparse.Namespace) -> None:
+    from flightdeck.config import get_settings
+    from flightdeck.platform import balancer
+
+    prefix = Path(get_settings().home) / "nginx"
+    balancer.serve_balanced(args.instances, args.port, args.first_port, args.workers, args.routes, prefix)
