@@ -32,7 +32,7 @@ ROUTES = {"default_endpoint": "default",
           "endpoints": {"default": {"policy": "single", "variants": {"live": {"alias": "champion"}}}}}
 
 
-def start_instance(home, database_url, port) -> subprocess.Popen:
+def spawn_instance(home, database_url, port) -> tuple[subprocess.Popen, object]:
     routes = home / "routes-nginx.yaml"
     routes.write_text(yaml.safe_dump(ROUTES))
     env = {**os.environ, "FLIGHTDECK_HOME": str(home), "FLIGHTDECK_GATEWAY_DATABASE_URL": database_url,
@@ -42,8 +42,15 @@ def start_instance(home, database_url, port) -> subprocess.Popen:
         process = subprocess.Popen([FLIGHTDECK, "serve", "--port", str(port), "--workers", "1", "--grpc-port", "0",
                                     "--routes", str(routes)], env=env, stdout=out, stderr=subprocess.STDOUT,
                                    start_new_session=True)
-    _wait_ready(f"http://127.0.0.1:{port}", 1, process, log)
-    return process
+    return process, log
+
+
+def start_instances(home, database_url, *ports) -> list[subprocess.Popen]:
+    """Start the instances at once (their start-up is most of this test's time), then wait for each."""
+    started = [spawn_instance(home, database_url, port) for port in ports]
+    for port, (process, log) in zip(ports, started, strict=True):
+        _wait_ready(f"http://127.0.0.1:{port}", 1, process, log)
+    return [process for process, _ in started]
 
 
 def read_log(path) -> list[tuple[float, int, list[str]]]:
@@ -62,8 +69,11 @@ def test_sigkill_and_restart_of_one_instance_fails_no_request(registered_home, p
     require_service("nginx (apt-get install nginx)", balancer.nginx_binary)
     home = registered_home
     port_a, port_b, port_lb = free_port(), free_port(), free_port()
-    a = start_instance(home, postgres_url, port_a)
-    b = start_instance(home, postgres_url, port_b)
+    from flightdeck.serving import db
+
+    db.upgrade(postgres_url)  # migrate once, so two instances starting together do not race
+    db.dispose_engine(postgres_url)
+    a, b = start_instances(home, postgres_url, port_a, port_b)
     prefix = tmp_path / "nginx"
     config = balancer.write_config(prefix, [balancer.Upstream("127.0.0.1", p, max_fails=1, fail_timeout_s=1)
                                             for p in (port_a, port_b)], port_lb, tries=2)
@@ -72,14 +82,14 @@ def test_sigkill_and_restart_of_one_instance_fails_no_request(registered_home, p
     try:
         eventually(lambda: (prefix / "nginx.pid").exists(), 10, what="nginx started")
         load = Load(f"http://127.0.0.1:{port_lb}", records(50), rate=100).start()
-        time.sleep(3)
+        time.sleep(2)
         killed_at = time.time()
         os.killpg(a.pid, signal.SIGKILL)
         a.wait(10)
-        time.sleep(4)
-        a = start_instance(home, postgres_url, port_a)
+        time.sleep(3)
+        (a,) = start_instances(home, postgres_url, port_a)
         back_at = time.time()
-        time.sleep(4)
+        time.sleep(3)
         load.stop()
         load_statuses = dict(load.statuses)
         load = None
