@@ -103,8 +103,10 @@ airflow: $(STAMP)  ## airflow standalone with this repo's dags and plugins on ht
 	AIRFLOW__CORE__EXECUTION_API_SERVER_URL=http://127.0.0.1:$(AIRFLOW_PORT)/execution/ \
 	airflow standalone
 
-serve: $(STAMP)  ## the real-time gateway on http://127.0.0.1:8000 (gRPC :8081), serving the champion
-	flightdeck serve
+GATEWAY_INSTANCES ?= 1
+serve: $(STAMP)  ## the real-time gateway on http://127.0.0.1:8000 (gRPC :8081), serving the champion; GATEWAY_INSTANCES=N: N gateways behind nginx on :8000
+	@if [ "$(GATEWAY_INSTANCES)" -gt 1 ]; then flightdeck serve-balanced --instances $(GATEWAY_INSTANCES) --port 8000; \
+	else flightdeck serve; fi
 
 docs: $(STAMP)  ## the guide on http://127.0.0.1:8000 (mkdocs serve, reloads on edit; DOCS_PORT=… for another port)
 	@# Not strict while you edit: warnings are printed and the site stays up; docs-build is strict.
