@@ -57,3 +57,38 @@ output "lambda_alarm_names" {
   description = "The alarms on the alias's errors and p99 duration."
   value       = [module.lambda_service.errors_alarm_name, module.lambda_service.duration_alarm_name]
 }
+
+output "gateway_url" {
+  description = "DNS name of the gateway's internal load balancer (HTTPS)."
+  value       = module.gateway_ecs.load_balancer_dns_name
+}
+
+output "gateway_ecs_target_options" {
+  description = "target_options of a promote_canary / promote_blue_green run with target ecs."
+  value = {
+    cluster           = module.gateway_ecs.cluster_name
+    blue_service      = module.gateway_ecs.blue_service
+    green_service     = module.gateway_ecs.green_service
+    listener_rule_arn = module.gateway_ecs.listener_rule_arn
+  }
+}
+
+output "mwaa_source_bucket" {
+  description = "Upload dags/, plugins.zip and requirements.txt here."
+  value       = module.mwaa.source_bucket_name
+}
+
+output "mwaa_webserver_url" {
+  description = "Host name of the Airflow UI and REST API (private)."
+  value       = module.mwaa.webserver_url
+}
+
+output "ci_role_arn" {
+  description = "Role for pull-request workflows (terraform plan)."
+  value       = module.ci_oidc.ci_role_arn
+}
+
+output "cd_role_arn" {
+  description = "Role for deploy-branch workflows (gateway image push, Airflow REST API)."
+  value       = module.ci_oidc.cd_role_arn
+}

@@ -104,3 +104,113 @@ variable "alarm_actions" {
   type        = list(string)
   default     = []
 }
+
+variable "vpc_cidr_block" {
+  description = "Address range of the platform's VPC."
+  type        = string
+  default     = "10.40.0.0/16"
+}
+
+variable "zone_suffixes" {
+  description = "Availability zones of aws_region the subnets go in, by suffix (two at least: MWAA needs two)."
+  type        = list(string)
+  default     = ["a", "b"]
+
+  validation {
+    condition     = length(var.zone_suffixes) >= 2 && length(var.zone_suffixes) <= 4
+    error_message = "zone_suffixes must name 2 to 4 zones."
+  }
+}
+
+variable "single_nat_gateway" {
+  description = "One NAT gateway for all private subnets (cheaper dev stacks)."
+  type        = bool
+  default     = true
+}
+
+variable "gateway_image_tag" {
+  description = "Tag of the gateway image in the <name_prefix>-gateway repository."
+  type        = string
+  default     = "latest"
+}
+
+variable "gateway_model_name" {
+  description = "Registered model the gateway on ECS serves."
+  type        = string
+  default     = "flightdeck-classifier"
+}
+
+variable "gateway_model_version" {
+  description = "Model version of the gateway's first task definition; releases take it further."
+  type        = string
+  default     = "1"
+}
+
+variable "gateway_environment" {
+  description = "Further environment of the gateway container, e.g. FLIGHTDECK_MLFLOW_TRACKING_URI."
+  type        = map(string)
+  default     = {}
+}
+
+variable "gateway_certificate_arn" {
+  description = "ACM certificate of the gateway load balancer's HTTPS listener."
+  type        = string
+}
+
+variable "gateway_access_logs_bucket" {
+  description = "Bucket (SSE-S3, ELB log delivery allowed) for the gateway load balancer's access logs."
+  type        = string
+}
+
+variable "gateway_min_tasks" {
+  description = "Fewest tasks of the gateway's live colour."
+  type        = number
+  default     = 2
+}
+
+variable "gateway_max_tasks" {
+  description = "Most tasks of either gateway colour."
+  type        = number
+  default     = 6
+}
+
+variable "mwaa_airflow_version" {
+  description = "Airflow version of the MWAA environment."
+  type        = string
+  default     = "3.0.6"
+}
+
+variable "mwaa_environment_class" {
+  description = "MWAA environment class."
+  type        = string
+  default     = "mw1.small"
+}
+
+variable "mwaa_plugins_object_version" {
+  description = "S3 object version of plugins.zip in the MWAA bucket (null: none yet)."
+  type        = string
+  default     = null
+}
+
+variable "mwaa_requirements_object_version" {
+  description = "S3 object version of requirements.txt in the MWAA bucket (null: none yet)."
+  type        = string
+  default     = null
+}
+
+variable "github_repository" {
+  description = "GitHub repository (owner/name) whose workflows assume the ci and cd roles."
+  type        = string
+}
+
+variable "deploy_branches" {
+  description = "Branches whose workflows may assume the cd role."
+  type        = list(string)
+  default     = ["main"]
+}
+
+variable "state_bucket_arn" {
+  description = "Bucket of the remote Terraform state the ci/cd roles read (null while state is local)."
+  type        = string
+  default     = null
+}
