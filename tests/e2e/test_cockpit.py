@@ -96,10 +96,14 @@ def test_the_cockpit_views_show_live_data_in_a_browser(airflow, release_world, b
             eventually(lambda: api.run_state("promote_canary", run_id) in ("success", "failed"), 300, 2,
                        f"{run_id} to roll back")
 
-        # The same run, rolled back, on its DAG-run tab's page.
+        # The same run, rolled back, in the "Release" tab of its DAG-run page.
+        page.goto(f"{airflow.url}/dags/promote_canary/runs/{quote(run_id, safe='')}/plugin/cockpit-release",
+                  wait_until="domcontentloaded")
+        frame = page.frame_locator("iframe[src*='/cockpit/run/promote_canary/']")
+        expect(frame.locator(f".release[data-run='{run_id}']")).to_contain_text("rolled back", timeout=60_000)
+        expect(frame.locator("body")).to_contain_text("approval: Reject")
+        expect(frame.locator("body")).to_contain_text("rollback")
         page.goto(f"{airflow.url}/cockpit/releases/promote_canary/{quote(run_id, safe='')}")
-        expect(page.locator(f".release[data-run='{run_id}']")).to_contain_text("rolled back")
-        expect(page.locator("body")).to_contain_text("approval: Reject")
         page.screenshot(path=str(shots / "cockpit-release-rolled-back.png"), full_page=True)
 
         # Models: the release world's versions with their aliases and this release's audit record.
