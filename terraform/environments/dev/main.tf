@@ -81,19 +81,19 @@ module "gateway_ecs" {
   model_name           = var.gateway_model_name
   model_version        = var.gateway_model_version
   environment          = var.gateway_environment
-  artifact_bucket_name = module.artifact_store.bucket_name
   artifact_bucket_arn  = module.artifact_store.bucket_arn
   artifact_kms_key_arn = module.artifact_store.kms_key_arn
-  models_prefix        = module.artifact_store.models_prefix
-  vpc_id               = module.network.vpc_id
-  private_subnet_ids   = module.network.private_subnet_ids
-  public_subnet_ids    = module.network.public_subnet_ids
-  allowed_cidr_blocks  = [module.network.vpc_cidr_block]
-  certificate_arn      = var.gateway_certificate_arn
-  access_logs_bucket   = var.gateway_access_logs_bucket
-  min_tasks            = var.gateway_min_tasks
-  max_tasks            = var.gateway_max_tasks
-  log_retention_days   = var.log_retention_days
+  # MLflow's artifact root, where the registered ONNX models lie.
+  model_artifacts_prefix = trimprefix(module.artifact_store.mlflow_artifact_root, "s3://${module.artifact_store.bucket_name}/")
+  vpc_id                 = module.network.vpc_id
+  private_subnet_ids     = module.network.private_subnet_ids
+  public_subnet_ids      = module.network.public_subnet_ids
+  allowed_cidr_blocks    = [module.network.vpc_cidr_block]
+  certificate_arn        = var.gateway_certificate_arn
+  access_logs_bucket     = var.gateway_access_logs_bucket
+  min_tasks              = var.gateway_min_tasks
+  max_tasks              = var.gateway_max_tasks
+  log_retention_days     = var.log_retention_days
 }
 
 # Airflow running the DAGs: they read and write the artifact bucket and release on the gateway.

@@ -38,13 +38,12 @@ locals {
     }
   })
   environment = merge(var.environment, {
-    FLIGHTDECK_HOME            = local.home
-    FLIGHTDECK_MODEL_NAME      = var.model_name
-    FLIGHTDECK_ROUTES_FILE     = "${local.home}/routes.yaml"
-    FLIGHTDECK_ROUTES_YAML     = local.routes_yaml
-    FLIGHTDECK_GATEWAY_HOST    = "0.0.0.0"
-    FLIGHTDECK_GATEWAY_PORT    = tostring(var.container_port)
-    FLIGHTDECK_MODEL_S3_PREFIX = "s3://${var.artifact_bucket_name}/${var.models_prefix}/"
+    FLIGHTDECK_HOME         = local.home
+    FLIGHTDECK_MODEL_NAME   = var.model_name
+    FLIGHTDECK_ROUTES_FILE  = "${local.home}/routes.yaml"
+    FLIGHTDECK_ROUTES_YAML  = local.routes_yaml
+    FLIGHTDECK_GATEWAY_HOST = "0.0.0.0"
+    FLIGHTDECK_GATEWAY_PORT = tostring(var.container_port)
   })
 }
 
@@ -121,12 +120,14 @@ resource "aws_iam_role_policy" "execution" {
   policy = data.aws_iam_policy_document.execution.json
 }
 
-# The task role: what the gateway process may do (read model files under the models prefix).
+# The task role: what the gateway process may do: read the registered models' artifacts, which
+# MLflow clients download straight from the artifact root when the tracking server does not
+# proxy them.
 data "aws_iam_policy_document" "task" {
   statement {
-    sid       = "ReadModels"
+    sid       = "ReadModelArtifacts"
     actions   = ["s3:GetObject"]
-    resources = ["${var.artifact_bucket_arn}/${var.models_prefix}/*"]
+    resources = ["${var.artifact_bucket_arn}/${var.model_artifacts_prefix}/*"]
   }
 
   statement {
@@ -144,7 +145,7 @@ data "aws_iam_policy_document" "task" {
 
 resource "aws_iam_role" "task" {
   name               = "${var.name}-ecs-task"
-  description        = "The ${var.name} gateway process: reads model files only."
+  description        = "The ${var.name} gateway process: reads model artifacts only."
   assume_role_policy = data.aws_iam_policy_document.tasks_assume.json
   tags               = var.tags
 }

@@ -39,11 +39,6 @@ variable "environment" {
   default     = {}
 }
 
-variable "artifact_bucket_name" {
-  description = "Artifact bucket holding the model files."
-  type        = string
-}
-
 variable "artifact_bucket_arn" {
   description = "ARN of the artifact bucket."
   type        = string
@@ -54,8 +49,8 @@ variable "artifact_kms_key_arn" {
   type        = string
 }
 
-variable "models_prefix" {
-  description = "Prefix of the model files in the artifact bucket; the task role reads only under it."
+variable "model_artifacts_prefix" {
+  description = "Prefix of the artifact bucket under which MLflow keeps model artifacts; the task role reads only there."
   type        = string
 }
 
