@@ -118,6 +118,7 @@ def serve_balanced(instances: int, port: int, first_instance_port: int, workers:
             if routes:
                 cmd += ["--routes", routes]
             children.append(subprocess.Popen(cmd, start_new_session=True))
+        _wait_ready(children, ports)
         config = write_config(prefix, [Upstream("127.0.0.1", p) for p in ports], port)
         children.append(start_nginx(config, prefix))
         print(f"nginx on http://127.0.0.1:{port} in front of gateways on {', '.join(map(str, ports))}; "
@@ -130,3 +131,25 @@ def serve_balanced(instances: int, port: int, first_instance_port: int, workers:
         pass
     finally:
         stop()
+
+
+def _wait_ready(children: list[subprocess.Popen], ports: list[int], timeout: float = 180) -> None:
+    """Wait until every instance answers /v2/health/ready (its models loaded) before nginx starts."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    waiting = set(ports)
+    while waiting:
+        for child in children:
+            if child.poll() is not None:
+                raise BalancerError(f"{' '.join(map(str, child.args))} exited with {child.returncode}")
+        for instance_port in sorted(waiting):
+            try:
+                if httpx.get(f"http://127.0.0.1:{instance_port}/v2/health/ready", timeout=2).status_code == 200:
+                    waiting.discard(instance_port)
+            except httpx.HTTPError:
+                pass
+        if waiting and time.monotonic() > deadline:
+            raise BalancerError(f"instances on {sorted(waiting)} not ready after {timeout:g} s "
+                                "(is a champion registered? see their log above)")
+        time.sleep(0.5)
