@@ -2,7 +2,8 @@
 two target groups) and ECS (a blue and a green Fargate service).
 
 moto keeps a rule's forward weights as given and reports a service's runningCount equal to its
-desiredCount after an update; it runs no tasks and no health checks.
+desiredCount after an update; it runs no tasks and registers none in a target group, so the world
+registers two task addresses per colour itself (moto reports registered targets healthy).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from flightdeck.delivery.targets.ecs import (
     EcsNotFoundError,
     EcsTarget,
     LiveStateError,
+    ServiceNotReadyError,
 )
 from flightdeck.delivery.targets.factory import make_target, pin_target
 from flightdeck.errors import ConfigError
@@ -58,6 +60,12 @@ class World:
                 loadBalancers=[{"targetGroupArn": self.groups[colour], "containerName": "gateway",
                                 "containerPort": 8000}],
                 networkConfiguration={"awsvpcConfiguration": {"subnets": subnets, "securityGroups": [group]}})
+            self.elb.register_targets(TargetGroupArn=self.groups[colour],
+                                      Targets=self.task_addresses(colour))
+
+    @staticmethod
+    def task_addresses(colour: str) -> list[dict]:
+        return [{"Id": f"10.0.{1 if colour == 'blue' else 2}.{i}", "Port": 8000} for i in (10, 11)]
 
     def forward(self, blue: int, green: int, extra: str | None = None) -> dict:
         groups = [{"TargetGroupArn": self.groups["blue"], "Weight": blue},
@@ -184,6 +192,19 @@ def test_resolving_refuses_a_split_rule_a_wrong_live_version_and_a_busy_idle_col
     with pytest.raises(LiveStateError, match="would replace live tasks"):
         target.deploy()
     assert world.served_version(GREEN) == "9"
+
+
+def test_deploy_waits_for_healthy_targets_and_moves_no_traffic_without_them(world):
+    world.elb.deregister_targets(TargetGroupArn=world.groups["green"], Targets=world.task_addresses("green"))
+    target = world.target()
+    target.ready_timeout = 0.3
+    with pytest.raises(ServiceNotReadyError, match="0 healthy in its target group"):
+        target.deploy()
+    with pytest.raises(ServiceNotReadyError):
+        target.deploy()  # a retry waits again rather than going on
+    assert world.weights() == {"blue": 100, "green": 0}
+    world.elb.register_targets(TargetGroupArn=world.groups["green"], Targets=world.task_addresses("green"))
+    assert target.deploy().candidate_percent == 0 and target.set_weight(5).candidate_percent == 5
 
 
 def test_missing_rule_and_cluster_are_named(world):

@@ -8,7 +8,7 @@ group takes all of the rule's traffic) and the candidate colour (the other one).
 
 | method          | rule weights (baseline/candidate) | candidate service              |
 |-----------------|-----------------------------------|--------------------------------|
-| deploy()        | 100 / 0                           | candidate's task definition, as many tasks as the baseline, waited until running |
+| deploy()        | 100 / 0                           | candidate's task definition, as many tasks as the baseline, waited until running and healthy in its target group |
 | set_weight(p)   | 100 - p / p                       | unchanged                      |
 | promote()       | 0 / 100                           | unchanged (the baseline colour stays warm for a fast rollback) |
 | rollback()      | 100 / 0                           | unchanged                      |
@@ -332,6 +332,12 @@ class EcsTarget:
             self._built["_groups"] = groups
         return self._built["_groups"]
 
+    def _healthy_targets(self, colour: str) -> int:
+        """Targets of a colour's target group that pass the load balancer's health check."""
+        described = self.elbv2.describe_target_health(TargetGroupArn=self._target_groups()[colour])
+        return sum(1 for t in described.get("TargetHealthDescriptions", [])
+                   if (t.get("TargetHealth") or {}).get("State") == "healthy")
+
     def _tags(self, task_definition: str) -> dict[str, str]:
         described = self.ecs.describe_task_definition(taskDefinition=task_definition, include=["TAGS"])
         return {t["key"]: t["value"] for t in described.get("tags") or []}
@@ -429,11 +435,13 @@ class EcsTarget:
                 raise ServiceNotReadyError(f"the deployment of model version {self.candidate_version} on {name!r} "
                                            f"failed: {primary.get('rolloutStateReason')}. Fix: read the service's "
                                            "events and stopped tasks, correct the image or task definition, retry.")
-            if self._runs_candidate(service) and int(service.get("runningCount", 0)) >= int(service["desiredCount"]):
+            wanted = int(service["desiredCount"])
+            healthy = self._healthy_targets(self.candidate_colour)
+            if self._runs_candidate(service) and int(service.get("runningCount", 0)) >= wanted and healthy >= wanted:
                 return
             if time.monotonic() > deadline:
                 raise ServiceNotReadyError(
-                    f"{name!r} runs {service.get('runningCount')} of {service['desiredCount']} tasks after "
-                    f"{self.ready_timeout:.0f} s. Fix: read the service's events (health checks, image pulls), "
-                    "or raise ready_timeout.")
+                    f"{name!r} runs {service.get('runningCount')} of {wanted} tasks, {healthy} healthy in its target "
+                    f"group, after {self.ready_timeout:.0f} s. Fix: read the service's events and the target "
+                    "group's health checks (image pulls, the readiness route), or raise ready_timeout.")
             time.sleep(self.poll_seconds)
