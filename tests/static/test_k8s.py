@@ -233,3 +233,25 @@ def test_the_renderer_refuses_a_patch_without_a_target(tmp_path):
         "patches": [{"target": {"kind": "Deployment", "name": "no-such"}, "patch": "spec: {}"}]}))
     with pytest.raises(RenderError, match="matches 0 objects"):
         render(tmp_path)
+
+
+def test_the_rollout_target_renders_the_same_gateway_pod_as_the_base():
+    """delivery/targets/kubernetes.py renders per-version Deployments itself (it runs in Airflow's
+    image, which does not ship deploy/); this keeps the two from drifting: same probes, ports,
+    security settings and rollout strategy."""
+    from flightdeck.delivery.targets.kubernetes import KubernetesTarget
+
+    target = KubernetesTarget(namespace="ml-serving", app="credit", model_name="credit-model", baseline_version=1,
+                              candidate_version=2, gateway="public", image="registry.example/flightdeck-gateway:1")
+    rendered = next(d for d in target.manifests(0) if d["kind"] == "Deployment")
+    base = by(render(K8S / "base"), "Deployment")
+    ours, theirs = (d["spec"]["template"]["spec"]["containers"][0] for d in (base, rendered))
+    for key in ("readinessProbe", "livenessProbe", "startupProbe", "ports"):
+        assert ours[key] == theirs[key], key
+    assert ours["securityContext"].items() >= {k: v for k, v in theirs["securityContext"].items()
+                                               if k not in ("runAsUser", "runAsGroup")}.items()
+    assert base["spec"]["strategy"] == rendered["spec"]["strategy"]
+    pod_keys = ("securityContext", "automountServiceAccountToken", "enableServiceLinks",
+                "terminationGracePeriodSeconds")
+    assert {k: base["spec"]["template"]["spec"][k] for k in pod_keys} == \
+        {k: rendered["spec"]["template"]["spec"][k] for k in pod_keys}
