@@ -144,7 +144,7 @@ def rendered() -> dict[str, list[dict]]:
 def test_every_rendered_object_is_valid(rendered, name):
     objects = rendered[name]
     kinds = {o["kind"] for o in objects}
-    assert {"Deployment", "Service", "PodDisruptionBudget", "DaskCluster", "ConfigMap"} <= kinds
+    assert {"Deployment", "Service", "PodDisruptionBudget", "DaskCluster", "ConfigMap", "NetworkPolicy"} <= kinds
     for obj in objects:
         validate(obj)
     names = [(o["kind"], o["metadata"]["name"]) for o in objects]
