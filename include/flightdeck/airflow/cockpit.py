@@ -138,6 +138,18 @@ def lambda_aliases(limit: int = 20) -> list[dict]:
     return list(out.values())
 
 
+def _scored_day(dag_id: str, run_id: str) -> str | None:
+    """The day a batch_score run scores: its data interval's start (the run at 02:00 on D scores D-1)."""
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        run = session.scalar(select(DagRun).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id))
+        start = run.data_interval_start if run is not None else None
+        return start.date().isoformat() if start is not None else None
+
+
 # ---- the app -------------------------------------------------------------------------------
 def _sources(user) -> Any:
     from flightdeck.cockpit.pages import Sources
@@ -237,12 +249,19 @@ def create_app():
         return FileResponse(path)
 
     @app.get("/run/{dag_id}/{run_id:path}", include_in_schema=False)
-    def run_tab(dag_id: str, run_id: str) -> Any:
-        """The DAG-run tab: a promotion run's release page, other DAGs' runs say what the cockpit shows."""
+    def run_tab(dag_id: str, run_id: str, user: GetUserDep) -> Any:
+        """The DAG-run tab: a promotion run's release page, a batch_score run's report of the day it
+        scored; other DAGs' runs say what the cockpit shows."""
         from flightdeck.cockpit.releases import PROMOTION_DAGS
 
         if dag_id in PROMOTION_DAGS:
             return RedirectResponse(f"{URL_PREFIX}/releases/{dag_id}/{quote(run_id, safe='')}")
+        if dag_id == "batch_score" and (ds := _scored_day(dag_id, run_id)) is not None:
+            try:
+                pages.report_path(_sources(user), f"ds={ds}/index.html")
+            except FileNotFoundError:
+                return HTMLResponse(f"<p style='font-family:sans-serif'>No report for {ds} yet.</p>")
+            return RedirectResponse(f"{URL_PREFIX}/reports/ds={ds}/index.html")
         return HTMLResponse(f"<p style='font-family:sans-serif'>The cockpit has release pages for "
                             f"{', '.join(PROMOTION_DAGS)} runs; see <a href='{URL_PREFIX}/batch'>Batch &amp; "
                             "experiments</a> for the others.</p>")

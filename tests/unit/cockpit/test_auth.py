@@ -1,8 +1,9 @@
 """Only users signed in to Airflow see the cockpit: its app, mounted as the api-server mounts a
 plugin's app beside Airflow's own auth manager, served by uvicorn and called over plain HTTP.
 
-The metadata database is the session's temporary SQLite file; the only table the auth path reads
-(revoked tokens) is created in it.
+The metadata database is a SQLite file of this module's, with Airflow's tables created from its
+models (what the auth path reads: revoked tokens, and a DAG's team for per-DAG checks); Airflow's
+session factory points at it while the module runs.
 """
 
 from __future__ import annotations
@@ -17,16 +18,24 @@ from flightdeck.devtools.launch import free_port
 
 
 @pytest.fixture(scope="module")
-def cockpit_url():
+def cockpit_url(tmp_path_factory):
+    import sqlalchemy as sa
     import uvicorn
     from airflow import settings
     from airflow.api_fastapi.app import init_auth_manager
-    from airflow.models.revoked_token import RevokedToken
+    from airflow.models import import_all_models
+    from airflow.models.base import Base
     from fastapi import FastAPI
+    from sqlalchemy.orm import scoped_session, sessionmaker
 
     from flightdeck.airflow.cockpit import URL_PREFIX, create_app
 
-    RevokedToken.__table__.create(settings.engine, checkfirst=True)
+    import_all_models()
+    engine = sa.create_engine(f"sqlite:///{tmp_path_factory.mktemp('cockpit-auth') / 'airflow.db'}")
+    Base.metadata.create_all(engine)
+    saved = settings.engine, settings.Session, settings.NonScopedSession
+    settings.NonScopedSession = sessionmaker(bind=engine, expire_on_commit=False)
+    settings.engine, settings.Session = engine, scoped_session(settings.NonScopedSession)
     root = FastAPI()
     root.mount(URL_PREFIX, create_app())
     auth_manager = init_auth_manager(root)
@@ -41,6 +50,8 @@ def cockpit_url():
     yield f"http://127.0.0.1:{port}{URL_PREFIX}", auth_manager
     server.should_exit = True
     thread.join(timeout=10)
+    settings.engine, settings.Session, settings.NonScopedSession = saved
+    engine.dispose()
 
 
 def token(auth_manager, role: str | None) -> str:
@@ -50,7 +61,7 @@ def token(auth_manager, role: str | None) -> str:
 
 
 @pytest.mark.parametrize("view", ["deployments", "releases", "models", "batch", "reports/ds=2026-01-01/index.html",
-                                  "releases/promote_canary/some-run"])
+                                  "releases/promote_canary/some-run", "run/batch_score/some-run"])
 def test_without_credentials_every_view_is_refused(cockpit_url, view):
     url, _ = cockpit_url
     response = httpx.get(f"{url}/{view}", timeout=30)
@@ -95,3 +106,12 @@ def test_report_files_outside_the_reports_folder_are_refused(cockpit_url):
     response = httpx.get(f"{url}/reports/..%2F..%2Fetc%2Fpasswd", headers=viewer, timeout=30)
     assert response.status_code in (400, 404)
     assert "root:" not in response.text
+
+
+def test_a_promotion_runs_tab_leads_to_its_release_page(cockpit_url):
+    url, auth_manager = cockpit_url
+    viewer = {"Authorization": f"Bearer {token(auth_manager, 'viewer')}"}
+    response = httpx.get(f"{url}/run/promote_canary/manual__2026-12-01T10%3A00%3A00%2B00%3A00", headers=viewer,
+                         timeout=30)
+    assert response.status_code == 307
+    assert response.headers["location"] == "/cockpit/releases/promote_canary/manual__2026-12-01T10%3A00%3A00%2B00%3A00"
