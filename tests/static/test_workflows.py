@@ -54,6 +54,7 @@ def test_actionlint_catches_a_broken_workflow(tmp_path):
     text = text.replace("${{ matrix.image }}:ci", "${{ matrx.image }}:ci", 1)
     text = text.replace("  image-build:\n    runs-on:", "  image-build:\n    needs: no-such-job\n    runs-on:", 1)
     text = text.replace("timeout-minutes: 60", "timeout-minute: 60", 1)
+    assert text.count("matrx") == 1 and "no-such-job" in text and "timeout-minute:" in text
     broken.write_text(text)
     code, findings = run_actionlint(broken)
     assert code == 1
@@ -83,7 +84,8 @@ def test_every_action_is_pinned_by_commit(path):
 def test_ci_builds_images_without_pushing_and_runs_the_readme_test_command():
     ci = load("ci.yml")
     runs = " ".join(step.get("run", "") for _, _, step in steps(ci))
-    assert "make test" in runs and "ruff check" in runs
+    assert ".ci/run" in runs and "ruff check" in runs
+    assert (ROOT / ".ci" / "run").read_text().rstrip().endswith("make test")
     builds = [step for _, _, step in steps(ci) if step.get("uses", "").startswith("docker/build-push-action@")]
     assert builds and all(step["with"]["push"] is False for step in builds)
     dockerfiles = {p.parent.name for p in (ROOT / "docker").glob("*/Dockerfile")}
