@@ -3,7 +3,8 @@
 Airflow 3 plugin interface: a FastAPI app mounted by the api-server at /cockpit (its routes need a
 signed-in Airflow user, see flightdeck.airflow.cockpit; it is built on its first request, so the
 other processes that load this folder import nothing heavy) and external views that the UI shows in
-an iframe: four entries under "Cockpit" in the navigation, and a "Release" tab on DAG-run pages.
+an iframe: four entries under "Cockpit" in the navigation, and a "Cockpit" tab on DAG-run pages (a promotion
+run's release page, a batch_score run's report of its day).
 """
 
 from __future__ import annotations
@@ -28,6 +29,6 @@ class FlightdeckCockpitPlugin(AirflowPlugin):
         _view("Releases", "releases"),
         _view("Models", "models"),
         _view("Batch & experiments", "batch"),
-        {"name": "Release", "href": f"{URL_PREFIX}/run/{{DAG_ID}}/{{RUN_ID}}", "url_route": "cockpit-release",
+        {"name": "Cockpit", "href": f"{URL_PREFIX}/run/{{DAG_ID}}/{{RUN_ID}}", "url_route": "cockpit-release",
          "destination": "dag_run"},
     ]

@@ -96,7 +96,7 @@ def test_the_cockpit_views_show_live_data_in_a_browser(airflow, release_world, b
             eventually(lambda: api.run_state("promote_canary", run_id) in ("success", "failed"), 300, 2,
                        f"{run_id} to roll back")
 
-        # The same run, rolled back, in the "Release" tab of its DAG-run page.
+        # The same run, rolled back, in the "Cockpit" tab of its DAG-run page.
         page.goto(f"{airflow.url}/dags/promote_canary/runs/{quote(run_id, safe='')}/plugin/cockpit-release",
                   wait_until="domcontentloaded")
         frame = page.frame_locator("iframe[src*='/cockpit/run/promote_canary/']")
