@@ -11,6 +11,7 @@ refuses a caller without Airflow credentials.
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import quote
@@ -89,8 +90,11 @@ def test_the_cockpit_views_show_live_data_in_a_browser(airflow, release_world, b
             expect(card.locator("svg.cs").first).to_be_visible()
             link = card.locator("a", has_text="Required Actions")
             assert link.get_attribute("href") == \
-                f"/dags/promote_canary/runs/{run_id}/required_actions"
+                f"/dags/promote_canary/runs/{quote(run_id, safe='')}/required_actions"
             page.screenshot(path=str(shots / "cockpit-releases-pending.png"), full_page=True)
+            link.click()  # target=_top: Airflow's own page replaces the whole window
+            page.wait_for_url(re.compile(r"/dags/promote_canary/runs/[^/]+/required_actions$"), timeout=60_000)
+            page.screenshot(path=str(shots / "airflow-required-actions.png"))
 
             api.respond("promote_canary", run_id, "Reject", parked_since=parked)
             eventually(lambda: api.run_state("promote_canary", run_id) in ("success", "failed"), 300, 2,

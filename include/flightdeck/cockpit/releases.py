@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from urllib.parse import quote
 
 from flightdeck.delivery.gates import CheckResult, GateReport
 
@@ -231,4 +232,4 @@ def release_view(run: dict) -> ReleaseView:
         candidate=rollout.get("candidate_version"), strategy=strategy, endpoint=plan.get("endpoint"),
         target=plan.get("target"), outcome=outcome, why=why, steps=steps, gates=gates, approval_pending=pending,
         approval=approval,
-        required_actions_path=f"dags/{run['dag_id']}/runs/{run['run_id']}/required_actions")
+        required_actions_path=f"dags/{run['dag_id']}/runs/{quote(run['run_id'], safe='')}/required_actions")

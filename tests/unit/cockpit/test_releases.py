@@ -85,7 +85,7 @@ def test_a_parked_approval_is_pending_and_links_to_the_runs_required_actions():
         approval={"pending": True, "chosen_options": [], "responded_by": None}))
     assert view.outcome == "awaiting approval" and view.approval_pending
     assert view.required_actions_path == (
-        "dags/promote_canary/runs/manual__2026-12-01T10:00:00+00:00/required_actions")
+        "dags/promote_canary/runs/manual__2026-12-01T10%3A00%3A00%2B00%3A00/required_actions")
 
 
 def test_a_rejected_approval_names_the_answer():
