@@ -92,8 +92,9 @@ def test_the_cockpit_views_show_live_data_in_a_browser(airflow, release_world, b
             assert link.get_attribute("href") == \
                 f"/dags/promote_canary/runs/{quote(run_id, safe='')}/required_actions"
             page.screenshot(path=str(shots / "cockpit-releases-pending.png"), full_page=True)
-            link.click()  # target=_top: Airflow's own page replaces the whole window
-            page.wait_for_url(re.compile(r"/dags/promote_canary/runs/[^/]+/required_actions$"), timeout=60_000)
+            link.click()  # Airflow's own router moves to the run's Required Actions
+            expect(page).to_have_url(re.compile(r"/dags/promote_canary/runs/[^/]+/required_actions$"),
+                                     timeout=60_000)
             page.screenshot(path=str(shots / "airflow-required-actions.png"))
 
             api.respond("promote_canary", run_id, "Reject", parked_since=parked)
