@@ -92,9 +92,9 @@ def test_the_cockpit_views_show_live_data_in_a_browser(airflow, release_world, b
             assert link.get_attribute("href") == \
                 f"/dags/promote_canary/runs/{quote(run_id, safe='')}/required_actions"
             page.screenshot(path=str(shots / "cockpit-releases-pending.png"), full_page=True)
-            link.click()  # Airflow's own router moves to the run's Required Actions
-            expect(page).to_have_url(re.compile(r"/dags/promote_canary/runs/[^/]+/required_actions$"),
-                                     timeout=60_000)
+            link.click()  # Airflow's Required Actions page of the run opens in the cockpit's frame
+            eventually(lambda: any(re.search(r"/dags/promote_canary/runs/[^/]+/required_actions$", f.url)
+                                   for f in page.frames), 60, 0.5, "the Required Actions page in the frame")
             page.screenshot(path=str(shots / "airflow-required-actions.png"))
 
             api.respond("promote_canary", run_id, "Reject", parked_since=parked)

@@ -38,21 +38,7 @@ pre{white-space:pre-wrap;background:#f7fafc;padding:6px;border:1px solid #e2e8f0
 {% for problem in problems %}<p class="problem">{{ problem }}</p>{% endfor %}
 {{ body }}
 </main>
-<script>
-// Links into Airflow's UI: the UI shows this page in a sandboxed iframe that may not navigate the
-// top window, so the UI's own router is moved to the link's address (same origin); a page opened
-// on its own follows the link as usual.
-document.addEventListener("click", function (event) {
-  var link = event.target.closest("a.airflow-link");
-  if (!link || window.parent === window) return;
-  try {
-    var top = window.parent, idx = ((top.history.state || {}).idx || 0) + 1;
-    top.history.pushState({usr: null, key: "cockpit" + idx, idx: idx}, "", link.getAttribute("href"));
-    top.dispatchEvent(new PopStateEvent("popstate", {state: top.history.state}));
-    event.preventDefault();
-  } catch (error) { /* not allowed: the link's own target applies */ }
-});
-</script></body></html>"""
+</body></html>"""
 
 _DEPLOYMENTS = """
 {% if d is none %}<p class="muted">The gateway could not be read.</p>{% else %}
@@ -88,7 +74,9 @@ _RELEASES = """
 {% if r.ended_at %}· ended {{ r.ended_at }}{% endif %}</div>
 {% if r.why %}<div><strong>why:</strong> {{ r.why }}</div>{% endif %}
 {% if r.approval_pending %}<div><strong>Approval pending:</strong>
-<a class="airflow-link" target="_top" href="{{ airflow }}/{{ r.required_actions_path }}">answer it in Airflow's Required Actions</a></div>
+<a class="airflow-link" href="{{ airflow }}/{{ r.required_actions_path }}">answer it in Airflow's Required Actions</a>
+<span class="muted">(the UI shows its plugin pages in a sandboxed frame that may not move the whole window, so
+the page opens here; it is also the run's Required Actions tab)</span></div>
 {% elif r.approval and r.approval.chosen_options %}<div>approval: {{ r.approval.chosen_options | join(', ') }}
 {% if r.approval.responded_by %} by {{ r.approval.responded_by }}{% endif %}</div>{% endif %}
 {% if detail %}
