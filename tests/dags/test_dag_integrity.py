@@ -1,4 +1,4 @@
-"""Every DAG file imports cleanly, parses fast, keeps heavy libraries out of its top level,
+"""Every DAG file imports cleanly, parses fast (against the SDK's import time), keeps heavy libraries out of its top level,
 and declares tags, an owner and retries."""
 
 from __future__ import annotations
@@ -15,20 +15,25 @@ REPO = Path(__file__).resolve().parents[2]
 DAG_FILES = sorted((REPO / "dags").glob("*.py"))
 HEAVY = {"tensorflow", "mlflow", "sklearn", "dask", "distributed", "great_expectations",
          "onnxruntime", "onnx", "skl2onnx", "pandas", "keras", "joblib"}
-PARSE_BUDGET_S = 1.0
+# A DAG file may cost at most this share of the time Airflow's SDK takes to import, measured in
+# the same interpreter: a ratio, so a loaded machine slows both sides alike.
+PARSE_BUDGET_RATIO = 0.5
 
-# Runs in a fresh interpreter: import Airflow's SDK first (the DAG processor has it loaded),
-# then time only the DAG file, and report which heavy modules the file pulled in.
+# Runs in a fresh interpreter: import Airflow's SDK first (the DAG processor has it loaded, and
+# its import time is the yardstick), then time only the DAG file, and report which heavy modules
+# the file pulled in.
 PROBE = """
 import json, runpy, sys, time
+start = time.perf_counter()
 import airflow.sdk, pendulum
 import airflow.sdk.definitions.dag
+sdk_seconds = time.perf_counter() - start
 before = set(sys.modules)
 start = time.perf_counter()
 runpy.run_path(sys.argv[1], run_name="dag_under_test")
 seconds = time.perf_counter() - start
 heavy = sorted({m.split(".")[0] for m in set(sys.modules) - before} & set(json.loads(sys.argv[2])))
-print(json.dumps({"seconds": seconds, "heavy": heavy}))
+print(json.dumps({"ratio": seconds / sdk_seconds, "seconds": seconds, "heavy": heavy}))
 """
 
 
@@ -78,12 +83,14 @@ def test_no_heavy_imports_at_module_top(path):
 def test_parses_fast_without_loading_heavy_libraries(path):
     probe = _probe(path)
     assert probe["heavy"] == [], f"{path.name} pulls in {probe['heavy']} at parse time (transitively)"
-    seconds = probe["seconds"]
-    for _ in range(2):  # best of three when over budget: the machine is shared and noisy
-        if seconds < PARSE_BUDGET_S:
+    best = probe
+    for _ in range(2):  # best of three when over budget: one probe can be unlucky
+        if best["ratio"] < PARSE_BUDGET_RATIO:
             break
-        seconds = min(seconds, _probe(path)["seconds"])
-    assert seconds < PARSE_BUDGET_S, f"{path.name} took {seconds:.2f} s to parse"
+        best = min(best, _probe(path), key=lambda p: p["ratio"])
+    assert best["ratio"] < PARSE_BUDGET_RATIO, (
+        f"{path.name} took {best['seconds']:.2f} s to parse, {best['ratio']:.2f}× the SDK's import "
+        f"(budget {PARSE_BUDGET_RATIO}×)")
 
 
 def test_every_dag_has_tags_owner_and_retries(dagbag):
