@@ -29,8 +29,8 @@ def _versions(registry):
 @dataclass
 class Runs:
     """The module's runs in two interpreters, not six (Airflow and the ML stack loaded twice):
-    the first run alone, what the registry held after it, then the re-run, the corrupt window
-    and the bad-Params runs together, in that order. The MLflow runs and model versions only
+    the first run alone, what the registry held after it, then the bad-Params runs, the corrupt
+    window and the re-run together. The MLflow runs and model versions only
     ever grow, so a count of one after the last run means one after each run before it."""
 
     sandbox: object
@@ -47,11 +47,16 @@ def runs(sandbox) -> Runs:
     registry = sandbox.registry()
     after_first = {"aliases": registry.aliases("flightdeck-classifier") if first.get("state") == "success" else None,
                    "runs": _runs(registry)}
-    rerun, corrupt, *bad_params = sandbox.dag_tests(
-        [("train_register", WINDOW, None),
-         ("train_register", {"window_start": "2026-04-01", "window_end": "2026-04-05"}, None)]
-        + [("train_register", conf, None) for conf, _ in MALFORMED] + [("train_register", UNKNOWN_PARAM, None)])
-    return Runs(sandbox, first, after_first, rerun, corrupt, bad_params)
+    # In one interpreter a run's Params start from those of the run before (dag.test() merges its
+    # conf into the DAG's), so the order matters: the malformed runs are refused before they
+    # run; the corrupt window runs before any run that sets labels_as_of; the unknown-param run,
+    # which leaves its misspelt key behind, comes last.
+    outcomes = sandbox.dag_tests(
+        [("train_register", conf, None) for conf, _ in MALFORMED]
+        + [("train_register", {"window_start": "2026-04-01", "window_end": "2026-04-05"}, None),
+           ("train_register", WINDOW, None), ("train_register", UNKNOWN_PARAM, None)])
+    *malformed, corrupt, rerun, unknown = outcomes
+    return Runs(sandbox, first, after_first, rerun, corrupt, [*malformed, unknown])
 
 
 def test_first_run_registers_a_champion(runs):
