@@ -37,6 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
+from flightdeck.devtools.results import write_json
 from flightdeck.experiments import design
 from flightdeck.experiments.inference import two_proportion_z, welch_t_from_moments
 from flightdeck.experiments.sequential import (
@@ -314,32 +315,6 @@ def main(argv: list[str] | None = None) -> dict:
 def exit_code(report: dict) -> int:
     """0 when every target passed, 1 on any MISS."""
     return 0 if all(t["pass"] for t in report["targets"]) else 1
-
-
-def write_json(path: str, name: str, argv: list[str] | None, result: dict) -> None:
-    """`--json PATH`: write the result with the command that reproduces it and the UTC date."""
-    import datetime
-    import json as json_module
-    import os as os_module
-    import platform
-    import shlex
-    import sys as sys_module
-    from pathlib import Path as _Path
-
-    shown = sys_module.argv[1:] if argv is None else list(argv)
-    document = {"benchmark": name,
-                "command": shlex.join([".venv/bin/python", f"benchmarks/{name}.py", *shown]),
-                "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-                "cores": os_module.cpu_count(), "python": platform.python_version(), "result": result}
-    target = _Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(json_module.dumps(document, indent=2, default=_plain) + "\n")
-    print(f"wrote {target}")
-
-
-def _plain(value: object) -> object:
-    """numpy scalars as their Python value; anything else JSON cannot hold as its text."""
-    return value.item() if hasattr(value, "item") else str(value)
 
 
 if __name__ == "__main__":

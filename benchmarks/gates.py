@@ -42,6 +42,7 @@ from flightdeck.delivery.gates import (
     evaluate,
     evaluate_batch,
 )
+from flightdeck.devtools.results import write_json
 from flightdeck.stats import SCORE_EDGES
 
 STEPS = (5, 25, 50)  # canary weight in % of each gated step; 100 % follows the last one
@@ -389,32 +390,6 @@ def main(argv: list[str] | None = None) -> dict:
     if args.json:
         write_json(args.json, "gates", argv, report)
     return report
-
-
-def write_json(path: str, name: str, argv: list[str] | None, result: dict) -> None:
-    """`--json PATH`: write the result with the command that reproduces it and the UTC date."""
-    import datetime
-    import json as json_module
-    import os as os_module
-    import platform
-    import shlex
-    import sys as sys_module
-    from pathlib import Path as _Path
-
-    shown = sys_module.argv[1:] if argv is None else list(argv)
-    document = {"benchmark": name,
-                "command": shlex.join([".venv/bin/python", f"benchmarks/{name}.py", *shown]),
-                "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-                "cores": os_module.cpu_count(), "python": platform.python_version(), "result": result}
-    target = _Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(json_module.dumps(document, indent=2, default=_plain) + "\n")
-    print(f"wrote {target}")
-
-
-def _plain(value: object) -> object:
-    """numpy scalars as their Python value; anything else JSON cannot hold as its text."""
-    return value.item() if hasattr(value, "item") else str(value)
 
 
 if __name__ == "__main__":

@@ -44,6 +44,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from flightdeck.devtools.results import write_json
+
 HERE = Path(__file__).resolve().parent
 WRK_SCRIPT = HERE / "wrk" / "post_json.lua"
 BIN = Path(sys.executable).parent  # the virtualenv's bin: mlflow, uvicorn, flightdeck
@@ -1135,32 +1137,6 @@ def _print_route(route: RouteChangeResult) -> None:
               f"(last at t={late['last']:.1f} s): workers switch tables independently")
     if route.final_version is not None:
         print(f"  route table version at the end (GET /admin/routes): {route.final_version}")
-
-
-def write_json(path: str, name: str, argv: list[str] | None, result: dict) -> None:
-    """`--json PATH`: write the result with the command that reproduces it and the UTC date."""
-    import datetime
-    import json as json_module
-    import os as os_module
-    import platform
-    import shlex
-    import sys as sys_module
-    from pathlib import Path as _Path
-
-    shown = sys_module.argv[1:] if argv is None else list(argv)
-    document = {"benchmark": name,
-                "command": shlex.join([".venv/bin/python", f"benchmarks/{name}.py", *shown]),
-                "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-                "cores": os_module.cpu_count(), "python": platform.python_version(), "result": result}
-    target = _Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(json_module.dumps(document, indent=2, default=_plain) + "\n")
-    print(f"wrote {target}")
-
-
-def _plain(value: object) -> object:
-    """numpy scalars as their Python value; anything else JSON cannot hold as its text."""
-    return value.item() if hasattr(value, "item") else str(value)
 
 
 if __name__ == "__main__":

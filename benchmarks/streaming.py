@@ -30,6 +30,7 @@ import redis
 
 from flightdeck import runtime
 from flightdeck.data.schema import FEATURES
+from flightdeck.devtools.results import write_json
 from flightdeck.streaming.broker import Backend
 from flightdeck.streaming.events import Record, parse_event
 from flightdeck.streaming.models import ModelRouter, StaticModel
@@ -209,28 +210,8 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"Spark Structured Streaming example:        {engine:,.0f} events/s  ratio {engine / top:.2f}")
         figures.update(spark_events_per_s=engine, spark_ratio=engine / top)
     if args.json:
-        write_json(args.json, argv, figures)
+        write_json(args.json, "streaming", argv, figures)
     return figures
-
-
-def write_json(path: str, argv: list[str] | None, figures: dict) -> None:
-    """`--json PATH`: the figures with the command that gave them, the date and the machine's size."""
-    import datetime
-    import os
-    import platform
-    import shlex
-    import sys
-    from pathlib import Path
-
-    shown = sys.argv[1:] if argv is None else list(argv)
-    document = {"benchmark": "streaming",
-                "command": shlex.join([".venv/bin/python", "benchmarks/streaming.py", *shown]),
-                "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-                "cores": os.cpu_count(), "python": platform.python_version(), "result": figures}
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(json.dumps(document, indent=2) + "\n")
-    print(f"wrote {target}")
 
 
 if __name__ == "__main__":
