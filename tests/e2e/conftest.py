@@ -15,6 +15,7 @@ the promotion tests name the release world's model in their conf.
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -51,3 +52,20 @@ def airflow(tmp_path_factory, postgres_admin, airflow_postgres_template, release
         instance.cli("dags", "unpause", DRIFT_DAG)
         instance.start()
         yield instance
+
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="package")
+def browser():
+    """Debian's Chromium driven by Playwright (Playwright's own browser download cannot run here)."""
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM,
+                                              args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
+        yield chromium
+        chromium.close()

@@ -2,7 +2,9 @@
 gate is real: approvals are answered through the REST API (PATCH …/hitlDetails), as the UI does.
 
 The session's release world (one gateway, one MLflow registry) serves every test; each test
-resets the champion and the route table first.
+resets the champion and the route table first. Two scenarios also look at their run in the
+cockpit plugin in a real browser (tests/e2e/cockpit_pages.py): the approved canary while it
+waits for its approval, the rejected blue-green once it has rolled back.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from datetime import UTC, datetime
 import pytest
 
 from flightdeck.devtools.airflow_api import AirflowRest
+from tests.e2e.cockpit_pages import check_pending_release, check_rolled_back_release
 from tests.support.models import MODEL
 from tests.support.poll import eventually
 
@@ -69,23 +72,30 @@ def served_version(world) -> str:
     return spec["variants"][live]["version"]
 
 
-def test_an_approved_canary_is_promoted(setup):
-    world, _, api = setup
+def test_an_approved_canary_is_promoted(setup, browser, tmp_path):
+    world, airflow, api = setup
     world.reset(candidate="2")
     with world.load():
         run_id = api.trigger("promote_canary", {**FAST, "steps": [50]})
         request, parked = awaiting_approval(api, "promote_canary", run_id)
-        # The approver sees the gate report in the request's body.
+        # The approver sees the gate report in the request's body, and the cockpit shows the run waiting.
         assert "step_1_gate: pass" in request["body"] and "error_rate" in request["body"]
-        respond(api, "promote_canary", run_id, "Approve", parked)
-        states = finish(api, "promote_canary", run_id)
+        with world.client() as gateway:
+            routes = gateway.routes()
+        page = browser.new_page(viewport={"width": 1440, "height": 1000})
+        try:
+            check_pending_release(page, airflow.url, routes, "promote_canary", run_id, tmp_path)
+        finally:  # answered and finished whatever the browser saw: a parked run would hold the release lock
+            page.close()
+            respond(api, "promote_canary", run_id, "Approve", parked)
+            states = finish(api, "promote_canary", run_id)
     assert api.run_state("promote_canary", run_id) == "success", states
     assert states["post_promotion_gate"] == "success" and states["rollback"] == "skipped"
     assert (champion(world), served_version(world)) == ("2", "2")
 
 
-def test_a_rejected_approval_rolls_back(setup):
-    world, _, api = setup
+def test_a_rejected_approval_rolls_back(setup, browser, tmp_path):
+    world, airflow, api = setup
     world.reset(candidate="2")
     with world.load():
         run_id = api.trigger("promote_blue_green", FAST)
@@ -95,6 +105,10 @@ def test_a_rejected_approval_rolls_back(setup):
     assert states["approve"] == "failed" and states["rollback"] == "success", states
     assert states["cut_over"] != "success"
     assert (champion(world), served_version(world)) == ("1", "1")
+    page = browser.new_page(viewport={"width": 1440, "height": 1000})
+    check_rolled_back_release(page, airflow.url, airflow.home, world.registry(), "promote_blue_green", run_id,
+                              tmp_path)
+    page.close()
 
 
 def test_an_approval_timeout_rolls_back(setup):

@@ -38,14 +38,22 @@ def prometheus_server(targets: list[str], scrape_interval: str = "1s", ready_tim
     Config and TSDB live in a temporary folder; yields the base URL
     (http://127.0.0.1:<port>) once /-/ready answers, and stops the process afterwards.
     """
+    config = {"global": {"scrape_interval": scrape_interval, "scrape_timeout": scrape_interval,
+                         "evaluation_interval": scrape_interval},
+              "scrape_configs": [{"job_name": JOB, "metrics_path": "/metrics",
+                                  "static_configs": [{"targets": list(targets)}]}]}
+    with prometheus_process(config, ready_timeout) as base:
+        yield base
+
+
+@contextmanager
+def prometheus_process(config: dict, ready_timeout: float = 30.0) -> Iterator[str]:
+    """Run Prometheus with the configuration `config` on a free loopback port; yields its base URL
+    once /-/ready answers, and stops the process afterwards."""
     binary = prometheus_binary()
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="flightdeck-prometheus-") as folder:
         root = Path(folder)
-        config = {"global": {"scrape_interval": scrape_interval, "scrape_timeout": scrape_interval,
-                             "evaluation_interval": scrape_interval},
-                  "scrape_configs": [{"job_name": JOB, "metrics_path": "/metrics",
-                                      "static_configs": [{"targets": list(targets)}]}]}
         (root / "prometheus.yml").write_text(yaml.safe_dump(config))
         log_path = root / "prometheus.log"
         with open(log_path, "wb") as log:

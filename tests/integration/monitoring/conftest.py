@@ -17,11 +17,10 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,7 +33,7 @@ from flightdeck.devtools.load import Load
 from tests.support.gateway import AUTH, gateway_process, register_two_versions
 from tests.support.models import onnx_model, records
 from tests.support.poll import eventually
-from tests.support.prometheus import prometheus_binary
+from tests.support.prometheus import prometheus_binary, prometheus_process
 from tests.support.services import REDIS_URL, redis_client
 
 REPO = Path(__file__).resolve().parents[3]
@@ -74,33 +73,9 @@ def prometheus_config(targets: dict[str, str]) -> dict:
     return config
 
 
-@contextmanager
-def prometheus_with_rules(targets: dict[str, str]) -> Iterator[str]:
-    binary = prometheus_binary()
-    port = free_port()
-    with tempfile.TemporaryDirectory(prefix="flightdeck-monitoring-") as folder:
-        root = Path(folder)
-        (root / "prometheus.yml").write_text(yaml.safe_dump(prometheus_config(targets)))
-        log_path = root / "prometheus.log"
-        with open(log_path, "wb") as log:
-            process = subprocess.Popen(
-                [binary, f"--config.file={root / 'prometheus.yml'}", f"--storage.tsdb.path={root / 'data'}",
-                 f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        base = f"http://127.0.0.1:{port}"
-        try:
-            def ready() -> bool:
-                if process.poll() is not None:
-                    raise RuntimeError(f"prometheus exited with {process.returncode}:\n{log_path.read_text()[-3000:]}")
-                try:
-                    return httpx.get(f"{base}/-/ready", timeout=2).status_code == 200
-                except httpx.HTTPError:
-                    return False
-
-            eventually(ready, 30, what="prometheus to be ready", detail=lambda: log_path.read_text()[-3000:])
-            yield base
-        finally:
-            stop_process_group(process, 15)
+def prometheus_with_rules(targets: dict[str, str]):
+    """The real Prometheus with the repository's configuration and rules, scraping `targets`."""
+    return prometheus_process(prometheus_config(targets))
 
 
 def spawn(log_path: Path, *args: str, env: dict | None = None) -> subprocess.Popen:
