@@ -125,32 +125,29 @@ def test_every_target_is_scraped(monitored):
                detail=lambda: str(instant(monitored.prometheus, "up")["result"]))
 
 
-def test_every_rule_query_returns_data(monitored):
-    queries = rule_queries()
-    assert len(queries) >= 40
+def wait_until_every_query_returns_data(prometheus: str, queries: dict[str, str], what: str) -> None:
+    """Poll until none of `queries` is empty; on timeout name the empty ones."""
     missing: dict[str, str] = {}
 
     def none_empty() -> bool:
         missing.clear()
-        missing.update(empty(monitored.prometheus, queries))
+        missing.update(empty(prometheus, queries))
         return not missing
 
-    eventually(none_empty, 45, 1.0, what="every rule query to return data",
+    eventually(none_empty, 45, 1.0, what=f"every {what} query to return data",
                detail=lambda: "\n".join(f"{name}: {expr}" for name, expr in missing.items()))
+
+
+def test_every_rule_query_returns_data(monitored):
+    queries = rule_queries()
+    assert len(queries) >= 40
+    wait_until_every_query_returns_data(monitored.prometheus, queries, "rule")
 
 
 def test_every_dashboard_query_returns_data(monitored):
     queries = panel_queries()
     assert len(queries) >= 40
-    missing: dict[str, str] = {}
-
-    def none_empty() -> bool:
-        missing.clear()
-        missing.update(empty(monitored.prometheus, queries))
-        return not missing
-
-    eventually(none_empty, 45, 1.0, what="every panel query to return data",
-               detail=lambda: "\n".join(f"{name}: {expr}" for name, expr in missing.items()))
+    wait_until_every_query_returns_data(monitored.prometheus, queries, "panel")
 
 
 def test_every_dashboard_variable_has_values(monitored):
