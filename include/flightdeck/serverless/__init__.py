@@ -1,4 +1,5 @@
-"""Serverless path: the AWS Lambda handler, its packager and verifier, the cost model.
+"""Serverless path: one request/response core (`core`) behind the AWS Lambda, Google Cloud
+Functions and Azure Functions handlers, their packager and verifier, the cost model.
 
-Kept free of imports: the handler's cold start imports this package.
+Kept free of imports: every handler's cold start imports this package.
 """

@@ -51,9 +51,11 @@ PLATFORM = "manylinux2014_x86_64"
 PYTHON_VERSION = "3.11"
 # See the module docstring: the newest versions with manylinux2014 wheels for CPython 3.11.
 LAMBDA_PINS = {"onnxruntime": "1.16.3", "numpy": "1.26.4", "orjson": "3.13.0"}  # orjson as in requirements.txt
-# The flightdeck modules the handler imports (nothing that pulls pandas, pydantic or MLflow).
-SOURCES = ("__init__.py", "errors.py", "runtime.py", "serving/__init__.py", "serving/errors.py",
-           "serving/payloads.py", "serverless/__init__.py", "serverless/handler.py")
+# The flightdeck modules every handler imports (nothing that pulls pandas, pydantic or MLflow):
+# the shared core and the gateway's parsing and scoring; each platform adds its adapter.
+CORE_SOURCES = ("__init__.py", "errors.py", "runtime.py", "serving/__init__.py", "serving/errors.py",
+                "serving/payloads.py", "serverless/__init__.py", "serverless/core.py")
+SOURCES = (*CORE_SOURCES, "serverless/handler.py")
 # Parts of the wheels the handler never imports: tests, training/quantization tooling, headers.
 TRIM = ("numpy/*/tests", "numpy/tests", "numpy/_core/include", "numpy/core/include", "numpy/f2py",
         "numpy/distutils", "numpy/testing", "numpy/typing", "numpy/doc", "onnxruntime/tools",
@@ -136,9 +138,9 @@ def _trim(root: Path) -> None:
         shutil.rmtree(cache, ignore_errors=True)
 
 
-def _copy_sources(root: Path) -> None:
+def _copy_sources(root: Path, sources: tuple[str, ...] = SOURCES) -> None:
     package = Path(__file__).resolve().parents[1]  # include/flightdeck
-    for relative in SOURCES:
+    for relative in sources:
         target = root / "flightdeck" / relative
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(package / relative, target)
@@ -271,3 +273,174 @@ def extract(zip_path: str | Path, target: str | Path) -> Path:
     with zipfile.ZipFile(zip_path) as archive:
         archive.extractall(target)
     return target
+
+
+# --- source packages: Google Cloud Functions and Azure Functions ------------------------------
+#
+# Both platforms build the environment themselves from the package's requirements.txt (Cloud
+# Build's Python buildpack; the Functions host's remote build, SCM_DO_BUILD_DURING_DEPLOYMENT),
+# on Linux images new enough for today's manylinux wheels (glibc >= 2.28). So the package holds
+# code, model and a requirements.txt pinned to the versions installed here: the versions the
+# verification ran with.
+
+GCF_MAIN = '''"""Google Cloud Functions entry point (`--entry-point score`, HTTP trigger)."""
+
+from flightdeck.serverless.gcf_handler import score
+
+__all__ = ["score"]
+'''
+
+AZURE_FUNCTION_APP = '''"""Azure Functions entry point (Python v2 programming model): the app the host indexes."""
+
+from flightdeck.serverless.azure_handler import build_app
+
+app = build_app()
+'''
+
+# The Functions host's configuration: no route prefix (the paths are the gateway's
+# /invocations and /infer), the HTTP extension's defaults otherwise.
+AZURE_HOST_JSON = {"version": "2.0",
+                   "extensions": {"http": {"routePrefix": ""}},
+                   "logging": {"logLevel": {"default": "Warning", "Function": "Information"}}}
+
+
+@dataclass(frozen=True)
+class SourcePlatform:
+    """What a source package holds and the size limits checked before it is written out."""
+
+    name: str
+    handler: str                       # the adapter module under flightdeck/
+    files: dict[str, str]              # entry files at the package root
+    requirements: tuple[str, ...]      # distributions pinned to the installed versions
+    max_zipped: int
+    max_unzipped: int                  # sources + the modules requirements.txt installs
+    limit_source: str
+
+
+GCF = SourcePlatform(
+    name="gcf", handler="serverless/gcf_handler.py", files={"main.py": GCF_MAIN},
+    requirements=("functions-framework", "onnxruntime", "numpy", "orjson"),
+    # cloud.google.com/functions/quotas, "Max deployment size": 100 MB compressed for the
+    # sources, 500 MB uncompressed for the sources plus the modules they install.
+    max_zipped=100 * 2**20, max_unzipped=500 * 2**20,
+    limit_source="Cloud Functions quotas: 100 MB compressed sources, 500 MB uncompressed sources plus modules")
+
+AZURE = SourcePlatform(
+    name="azure", handler="serverless/azure_handler.py",
+    files={"function_app.py": AZURE_FUNCTION_APP, "host.json": json.dumps(AZURE_HOST_JSON, indent=2) + "\n"},
+    requirements=("azure-functions", "onnxruntime", "numpy", "orjson"),
+    # Azure documents no per-package cap for zip deployment; the package and its remote build
+    # land in the app's local storage, which is 500 MB on the smallest plans (Kudu's temp
+    # storage). A limit of our own, checked the same way: 100 MB zipped, 500 MB installed.
+    max_zipped=100 * 2**20, max_unzipped=500 * 2**20,
+    limit_source="flightdeck's own limit for Azure zip deployment: 100 MB zipped, 500 MB installed")
+
+SOURCE_PLATFORMS = {p.name: p for p in (GCF, AZURE)}
+
+
+def installed_pins(names: tuple[str, ...]) -> dict[str, str]:
+    """`{name: version}` of distributions installed in this interpreter (what was verified)."""
+    from importlib import metadata
+
+    pins = {}
+    for name in names:
+        try:
+            pins[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            raise LambdaPackageError(f"{name} is not installed here, so the package cannot pin the version it was "
+                                     "verified with. Fix: install requirements.txt (pip install -r "
+                                     "requirements.txt).") from None
+    return pins
+
+
+def installed_size(names: tuple[str, ...]) -> int:
+    """Bytes the distributions and everything they require take once installed (measured on
+    this machine's installation: what the platform's build would put beside the sources)."""
+    import re
+    from importlib import metadata
+
+    seen: set[str] = set()
+    todo = list(names)
+    total = 0
+    while todo:
+        name = re.split(r"[ ;<>=!~\[(]", todo.pop(), maxsplit=1)[0].lower().replace("_", "-")
+        if not name or name in seen:
+            continue
+        seen.add(name)
+        try:
+            dist = metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            continue  # an optional or platform-specific requirement not installed here
+        for file in dist.files or ():
+            try:
+                total += file.locate().stat().st_size
+            except OSError:
+                pass
+        todo.extend(r for r in (dist.requires or ()) if "extra ==" not in r)
+    return total
+
+
+def check_source_limits(platform: SourcePlatform, zipped: int, unzipped: int, origin: str) -> None:
+    """PackageTooLargeError, with the measured sizes and the limit's source, over the limits."""
+    problems = []
+    if zipped > platform.max_zipped:
+        problems.append(f"{zipped / 2**20:.1f} MB zipped (limit {platform.max_zipped / 2**20:.0f} MB)")
+    if unzipped > platform.max_unzipped:
+        problems.append(f"{unzipped / 2**20:.1f} MB unzipped with its modules "
+                        f"(limit {platform.max_unzipped / 2**20:.0f} MB)")
+    if problems:
+        raise PackageTooLargeError(
+            f"the {platform.name} package {origin} is {' and '.join(problems)} ({platform.limit_source}). Fix: "
+            "load the model from storage at start instead of packaging it, or deploy a container image.")
+
+
+def build_source_package(model: bytes, model_name: str, model_version: str, out_dir: str | Path,
+                         platform: str | SourcePlatform) -> PackageResult:
+    """Build `<platform>-<model>-<version>.zip`: the entry files, the shared core and the
+    platform's adapter, the model and a pinned requirements.txt. Deterministic like the Lambda
+    zip (same inputs, same digest); PackageTooLargeError over the platform's limits."""
+    if isinstance(platform, str):
+        if platform not in SOURCE_PLATFORMS:
+            from flightdeck.errors import ConfigError
+
+            raise ConfigError("platform", f"{platform!r} is not a source-package platform",
+                              f"pick one of {sorted(SOURCE_PLATFORMS)} (Lambda: build_package)")
+        platform = SOURCE_PLATFORMS[platform]
+    pins = installed_pins(platform.requirements)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    zip_path = out / f"{platform.name}-{model_name}-{model_version}.zip"
+    with tempfile.TemporaryDirectory(prefix=f"flightdeck-{platform.name}-") as tmp:
+        root = Path(tmp) / "package"
+        root.mkdir()
+        _copy_sources(root, (*CORE_SOURCES, platform.handler))
+        for name, text in platform.files.items():
+            (root / name).write_text(text)
+        (root / "requirements.txt").write_text("".join(f"{n}=={v}\n" for n, v in pins.items()))
+        (root / "model.onnx").write_bytes(model)
+        (root / "model.json").write_text(json.dumps({"model_name": model_name, "model_version": str(model_version),
+                                                     "platform": platform.name, "pins": pins}, sort_keys=True))
+        sources = _write_zip(root, zip_path)
+    data = zip_path.read_bytes()
+    check_source_limits(platform, len(data), sources + installed_size(platform.requirements), str(zip_path))
+    result = PackageResult(str(zip_path), len(data), sources, code_sha256(data), model_name, str(model_version), pins)
+    log.info("built %s: %.1f MB zipped", zip_path, len(data) / 2**20)
+    return result
+
+
+def package_platform(platform: str, model: bytes, model_name: str, model_version: str, out_dir: str | Path,
+                     **options) -> PackageResult:
+    """One entry for the three platforms: `lambda` (wheels included), `gcf` or `azure` (sources)."""
+    if platform == "lambda":
+        return build_package(model, model_name, model_version, out_dir, **options)
+    return build_source_package(model, model_name, model_version, out_dir, platform)
+
+
+def platform_of(root: str | Path) -> str:
+    """Which platform an unzipped package is for, from its entry files."""
+    root = Path(root)
+    if (root / "function_app.py").is_file():
+        return "azure"
+    if (root / "main.py").is_file():
+        return "gcf"
+    return "lambda"

@@ -1,14 +1,23 @@
-"""Verify a Lambda package before deploying it: run its handler in a fresh Python process.
+"""Verify a serverless package before deploying it: run its handler in a fresh Python process.
 
-The process starts with `-I -S` (no site-packages, no user site, no PYTHON* variables) and
-only the unzipped package on `sys.path`, as Lambda's runtime would see it: a module the
-package forgot fails here, not in AWS. Inside it the probe times the cold start (import of
-the handler + model load + first prediction, the first answer Lambda would bill), answers an
-API Gateway HTTP API v2 event and a direct-invoke event, a bad body, then `warm_calls` warm
-invocations, and reports its peak RSS.
+One path for the three platforms. The package is unzipped and its handler driven, in a fresh
+interpreter, through the platform's own calling convention:
 
-The scores are compared with the gateway's scoring of the same rows (`ServedModel`: the
-gateway's payload parsing, input plan and ONNX Runtime call) on the same model bytes.
+* Lambda: `python -I -S` (no site-packages, no user site, no PYTHON* variables) with only the
+  package on `sys.path`, as Lambda's runtime sees /var/task: a module the package forgot
+  fails here, not in AWS. Events: an API Gateway HTTP API v2 event and direct invocations.
+* Cloud Functions: `python -I` with the package first on `sys.path` (its requirements come
+  from site-packages, as the platform's build installs them); the Functions Framework's own
+  WSGI app (`functions_framework.create_app`) is built on `main.py` and sent HTTP requests.
+* Azure Functions: the same, with `function_app.py`'s `FunctionApp` and the library's
+  `HttpRequest` objects.
+
+Inside it the probe times the cold start (import of the entry point + model load + first
+prediction, the first answer the platform would bill), answers a good body, a records body,
+a bad body and a row missing a column, then `warm_calls` warm requests, checks the code it
+ran is the package's, and reports its peak RSS. The scores are compared with the gateway's
+scoring of the same rows (`ServedModel`: the gateway's payload parsing, input plan and ONNX
+Runtime call) on the same model bytes.
 """
 
 from __future__ import annotations
@@ -22,38 +31,90 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from flightdeck.errors import FlightdeckError
-from flightdeck.serverless.package import extract
+from flightdeck.serverless.package import extract, platform_of
 
-# The packaged runtime (onnxruntime 1.16 / numpy 1.26) and the gateway's may round the last
-# bits differently; anything above this is a different model, not rounding.
+# The packaged runtime (onnxruntime 1.16 / numpy 1.26 on Lambda) and the gateway's may round
+# the last bits differently; anything above this is a different model, not rounding.
 SCORE_TOLERANCE = 1e-9
+
+# How each platform's entry point is loaded and called: `call(name, body_text, path)` returns
+# (status, answer dict). Lambda's "direct" requests are direct invocations (the body is the event).
+_ENTRY = {
+    "lambda": textwrap.dedent('''
+        from flightdeck.serverless import handler as module
+        def call(name, body, path):
+            if name.startswith("direct") or name == "missing":
+                answer = module.handler(json.loads(body), None)
+                return answer.pop("statusCode"), answer
+            event = {"version": "2.0", "routeKey": "POST " + path, "rawPath": path, "rawQueryString": "",
+                     "headers": {"content-type": "application/json"}, "body": body, "isBase64Encoded": False,
+                     "requestContext": {"http": {"method": "POST", "path": path}, "requestId": "verify"}}
+            answer = module.handler(event, None)
+            return answer["statusCode"], json.loads(answer["body"])
+    '''),
+    "gcf": textwrap.dedent('''
+        import functions_framework
+        client = functions_framework.create_app("score", root + "/main.py").test_client()
+        def call(name, body, path):
+            answer = client.post(path, data=body, content_type="application/json")
+            return answer.status_code, answer.get_json()
+    '''),
+    "azure": textwrap.dedent('''
+        import azure.functions as func
+        import function_app
+        functions = {f.get_function_name(): f.get_user_function() for f in function_app.app.get_functions()}
+        def call(name, body, path):
+            route = path.rstrip("/").rpartition("/")[2]
+            request = func.HttpRequest("POST", "http://localhost" + path, body=body.encode(),
+                                       headers={"content-type": "application/json"})
+            answer = functions["score_" + route](request)
+            return answer.status_code, json.loads(answer.get_body())
+    '''),
+}
 
 _PROBE = textwrap.dedent('''
     import json, sys, time
     started = time.perf_counter()
-    root, events, warm_calls = sys.argv[1], json.load(sys.stdin), int(sys.argv[2])
+    root, warm_calls, requests = sys.argv[1], int(sys.argv[2]), json.load(sys.stdin)
     sys.path.insert(0, root)
-    from flightdeck.serverless import handler as module
+    {entry}
     imported = time.perf_counter()
-    first = module.handler(events["v2"], None)
-    cold = time.perf_counter()
-    direct = module.handler(events["direct"], None)
-    bad = module.handler(events["bad"], None)
-    missing = module.handler(events["missing"], None)
+    answers = {{}}
+    for name, body, path in requests:
+        answers[name] = call(name, body, path)
+        if len(answers) == 1:
+            cold = time.perf_counter()
     warm = []
+    name, body, path = next(r for r in requests if r[0] == "direct_one")
     for _ in range(warm_calls):
         t = time.perf_counter()
-        module.handler(events["direct_one"], None)
+        call(name, body, path)
         warm.append(time.perf_counter() - t)
     # VmHWM, not getrusage: ru_maxrss survives execve, so it would report the parent's peak.
     with open("/proc/self/status") as status:
         hwm_kb = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
     heavy = sorted(m for m in ("pandas", "pydantic", "mlflow", "sklearn") if m in sys.modules)
-    print(json.dumps({"import_s": imported - started, "cold_start_s": cold - started,
-                      "load_s": module.load_model().load_seconds, "warm_s": warm, "first": first,
-                      "direct": direct, "bad": bad, "missing": missing, "heavy_modules": heavy,
-                      "peak_rss_mb": hwm_kb / 1024}))
+    from flightdeck.serverless import core
+    print(json.dumps({{"import_s": imported - started, "cold_start_s": cold - started,
+                      "load_s": core.load_model().load_seconds, "warm_s": warm, "answers": answers,
+                      "core_file": core.__file__, "heavy_modules": heavy, "peak_rss_mb": hwm_kb / 1024}}))
 ''')
+
+
+# Lambda events given as they are (`run_probe` with a dict of events): each handler answer is
+# returned unchanged under its event's name, the first one ("v2") as `first`.
+_LAMBDA_EVENTS = textwrap.dedent('''
+    from flightdeck.serverless import handler as module
+    events = requests
+    requests = [["first" if name == "v2" else name, name, ""] for name in events]
+    def call(name, event_name, path):
+        return module.handler(events[event_name], None)
+''')
+
+
+def probe_script(platform: str) -> str:
+    """The fresh-process probe for `platform` (lambda, gcf, azure)."""
+    return _PROBE.format(entry=(_LAMBDA_EVENTS if platform == "lambda-events" else _ENTRY[platform]).strip())
 
 
 class PackageVerificationError(FlightdeckError):
@@ -77,6 +138,7 @@ class VerifyReport:
     bad_body_status: int
     missing_field_status: int
     missing_field: str | None
+    platform: str = "lambda"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -110,24 +172,53 @@ def gateway_scores(model: bytes, body: dict) -> list[float]:
     return served.score(served.feeds(columns)).tolist()
 
 
-def run_probe(package_dir: str | Path, events: dict, warm_calls: int = 200, timeout: float = 120.0) -> dict:
-    """Run the handler of an unzipped package in a fresh interpreter; the probe's measurements."""
+def run_probe(package_dir: str | Path, requests: list[list[str]] | dict, warm_calls: int = 200,
+              timeout: float = 120.0, platform: str | None = None) -> dict:
+    """Run the handler of an unzipped package in a fresh interpreter on `requests` ([name, body
+    text, path]; one named `direct_one` is repeated warm); the probe's measurements, with each
+    answer as (status, answer) under `answers`.
+
+    A Lambda package also takes a dict of raw events ({name: event}, one of them `v2`, one
+    `direct_one`): each handler answer is then returned unchanged, under its name (`v2`'s as
+    `first`)."""
     import time
 
+    platform = platform or platform_of(package_dir)
+    raw_events = isinstance(requests, dict)
+    if raw_events:
+        platform = "lambda-events"
+    # Lambda's runtime has nothing but the package (-S: no site-packages); the others install
+    # their requirements.txt, which site-packages stands in for.
+    flags = ["-I", "-S"] if platform.startswith("lambda") else ["-I"]
     started = time.perf_counter()
-    # The events go through stdin: one command-line argument holds at most 128 KiB on Linux
+    # The requests go through stdin: one command-line argument holds at most 128 KiB on Linux
     # (E2BIG), a couple of hundred rows.
-    result = subprocess.run([sys.executable, "-I", "-S", "-c", _PROBE, str(package_dir), str(warm_calls)],
-                            input=json.dumps(events), capture_output=True, text=True, timeout=timeout,
+    result = subprocess.run([sys.executable, *flags, "-c", probe_script(platform), str(package_dir), str(warm_calls)],
+                            input=json.dumps(requests), capture_output=True, text=True, timeout=timeout,
                             check=False, cwd=str(package_dir))
     wall = time.perf_counter() - started
     if result.returncode != 0:
         raise PackageVerificationError(
-            f"the packaged handler failed in a fresh process: {result.stderr.strip()[-1500:]}. Fix: the package "
-            "is missing a module or the model does not load; rebuild it (flightdeck.serverless.package).")
+            f"the packaged {platform} handler failed in a fresh process: {result.stderr.strip()[-1500:]}. Fix: the "
+            "package is missing a module or the model does not load; rebuild it (flightdeck.serverless.package).")
     probe = json.loads(result.stdout.strip().splitlines()[-1])
     probe["process_wall_s"] = wall
+    probe["platform"] = platform.removesuffix("-events")
+    if raw_events:
+        probe.update(probe["answers"])
     return probe
+
+
+def probe_requests(rows: list[dict]) -> tuple[list[list[str]], str]:
+    """The requests every platform's probe sends, and the column left out of the `missing` one."""
+    missing_column = list(rows[0])[0]
+    requests = [["first", json.dumps(split_body(rows)), "/invocations"],
+                ["direct", json.dumps({"dataframe_records": rows}), "/invocations"],
+                ["bad", "{not json", "/invocations"],
+                ["missing", json.dumps({"dataframe_records": [{k: v for k, v in r.items() if k != missing_column}
+                                                              for r in rows[:1]]}), "/invocations"],
+                ["direct_one", json.dumps({"dataframe_records": rows[:1]}), "/invocations"]]
+    return requests, missing_column
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -136,42 +227,47 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 def verify_package(zip_path: str | Path, rows: list[dict], warm_calls: int = 200) -> VerifyReport:
-    """Unzip the package, probe its handler in a fresh process, compare with the gateway.
+    """Unzip the package (Lambda, Cloud Functions or Azure: told by its entry files), probe its
+    handler in a fresh process, compare with the gateway.
 
     Raises PackageVerificationError naming what went wrong.
     """
     if not rows:
         raise PackageVerificationError("verify_package needs at least one row. Fix: pass sample rows.")
+    requests, missing_column = probe_requests(rows)
     with tempfile.TemporaryDirectory(prefix="flightdeck-verify-") as tmp:
         root = extract(zip_path, tmp)
         model = (root / "model.onnx").read_bytes()
-        body = split_body(rows)
-        missing_column = list(rows[0])[0]
-        events = {"v2": http_event(body), "direct": {"dataframe_records": rows},
-                  "direct_one": {"dataframe_records": rows[:1]}, "bad": http_event("{not json"),
-                  "missing": {"dataframe_records": [{k: v for k, v in r.items() if k != missing_column}
-                                                    for r in rows[:1]]}}
-        probe = run_probe(root, events, warm_calls)
-    first, direct = probe["first"], probe["direct"]
-    if first.get("statusCode") != 200 or direct.get("statusCode") != 200:
-        raise PackageVerificationError(f"the packaged handler refused good rows: v2 answer {first}, direct answer "
-                                       f"{direct}. Fix: check the model's inputs against the rows.")
+        probe = run_probe(root, requests, warm_calls)
+        ran_packaged = Path(probe["core_file"]).resolve().is_relative_to(root.resolve())
+    answers = probe["answers"]
+    (first_status, first), (direct_status, direct) = answers["first"], answers["direct"]
+    if first_status != 200 or direct_status != 200:
+        raise PackageVerificationError(f"the packaged handler refused good rows: split body {first_status} {first}, "
+                                       f"records body {direct_status} {direct}. Fix: check the model's inputs "
+                                       "against the rows.")
+    if not ran_packaged:
+        raise PackageVerificationError(f"the probe ran {probe['core_file']}, not the package's code. Fix: the "
+                                       "package's folder must come first on sys.path.")
     if probe["heavy_modules"]:
         raise PackageVerificationError(f"the handler imported {probe['heavy_modules']}, which slows its cold start. "
                                        "Fix: keep those imports out of the handler's path.")
-    from_v2 = json.loads(first["body"])["predictions"]
-    expected = gateway_scores(model, body)
-    diff = max(max(abs(a - b) for a, b in zip(from_v2, expected, strict=True)),
-               max(abs(a - b) for a, b in zip(direct["predictions"], expected, strict=True)))
-    if len(from_v2) != len(expected) or diff > SCORE_TOLERANCE:
+    expected = gateway_scores(model, split_body(rows))
+    got = [first["predictions"], direct["predictions"]]
+    if any(len(g) != len(expected) for g in got):
+        raise PackageVerificationError(f"the packaged handler returned {[len(g) for g in got]} scores for "
+                                       f"{len(expected)} rows. Fix: rebuild the package from this version.")
+    diff = max(abs(a - b) for g in got for a, b in zip(g, expected, strict=True))
+    if diff > SCORE_TOLERANCE:
         raise PackageVerificationError(
             f"the packaged handler's scores differ from the gateway's by up to {diff:.3g} "
             f"(tolerance {SCORE_TOLERANCE:g}) on {len(rows)} rows. Fix: package the same model version, "
             "and check the runtime pins (flightdeck.serverless.package.LAMBDA_PINS).")
-    bad, missing = probe["bad"], probe["missing"]
-    if bad.get("statusCode") != 400 or missing.get("statusCode") != 422 or missing.get("field") != missing_column:
-        raise PackageVerificationError(f"the handler answered bad input wrongly: bad JSON {bad}, missing column "
-                                       f"{missing}. Fix: the handler must answer 4xx naming the field.")
+    (bad_status, bad), (missing_status, missing) = answers["bad"], answers["missing"]
+    if bad_status != 400 or missing_status != 422 or missing.get("field") != missing_column:
+        raise PackageVerificationError(f"the handler answered bad input wrongly: bad JSON {bad_status} {bad}, "
+                                       f"missing column {missing_status} {missing}. Fix: the handler must answer "
+                                       "4xx naming the field.")
     warm = probe["warm_s"]
     return VerifyReport(
         cold_start_s=round(probe["cold_start_s"], 4), import_s=round(probe["import_s"], 4),
@@ -179,5 +275,5 @@ def verify_package(zip_path: str | Path, rows: list[dict], warm_calls: int = 200
         warm_p99_ms=round(1000 * _percentile(warm, 0.99), 4),
         warm_mean_ms=round(1000 * sum(warm) / len(warm), 4) if warm else float("nan"),
         peak_rss_mb=round(probe["peak_rss_mb"], 1), process_wall_s=round(probe["process_wall_s"], 3),
-        rows=len(rows), max_abs_diff=diff, bad_body_status=bad["statusCode"],
-        missing_field_status=missing["statusCode"], missing_field=missing.get("field"))
+        rows=len(rows), max_abs_diff=diff, bad_body_status=bad_status,
+        missing_field_status=missing_status, missing_field=missing.get("field"), platform=probe["platform"])

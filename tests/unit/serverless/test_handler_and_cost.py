@@ -9,6 +9,7 @@ import pytest
 
 from flightdeck.delivery.plan import RolloutPlan, RolloutPlanError
 from flightdeck.delivery.sources.cloudwatch import period_sumsq
+from flightdeck.serverless import core
 from flightdeck.serverless import handler as lambda_handler
 from flightdeck.serverless.cost import Workload, break_even, container_monthly, lambda_monthly
 from flightdeck.serverless.package import LAMBDA_PINS, PackageTooLargeError, check_limits
@@ -21,7 +22,7 @@ def packaged(tmp_path, monkeypatch):
     (tmp_path / "model.onnx").write_bytes(onnx_model(1))
     (tmp_path / "model.json").write_text(json.dumps({"model_name": "credit", "model_version": "3"}))
     monkeypatch.setenv("FLIGHTDECK_PACKAGE_ROOT", str(tmp_path))
-    monkeypatch.setattr(lambda_handler, "_MODEL", None)
+    monkeypatch.setattr(core, "_MODEL", None)
     return tmp_path
 
 
