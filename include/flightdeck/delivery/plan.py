@@ -121,6 +121,11 @@ class BacktestSettings(BaseModel):
         return self.decision_threshold if self.decision_threshold is not None else get_settings().decision_threshold
 
 
+# The options the serverless targets of other clouds need (flightdeck.delivery.targets.factory).
+TARGET_OPTIONS = {"cloud_run": {"project", "location", "service"},
+                  "azure_slots": {"subscription_id", "resource_group", "app"}}
+
+
 class RolloutPlanError(FlightdeckError):
     """A promotion was asked for with Params that cannot work."""
 
@@ -136,7 +141,7 @@ class RolloutPlan(_Strict):
     model_name: str = Field(..., min_length=1)
     model_ref: str = Field("challenger", pattern=MODEL_REF_PATTERN,
                            description="The candidate: a version number or an alias of the model.")
-    target: Literal["gateway", "lambda", "kubernetes", "ecs"] = "gateway"
+    target: Literal["gateway", "lambda", "kubernetes", "ecs", "cloud_run", "azure_slots"] = "gateway"
     endpoint: str = Field("default", min_length=1, description="Gateway endpoint the rollout owns.")
     target_options: dict = Field(default_factory=dict, description=(
         "kubernetes: namespace, app, gateway (the Gateway API gateway), optional manifests_dir "
@@ -145,7 +150,10 @@ class RolloutPlan(_Strict):
         "candidate is the version serverless_package published. "
         "ecs: cluster, blue_service, green_service, listener_rule_arn, optional container, region, "
         "aws_conn_id and test_percent (blue-green: the idle colour's whole-percent share during its gate, "
-        "default 5)."))
+        "default 5). "
+        "cloud_run: project, location, service, optional candidate_revision and api_base (whole-percent steps). "
+        "azure_slots: subscription_id, resource_group, app, optional slot (default staging), package_url and "
+        "api_base."))
     steps: list[float] = Field(default_factory=lambda: [5.0, 25.0, 50.0],
                                description="Canary: % of traffic per step, increasing, each in (0, 100).")
     bake_seconds: float = Field(300, ge=0, description="Minimum time each step runs before its gate may pass.")
@@ -214,6 +222,12 @@ class RolloutPlan(_Strict):
             test = self.target_options.get("test_percent", ECS_TEST_PERCENT)
             if isinstance(test, bool) or not isinstance(test, int | float) or not 1 <= test <= 50:
                 raise ValueError("target_options.test_percent: a whole percent from 1 to 50")
+        elif self.target in TARGET_OPTIONS:
+            missing = TARGET_OPTIONS[self.target] - set(self.target_options)
+            if missing:
+                raise ValueError(f"target_options: target {self.target} needs {sorted(missing)}")
+            if self.target == "cloud_run" and any(s != int(s) for s in self.step_percents):
+                raise ValueError(f"steps: Cloud Run splits traffic in whole percents, got {self.step_percents}")
         if self.metrics_source == "cloudwatch" and self.target != "lambda":
             raise ValueError("metrics_source cloudwatch reads Lambda metrics: use it with target lambda")
         if self.metrics_source == "prometheus" and not self.prometheus_url:

@@ -24,7 +24,8 @@ def score(request: Any) -> Any:
     import azure.functions as func
 
     status, answer = core.answer(request.get_body() or b"", urlsplit(request.url).path)
-    return func.HttpResponse(core.encode(answer), status_code=status, headers=dict(core.JSON_HEADERS))
+    return func.HttpResponse(core.encode(answer), status_code=status, mimetype="application/json",
+                             headers=dict(core.JSON_HEADERS))
 
 
 def build_app(auth_level: str = "FUNCTION") -> Any:

@@ -4,7 +4,9 @@ Free of Airflow: whatever reaches a system (the gateway's URL and token, a Kuber
 applier, a boto3 Lambda client) is handed in by the caller. A Lambda target is pinned when
 the rollout resolves (`pin_target`): the alias's version then is the baseline for every
 later task, including a rollback that runs after the alias moved to the candidate. An ECS
-target is pinned the same way: the colour with all the traffic then stays the baseline colour.
+target is pinned the same way: the colour with all the traffic then stays the baseline colour,
+and so are the Cloud Run (the revision with all the traffic) and Azure slot (the version in
+production) targets.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from flightdeck.delivery.targets.base import DeliveryTarget
 
 def make_target(rollout: ResolvedRollout, *, gateway: tuple[str, str | None] | None = None,
                 kubernetes_applier: Callable[[str], Any] | None = None,
-                lambda_client: Any = None, ecs_clients: tuple[Any, Any] | None = None) -> DeliveryTarget:
+                lambda_client: Any = None, ecs_clients: tuple[Any, Any] | None = None,
+                gcp_token: Any = None, azure_token: Any = None) -> DeliveryTarget:
     """The target of `rollout`.
 
     Args:
@@ -27,6 +30,9 @@ def make_target(rollout: ResolvedRollout, *, gateway: tuple[str, str | None] | N
             connection id, for target kubernetes without `manifests_dir`.
         lambda_client: a boto3 Lambda client (None: boto3's default chain), for target lambda.
         ecs_clients: boto3 (ECS, ELBv2) clients (None: boto3's default chain), for target ecs.
+        gcp_token: an access token (or a callable returning one) for target cloud_run; None
+            uses google-auth's application default credentials.
+        azure_token: an ARM bearer token (or a callable returning one), for target azure_slots.
     """
     plan = rollout.plan
     if plan.target == "kubernetes":
@@ -35,6 +41,10 @@ def make_target(rollout: ResolvedRollout, *, gateway: tuple[str, str | None] | N
         return _lambda_target(rollout, lambda_client)
     if plan.target == "ecs":
         return _ecs_target(rollout, ecs_clients)
+    if plan.target == "cloud_run":
+        return _cloud_run_target(rollout, gcp_token)
+    if plan.target == "azure_slots":
+        return _azure_slots_target(rollout, azure_token)
     from flightdeck.delivery.targets.gateway import GatewayTarget
     from flightdeck.serving.client import GatewayClient
 
@@ -52,6 +62,9 @@ def pin_target(rollout: ResolvedRollout, target: DeliveryTarget) -> ResolvedRoll
     Kubernetes targets are built from the model versions the rollout already pinned."""
     if rollout.plan.target == "ecs":
         target.baseline_colour  # noqa: B018 - read from the listener rule now, so to_dict() records it
+        return rollout.with_target_state(target.to_dict())
+    if rollout.plan.target in ("cloud_run", "azure_slots"):
+        target.variant_names()  # noqa: B018 - baseline (and candidate) read now, so to_dict() records them
         return rollout.with_target_state(target.to_dict())
     if rollout.plan.target != "lambda":
         return rollout
@@ -104,6 +117,34 @@ def _ecs_target(rollout: ResolvedRollout, clients: tuple[Any, Any] | None):
                      container=options.get("container", "gateway"), region=options.get("region"),
                      model_name=rollout.plan.model_name, baseline_version=rollout.baseline_version,
                      candidate_version=rollout.candidate_version)
+
+
+def _cloud_run_target(rollout: ResolvedRollout, token: Any):
+    """Two revisions of the Cloud Run service (a 2nd gen function's); once pinned, the baseline is
+    the revision that had all the traffic when the rollout resolved."""
+    from flightdeck.delivery.targets.cloud_run import CloudRunTarget
+
+    if rollout.target_state:
+        return CloudRunTarget.from_dict(rollout.target_state, token=token)
+    options = dict(rollout.plan.target_options)
+    return CloudRunTarget(project=options["project"], location=options["location"], service=options["service"],
+                          model_name=rollout.plan.model_name, model_version=rollout.candidate_version,
+                          candidate_revision=options.get("candidate_revision"), token=token,
+                          **({"api_base": options["api_base"]} if options.get("api_base") else {}))
+
+
+def _azure_slots_target(rollout: ResolvedRollout, token: Any):
+    """Production and a deployment slot of the function app; once pinned, the baseline is the
+    version production served when the rollout resolved."""
+    from flightdeck.delivery.targets.azure_slots import AzureSlotsTarget
+
+    if rollout.target_state:
+        return AzureSlotsTarget.from_dict(rollout.target_state, token=token)
+    options = dict(rollout.plan.target_options)
+    extra = {key: options[key] for key in ("slot", "package_url", "api_base") if options.get(key)}
+    return AzureSlotsTarget(subscription_id=options["subscription_id"], resource_group=options["resource_group"],
+                            app=options["app"], model_name=rollout.plan.model_name,
+                            model_version=rollout.candidate_version, token=token, **extra)
 
 
 def source_config(plan: RolloutPlan, gateway_url: str | None = None) -> dict:
