@@ -4,7 +4,8 @@ The gateway's running sums, its Prometheus histogram, the stream scorer's window
 release gates all bin prediction scores on `SCORE_EDGES`; batch monitoring, the stream
 scorer and the release gates all measure a shift with `psi`; the release gates and the
 experiment statistics both build always-valid confidence sequences on
-`mixture_half_width`. Each is written once, here, on numpy alone, so any layer may use it.
+`mixture_half_width`; the release gates test "more errors than the baseline" with
+`rate_increase_log_e_value`. Each is written once, here, on numpy alone, so any layer may use it.
 """
 
 from __future__ import annotations
@@ -115,3 +116,56 @@ def mixture_half_width(variance: Any, tau: Any, alpha: Any) -> np.ndarray:
     a = np.asarray(alpha, dtype=float)
     with np.errstate(over="ignore", invalid="ignore"):
         return np.sqrt(v * (v + t2) / t2 * np.log((v + t2) / (v * a * a)))
+
+
+# ------------------------------------------------------------ e-process for a rate increase
+# The alternatives mixed over by `rate_increase_log_e_value`: ratios R = rate_a / rate_b from
+# +5 % to ×100, evenly spaced in log R, weighted by a half-normal density on log R with scale
+# `INCREASE_LOG_RATIO_SCALE` (1: about half the weight lies below R = 2, i.e. doubling is where
+# the test is tuned, and larger jumps are still caught within a handful of events).
+INCREASE_LOG_RATIO_SCALE = 1.0
+INCREASE_RATIOS = np.geomspace(1.05, 100.0, 48)
+_INCREASE_LOG_WEIGHTS = -0.5 * (np.log(INCREASE_RATIOS) / INCREASE_LOG_RATIO_SCALE) ** 2
+_INCREASE_LOG_WEIGHTS = _INCREASE_LOG_WEIGHTS - np.logaddexp.reduce(_INCREASE_LOG_WEIGHTS)
+
+
+def rate_increase_log_e_value(events_a: Any, n_a: Any, events_b: Any, n_b: Any) -> np.ndarray:
+    """log E, an e-process for "rate_a ≤ rate_b" from two arms' cumulative counts (elementwise).
+
+    Two arms share one stream of trials at a fixed split (a canary and its baseline over one
+    gate window); each trial is an event (an error) with its arm's probability. Given that
+    an event happened, it came from arm a with probability
+    θ = ρ R / (ρ R + 1 − ρ), where ρ is arm a's share of the trials and R = rate_a / rate_b.
+    Under the null R ≤ 1 that probability is at most ρ, whatever the common rate does over
+    time (a shared incident moves both arms and cancels out). For one alternative R > 1 the
+    likelihood ratio of the events' arms is
+
+        LR_R = R^(events_a) / (1 + ρ (R − 1))^(events_a + events_b),
+
+    and E = Σ_k w_k LR_{R_k}, a mixture over `INCREASE_RATIOS` with fixed weights, is a
+    nonnegative supermartingale with E ≤ 1 at the start under every null rate ratio (each
+    LR_R is a product of factors whose mean is ≤ 1 when θ ≤ ρ). By Ville's inequality
+    P(E ever reaches 1/α) ≤ α: rejecting "rate_a ≤ rate_b" once log E ≥ log(1/α) is valid
+    at every look however often one looks. This is the conditional (multinomial) test of
+    Lindon & Malek ("Anytime-valid inference for multinomial count data", NeurIPS 2022) used
+    for canaries in Lindon, Sanden & Shirikian ("Rapid regression detection in software
+    deployments through sequential testing", KDD 2022), one-sided and with a discrete
+    mixture. It needs no variance estimate and no normal approximation; ρ is taken as the
+    observed share n_a / (n_a + n_b) of the window, which within a window of fixed split
+    differs from the configured one by sampling noise only.
+
+    Returns 0 (E = 1, no evidence) where either arm has no trials.
+    """
+    ea = np.asarray(events_a, dtype=float)
+    eb = np.asarray(events_b, dtype=float)
+    na = np.asarray(n_a, dtype=float)
+    nb = np.asarray(n_b, dtype=float)
+    total = na + nb
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rho = np.where((na > 0) & (nb > 0), na / np.maximum(total, 1.0), 0.0)
+    r = INCREASE_RATIOS
+    terms = (ea[..., None] * np.log(r)
+             - (ea + eb)[..., None] * np.log1p(rho[..., None] * (r - 1.0))
+             + _INCREASE_LOG_WEIGHTS)
+    log_e = np.logaddexp.reduce(terms, axis=-1)
+    return np.where((na > 0) & (nb > 0), log_e, 0.0)

@@ -1,5 +1,6 @@
-"""The shared statistics: score bins, PSI, smoothed rates and the confidence-sequence half-width,
-against hand-computed values and independent restatements of the formulas."""
+"""The shared statistics: score bins, PSI, smoothed rates, the confidence-sequence half-width and
+the rate-increase e-process, against hand-computed values and independent restatements of the
+formulas."""
 
 from __future__ import annotations
 
@@ -9,12 +10,14 @@ import numpy as np
 import pytest
 
 from flightdeck.stats import (
+    INCREASE_RATIOS,
     N_SCORE_BINS,
     PSI_EPSILON,
     SCORE_EDGES,
     mixture_half_width,
     proportion_variance,
     psi,
+    rate_increase_log_e_value,
     score_bin,
     score_bin_counts,
     smoothed_rate,
@@ -115,3 +118,36 @@ def test_half_width_shrinks_with_data_and_grows_with_confidence():
     assert np.all(np.diff(widths) < 0)
     assert mixture_half_width(1e-4, 0.01, 0.001) > mixture_half_width(1e-4, 0.01, 0.01)
     assert np.isfinite(mixture_half_width(0.0, 0.01, 0.01))  # a zero variance does not crash
+
+
+# ------------------------------------------------------------- rate-increase e-process
+def test_rate_increase_e_value_is_a_mixture_of_binomial_likelihood_ratios():
+    """Restated with scipy: given e events, arm a's count is binomial with the probability
+    θ_R = ρR / (ρR + 1 − ρ) under ratio R, and ρ under no difference."""
+    from scipy import stats
+
+    events_a, n_a, events_b, n_b = 60, 3_000, 570, 57_000
+    rho, e = n_a / (n_a + n_b), events_a + events_b
+    theta = rho * INCREASE_RATIOS / (rho * INCREASE_RATIOS + 1 - rho)
+    weights = np.exp(-0.5 * np.log(INCREASE_RATIOS) ** 2)
+    weights /= weights.sum()
+    ratios = stats.binom.pmf(events_a, e, theta) / stats.binom.pmf(events_a, e, rho)
+    expected = math.log(float(weights @ ratios))
+    assert float(rate_increase_log_e_value(events_a, n_a, events_b, n_b)) == pytest.approx(expected, rel=1e-9)
+    # Elementwise on arrays, and no evidence (E = 1) without trials or events.
+    got = rate_increase_log_e_value([events_a, 0, 5], [n_a, 100, 0], [events_b, 0, 5], [n_b, 100, 100])
+    assert got[0] == pytest.approx(expected) and got[1] == pytest.approx(0.0) and got[2] == 0.0
+
+
+def test_rate_increase_e_value_grows_with_the_canary_share_of_events_only():
+    # As many events as trials would give (share 5 %): below 1; twice as many: far above.
+    assert float(rate_increase_log_e_value(30, 3_000, 570, 57_000)) < 0
+    assert float(rate_increase_log_e_value(60, 3_000, 570, 57_000)) > math.log(1_000)
+    # Fewer events than its share: evidence against an increase, E lower still.
+    assert float(rate_increase_log_e_value(5, 3_000, 570, 57_000)) < float(
+        rate_increase_log_e_value(30, 3_000, 570, 57_000)) - 1
+    # Only the split matters, not the common rate: a shared incident at four times the rate
+    # with the same share of events gives no more evidence than before it.
+    quiet = float(rate_increase_log_e_value(30, 3_000, 570, 57_000))
+    incident = float(rate_increase_log_e_value(120, 3_000, 2_280, 57_000))
+    assert incident < quiet < 0

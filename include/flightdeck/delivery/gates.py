@@ -16,6 +16,20 @@ The checks
   by more than the margin), "pass" when it lies entirely below it (non-inferiority is
   established), "undecided" otherwise and "insufficient" while a variant has fewer than
   `min_requests` requests (a clear failure may still be called from `min_requests_hard_fail`).
+* ``error_increase`` asks the question a rollback needs answered first: does the canary make
+  more errors than its baseline at all? Over one window of live traffic split at a fixed
+  share, an error comes from the canary with probability equal to the canary's share of the
+  requests unless its error rate is higher; `flightdeck.stats.rate_increase_log_e_value` is
+  an e-process for that (no variance estimate, no normal approximation, and a shared
+  incident that raises both variants' rates cancels out). The check is "fail" once the
+  e-value reaches 1/α (the canary's error rate is surely higher than the baseline's),
+  "pass" otherwise (no such evidence; non-inferiority is the ``error_rate`` check's job) and
+  "insufficient" below `min_requests` like the others. It is a test against "no
+  increase", not against the margin: a doubled error rate at a 5 % canary share is caught
+  within a few minutes, where telling it from "worse by the margin" would take a quarter of
+  an hour of that traffic. It applies only when the two windows split one stream of traffic
+  (not against a recorded baseline, not to a shadow candidate that sees copies of the
+  baseline's requests): see `evaluate`'s `split_traffic`.
 * ``score_psi`` compares the two score histograms (population stability index).
 * ``shadow_disagreement`` (only when the canary window carries shadow rows) bounds the
   share of rows whose decision differed from the live answer, with the same CS.
@@ -25,12 +39,13 @@ Error budget
 `GateSettings.alpha` is the false-rollback budget of the whole rollout. A rollout has
 several gate windows (one per step, plus the post-promotion bake); the caller passes
 ``settings.alpha_per_window(n_windows)`` (a Bonferroni split) to `evaluate()`, which splits
-it again equally among the sequential checks that apply to the window (error rate and
-latency, plus shadow disagreement when present). A "fail" needs the CS to exclude every
-difference up to the margin, so by the union bound the probability that a canary at most
-a margin worse than its baseline ever sees a sequential "fail", at any look of any window,
-is at most `alpha` (asymptotically, since the variances are estimated; see
-`flightdeck.stats.mixture_half_width`). The PSI check is a practical-significance threshold, not a test: for a
+it again equally among the sequential checks that apply to the window (error rate, error
+increase on split traffic, latency, plus shadow disagreement when present). By the union
+bound the probability that a canary no worse than its baseline ever sees a sequential
+"fail", at any look of any window, is at most `alpha` (for the confidence sequences
+asymptotically, since their variances are estimated; see
+`flightdeck.stats.mixture_half_width`). A canary worse than its baseline but within the
+margins may be rolled back by ``error_increase``: that is the point of it. The PSI check is a practical-significance threshold, not a test: for a
 canary that scores like its baseline its false-fail probability is negligible once both
 sides have `min_rows_for_distribution` rows (see `psi_sampling_bias`). The budget bounds false failures
 only: a window that reaches its deadline without enough evidence ends "inconclusive", which
@@ -59,7 +74,14 @@ import numpy as np
 
 from flightdeck.delivery.plan import GateSettings  # defined with the rollout plan it is part of
 from flightdeck.delivery.window import VariantWindow
-from flightdeck.stats import N_SCORE_BINS, SCORE_EDGES, mixture_half_width, proportion_variance, psi
+from flightdeck.stats import (
+    N_SCORE_BINS,
+    SCORE_EDGES,
+    mixture_half_width,
+    proportion_variance,
+    psi,
+    rate_increase_log_e_value,
+)
 
 Status = Literal["insufficient", "undecided", "pass", "fail"]
 Outcome = Literal["fail", "wait", "pass", "inconclusive"]
@@ -72,8 +94,8 @@ STATUSES: tuple[Status, ...] = ("insufficient", "undecided", "pass", "fail")
 WAIT, PROMOTE, ROLLBACK, INCONCLUSIVE = 0, 1, 2, 3
 OUTCOMES: tuple[Outcome, ...] = ("wait", "pass", "fail", "inconclusive")
 
-CHECKS = ("error_rate", "latency", "score_psi", "shadow_disagreement")
-SEQUENTIAL_CHECKS = ("error_rate", "latency", "shadow_disagreement")
+CHECKS = ("error_rate", "error_increase", "latency", "score_psi", "shadow_disagreement")
+SEQUENTIAL_CHECKS = ("error_rate", "error_increase", "latency", "shadow_disagreement")
 
 LATENCY_VARIANCE_FLOOR = 1e-8  # s² (0.1 ms standard deviation) when no variance is known
 _BIN_MIDPOINTS = np.array([(SCORE_EDGES[i] + SCORE_EDGES[i + 1]) / 2 for i in range(N_SCORE_BINS)])
@@ -199,8 +221,10 @@ class CheckArrays:
 
     `status` holds codes (`NOT_APPLICABLE`, `INSUFFICIENT`, `UNDECIDED`, `PASS`, `FAIL`);
     `estimate`, `lower`, `upper` the compared quantity and its CS (NaN when there is none);
-    `baseline` / `canary` each variant's own value; `alpha` the check's share of the window
-    budget (NaN for checks that are not tests); `detail` extra arrays for the message.
+    `baseline` / `canary` each variant's own value; `threshold` what `estimate` is held
+    against (one number, or one per window for ``error_increase``: the canary's share of the
+    requests); `alpha` the check's share of the window budget (NaN for checks that are not
+    tests); `detail` extra arrays for the message.
     """
 
     name: str
@@ -211,7 +235,7 @@ class CheckArrays:
     upper: np.ndarray
     baseline: np.ndarray
     canary: np.ndarray
-    threshold: float
+    threshold: float | np.ndarray
     n_baseline: np.ndarray
     n_canary: np.ndarray
     alpha: np.ndarray
@@ -227,7 +251,7 @@ def _sequential_status(lower, upper, threshold, n_min, settings: GateSettings) -
 
 
 def evaluate_batch(baseline: WindowArrays, canary: WindowArrays, settings: GateSettings,
-                   alpha: float) -> dict[str, CheckArrays]:
+                   alpha: float, *, split_traffic: bool = True) -> dict[str, CheckArrays]:
     """Every check on m pairs of windows at once; see `evaluate` for the one-window form.
 
     `alpha` is the window's budget (``settings.alpha_per_window(n)``), split equally among
@@ -239,7 +263,7 @@ def evaluate_batch(baseline: WindowArrays, canary: WindowArrays, settings: GateS
     nb, nc = baseline.requests, canary.requests
     n_min = np.minimum(nb, nc)
     has_shadow = canary.shadow_rows > 0
-    alpha_check = alpha / (2.0 + has_shadow)
+    alpha_check = alpha / (2.0 + bool(split_traffic) + has_shadow)
     checks: dict[str, CheckArrays] = {}
 
     # Error rate: difference of proportions.
@@ -253,6 +277,22 @@ def evaluate_batch(baseline: WindowArrays, canary: WindowArrays, settings: GateS
     checks["error_rate"] = CheckArrays(
         "error_rate", "rate", _sequential_status(lo, hi, margin, n_min, settings), est, lo, hi,
         rate_b, rate_c, margin, nb, nc, alpha_check)
+
+    # Error increase: does the canary take more of the errors than of the requests?
+    log_e = rate_increase_log_e_value(canary.errors, nc, baseline.errors, nb)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        share_requests = np.where(nb + nc > 0, nc / np.maximum(nb + nc, 1.0), np.nan)
+        errors = canary.errors + baseline.errors
+        share_errors = np.where(errors > 0, canary.errors / np.maximum(errors, 1.0), np.nan)
+    fail = log_e >= np.log(1.0 / alpha_check)
+    status = np.where(fail, FAIL, PASS)
+    status = np.where(n_min < settings.min_requests, INSUFFICIENT, status)
+    status = np.where(fail & (n_min >= settings.min_requests_hard_fail), FAIL, status)
+    status = np.where(split_traffic, status, NOT_APPLICABLE).astype(np.int8)
+    nan = np.full_like(share_requests, np.nan)
+    checks["error_increase"] = CheckArrays(
+        "error_increase", "rate", status, share_errors, nan, nan, rate_b, rate_c, share_requests, nb, nc,
+        np.where(split_traffic, alpha_check, np.nan), {"log_e": log_e})
 
     # Latency: difference of means, computed in seconds and reported in milliseconds.
     mean_b, var_b = mean_and_variance(baseline.latency_sum, baseline.latency_sumsq, nb)
@@ -411,17 +451,21 @@ class Decision(NamedTuple):
 
 
 def evaluate(baseline: VariantWindow, canary: VariantWindow, settings: GateSettings,
-             alpha: float) -> GateReport:
+             alpha: float, *, split_traffic: bool = True) -> GateReport:
     """Run every applicable check on one look at one window.
 
     `alpha` is this window's share of the rollout's budget, normally
     ``settings.alpha_per_window(n_windows)``. The windows may differ in length (the
     post-promotion bake compares the new version with the baseline window recorded before
-    the switch). Checks that do not apply (no scored rows on either side, no shadow rows)
-    are left out.
+    the switch). `split_traffic` says that the two windows are the shares of one stream of
+    live requests split at a fixed weight over the same time (a canary step); pass False
+    against a recorded baseline or for a shadow candidate, and the ``error_increase`` check,
+    which relies on it, does not apply. Checks that do not apply (no scored rows on either
+    side, no shadow rows) are left out.
     """
     arrays = evaluate_batch(WindowArrays.from_windows([baseline]),
-                            WindowArrays.from_windows([canary]), settings, alpha)
+                            WindowArrays.from_windows([canary]), settings, alpha,
+                            split_traffic=split_traffic)
     checks = []
     for name in CHECKS:
         a = arrays[name]
@@ -432,10 +476,11 @@ def evaluate(baseline: VariantWindow, canary: VariantWindow, settings: GateSetti
                   for key in ("estimate", "lower", "upper", "baseline", "canary", "alpha")}
         detail = {key: float(v[0]) for key, v in a.detail.items()}
         status = STATUSES[code]
+        threshold = float(np.broadcast_to(a.threshold, a.status.shape)[0])
         checks.append(CheckResult(
-            name=name, status=status, threshold=float(a.threshold),
+            name=name, status=status, threshold=threshold,
             n_baseline=int(a.n_baseline[0]), n_canary=int(a.n_canary[0]), unit=a.unit,
-            message=_message(name, status, values, float(a.threshold), int(a.n_baseline[0]),
+            message=_message(name, status, values, threshold, int(a.n_baseline[0]),
                              int(a.n_canary[0]), detail, settings),
             **values))
     return GateReport(checks=checks, alpha=float(alpha))
@@ -526,6 +571,8 @@ def _level(alpha: float | None) -> str:
 
 def _message(name: str, status: str, v: dict, threshold: float, n_b: int, n_c: int,
              detail: dict, settings: GateSettings) -> str:
+    if name == "error_increase":
+        return _increase_message(status, v, threshold, n_b, n_c, detail, settings)
     if name == "score_psi":
         if status == "insufficient":
             return (f"score distribution: {n_c:,} canary / {n_b:,} baseline scored rows, below the "
@@ -567,3 +614,22 @@ def _message(name: str, status: str, v: dict, threshold: float, n_b: int, n_c: i
         return (f"{head}: {n_c:,} canary / {n_b:,} baseline requests, below the minimum "
                 f"{settings.min_requests:,} per variant")
     return f"{head}: not yet distinguishable from the margin {margin}"
+
+
+def _increase_message(status: str, v: dict, share: float, n_b: int, n_c: int, detail: dict,
+                      settings: GateSettings) -> str:
+    rates = f"error rate {_fmt_value(v['canary'], 'rate')} vs {_fmt_value(v['baseline'], 'rate')}"
+    if status == "insufficient" and v["canary"] is None:
+        return (f"error increase: {n_c:,} canary / {n_b:,} baseline requests, below the minimum "
+                f"{settings.min_requests:,} per variant")
+    errors = ("no errors yet" if v["estimate"] is None
+              else f"{_fmt_value(v['estimate'], 'rate')} of the errors")
+    e_value = math.exp(min(detail["log_e"], 700.0))
+    bound = 1.0 / v["alpha"] if v["alpha"] else math.inf
+    head = (f"the canary served {_fmt_value(share, 'rate')} of the requests and {errors} ({rates}; "
+            f"e-value {e_value:,.3g}, limit 1/α = {bound:,.0f})")
+    if status == "fail":
+        return f"{head}: its error rate is surely higher than the baseline's"
+    if status == "insufficient":
+        return f"{head}: below the minimum {settings.min_requests:,} requests per variant"
+    return f"{head}: no evidence of more errors than the baseline"

@@ -34,12 +34,16 @@ def read_windows(source: dict, selector: WindowSelector, since: WindowStart) -> 
 def look_once(source: dict, selector: dict, since: dict, gates: dict, alpha: float, *, elapsed_s: float,
               bake_s: float, max_s: float, final: bool, fixed_baseline: dict | None = None) -> dict:
     """Evaluate the gate once. `fixed_baseline` replaces the live baseline window (the
-    post-promotion bake compares the new champion with the old one's last step)."""
+    post-promotion bake compares the new champion with the old one's last step); then, and
+    for a shadow candidate, the windows do not split one stream of requests and the
+    error-increase check does not apply."""
     chosen = WindowSelector(**selector)
     baseline, candidate = read_windows(source, chosen, WindowStart(**since))
     if fixed_baseline is not None:
         baseline = VariantWindow.from_dict(fixed_baseline)
-    report = evaluate(baseline, candidate, GateSettings.model_validate(gates), alpha)
+    # The error-increase test needs both windows to split one stream of live requests.
+    split_traffic = fixed_baseline is None and chosen.candidate_role == "live"
+    report = evaluate(baseline, candidate, GateSettings.model_validate(gates), alpha, split_traffic=split_traffic)
     decision = decide(report, elapsed_s=elapsed_s, bake_s=bake_s, max_s=max_s, final=final)
     return {"decision": decision.outcome, "reason": decision.reason, "report": report.to_dict(),
             "baseline": baseline.to_dict(), "candidate": candidate.to_dict(), "elapsed_s": round(elapsed_s, 1)}

@@ -1,5 +1,7 @@
-"""Metric gates: the formulas against hand-computed values, the time-uniform guarantee by a
-small Monte Carlo, each check's verdicts, decide()'s truth table, settings and reports."""
+"""Metric gates: the formulas against hand-computed values, the time-uniform guarantees by
+small seeded Monte Carlos (the confidence sequences and the error-increase e-process, whose
+power on a doubled error rate is measured too), each check's verdicts, decide()'s truth
+table, settings and reports."""
 
 from __future__ import annotations
 
@@ -138,7 +140,8 @@ def test_latency_confidence_sequence_covers_at_every_look():
 # ------------------------------------------------------------------------------- checks
 def test_empty_windows_are_insufficient_and_do_not_crash():
     report = evaluate(VariantWindow(), VariantWindow(), SETTINGS, ALPHA)
-    assert report.statuses() == {"error_rate": "insufficient", "latency": "insufficient"}
+    assert report.statuses() == {"error_rate": "insufficient", "error_increase": "insufficient",
+                                 "latency": "insufficient"}
     for check in report.checks:
         assert check.estimate is None and check.lower is None and check.upper is None
         assert "below the minimum 200" in check.message
@@ -162,13 +165,13 @@ def test_error_rate_verdicts():
     fail = evaluate(window(40_000, 400), window(20_000, 500), SETTINGS, ALPHA).check("error_rate")
     assert fail.status == "fail" and fail.lower > SETTINGS.error_rate_margin
     assert fail.estimate == pytest.approx(0.015) and fail.baseline == pytest.approx(0.01)
-    assert fail.message.startswith("error rate 2.50 % vs 1.00 % (Δ +1.50 pp, 99.83 % CS [")
+    assert fail.message.startswith("error rate 2.50 % vs 1.00 % (Δ +1.50 pp, 99.89 % CS [")
     assert fail.message.endswith("exceeds the margin 0.50 pp")
     ok = evaluate(window(40_000, 400), window(20_000, 200), SETTINGS, ALPHA).check("error_rate")
     assert ok.status == "pass" and ok.upper < SETTINGS.error_rate_margin
     unsure = evaluate(window(3_000, 30), window(300, 6), SETTINGS, ALPHA).check("error_rate")
     assert unsure.status == "undecided" and unsure.lower < 0.005 < unsure.upper
-    assert unsure.alpha == pytest.approx(ALPHA / 2)
+    assert unsure.alpha == pytest.approx(ALPHA / 3)  # error rate, error increase and latency
 
 
 def test_minimum_requests_and_hard_failures():
@@ -215,7 +218,7 @@ def test_shadow_check_applies_only_with_shadow_rows_and_takes_a_share_of_alpha()
     report = evaluate(base, window(20_000, 200, shadow_rows=5_000, disagreements=500), SETTINGS, ALPHA)
     shadow = report.check("shadow_disagreement")
     assert shadow.status == "fail" and shadow.estimate == pytest.approx(0.1)
-    assert shadow.alpha == pytest.approx(ALPHA / 3) and report.check("error_rate").alpha == pytest.approx(ALPHA / 3)
+    assert shadow.alpha == pytest.approx(ALPHA / 4) and report.check("error_rate").alpha == pytest.approx(ALPHA / 4)
     ok = evaluate(base, window(20_000, 200, shadow_rows=5_000, disagreements=50), SETTINGS, ALPHA)
     assert ok.check("shadow_disagreement").status == "pass"
     few = evaluate(base, window(20_000, 200, shadow_rows=100, disagreements=4), SETTINGS, ALPHA)
@@ -224,9 +227,101 @@ def test_shadow_check_applies_only_with_shadow_rows_and_takes_a_share_of_alpha()
 
 def test_windows_of_unequal_length_post_promotion_bake():
     recorded_baseline = window(500_000, 5_000)  # the whole window before the switch
-    report = evaluate(recorded_baseline, window(2_000, 20), SETTINGS, ALPHA)
+    report = evaluate(recorded_baseline, window(2_000, 20), SETTINGS, ALPHA, split_traffic=False)
     assert report.check("error_rate").status in ("pass", "undecided")
     assert report.check("error_rate").n_baseline == 500_000
+    # Against a recorded baseline the error-increase test does not apply, and the window's
+    # budget is split over the confidence sequences alone.
+    assert report.check("error_increase") is None
+    assert report.check("error_rate").alpha == pytest.approx(ALPHA / 2)
+
+
+# ------------------------------------------------------------------ error-increase check
+def _error_windows(nb, eb, nc, ec):
+    """WindowArrays for error counts only (latency and scores do not matter here)."""
+    def arrays(n, e):
+        n, e = np.asarray(n, dtype=float).ravel(), np.asarray(e, dtype=float).ravel()
+        m = n.size
+        return WindowArrays(requests=n, errors=e, latency_sum=n * 0.02, latency_sumsq=n * 0.02 ** 2 * 1.25,
+                            rows=np.zeros(m), score_bins=np.zeros((m, N_SCORE_BINS)), shadow_rows=np.zeros(m),
+                            shadow_disagreements=np.zeros(m))
+    return arrays(nb, eb), arrays(nc, ec)
+
+
+def test_error_increase_false_fail_rate_stays_within_alpha_under_continuous_monitoring():
+    """1,000 A/A sequences × 60 looks per traffic share, the error rate shared by both
+    variants jumping from 1 % to 4 % and back (an upstream incident): the check's "fail"
+    rate stays within alpha at every share, while a z-test on the error rates checked at
+    every look fails far more often during the incident."""
+    rng = np.random.default_rng(20261205)
+    runs, looks, per_look, alpha = 1000, 60, 200, 0.05
+    settings = GateSettings(alpha=alpha, min_requests=2, min_requests_hard_fail=2)
+    common = np.where((np.arange(looks) >= 20) & (np.arange(looks) < 35), 0.04, 0.01)
+    for share in (0.05, 0.25, 0.5):
+        nc = rng.poisson(per_look * share, size=(runs, looks))
+        nb = rng.poisson(per_look * (1 - share), size=(runs, looks))
+        ec, eb = rng.binomial(nc, common), rng.binomial(nb, common)
+        cum = [x.cumsum(axis=1) for x in (nb, eb, nc, ec)]
+        base, canary = _error_windows(*cum)
+        check = evaluate_batch(base, canary, settings, alpha)["error_increase"]
+        ever_failed = (check.status == FAIL).reshape(runs, looks).any(axis=1).mean()
+        budget = check.alpha[0]  # the window's alpha split over three sequential checks
+        assert ever_failed <= budget + 2 * math.sqrt(budget * (1 - budget) / runs), share
+    # The same sequences tested naively (the last share), every look at the check's level:
+    nbc, ebc, ncc, ecc = (x.astype(float) for x in cum)
+    se = np.sqrt(proportion_variance(ecc, ncc) / ncc + proportion_variance(ebc, nbc) / nbc)
+    z = (ecc / ncc - ebc / nbc) / se
+    assert (z > stats.norm.ppf(1 - check.alpha[0])).any(axis=1).mean() > 3 * check.alpha[0]
+
+
+def test_error_increase_catches_a_doubled_error_rate_at_a_five_percent_canary():
+    """200 requests/s, 5 % to the canary, errors 1 % → 2 %, looks every 10 s, the default
+    budget of one of three windows: most doublings fail within the 300 s bake, while the
+    error-rate confidence sequence (non-inferiority margin 0.5 pp) cannot tell a doubling
+    from "worse by the margin" in that time."""
+    rng = np.random.default_rng(7)
+    runs, looks = 400, 30
+    nc, nb = rng.poisson(100, size=(runs, looks)), rng.poisson(1_900, size=(runs, looks))
+    ec, eb = rng.binomial(nc, 0.02), rng.binomial(nb, 0.01)
+    base, canary = _error_windows(*(x.cumsum(axis=1) for x in (nb, eb, nc, ec)))
+    checks = evaluate_batch(base, canary, SETTINGS, ALPHA)
+    increase = (checks["error_increase"].status == FAIL).reshape(runs, looks)
+    margin = (checks["error_rate"].status == FAIL).reshape(runs, looks)
+    assert increase.any(axis=1).mean() >= 0.6
+    assert np.median(np.where(increase.any(axis=1), increase.argmax(axis=1) + 1, 10 ** 6) * 10) <= 300
+    assert margin.any(axis=1).mean() <= 0.05
+
+
+def test_error_increase_verdicts_and_report():
+    # 5 % of the requests, 9.5 % of the errors, by 3,000 canary requests: fails.
+    report = evaluate(window(57_000, 570), window(3_000, 60), SETTINGS, ALPHA)
+    check = report.check("error_increase")
+    assert check.status == "fail" and check.unit == "rate"
+    assert check.threshold == pytest.approx(0.05) and check.estimate == pytest.approx(60 / 630)
+    assert check.canary == pytest.approx(0.02) and check.baseline == pytest.approx(0.01)
+    assert check.lower is None and check.alpha == pytest.approx(ALPHA / 3)
+    assert check.message.startswith("the canary served 5.00 % of the requests and 9.52 % of the errors "
+                                    "(error rate 2.00 % vs 1.00 %; e-value ")
+    assert check.message.endswith("its error rate is surely higher than the baseline's")
+    # Meanwhile the margin's confidence sequence is undecided: the canary may be only 0.5 pp worse.
+    assert report.check("error_rate").status == "undecided"
+    assert decide(report, elapsed_s=60, bake_s=300, max_s=900, final=False).outcome == "fail"
+    # The same share of errors as of requests: no evidence.
+    same = evaluate(window(57_000, 570), window(3_000, 30), SETTINGS, ALPHA).check("error_increase")
+    assert same.status == "pass" and same.message.endswith("no evidence of more errors than the baseline")
+    # No errors anywhere.
+    none = evaluate(window(20_000, 0), window(1_000, 0), SETTINGS, ALPHA).check("error_increase")
+    assert none.status == "pass" and none.estimate is None and "no errors yet" in none.message
+    # A canary failing every request is caught from min_requests_hard_fail on, like the others.
+    assert evaluate(window(5_000, 50), window(60, 60), SETTINGS, ALPHA).check("error_increase").status == "fail"
+    assert evaluate(window(5_000, 50), window(40, 40), SETTINGS, ALPHA).check(
+        "error_increase").status == "insufficient"
+    # A shadow candidate sees copies of the baseline's requests: the check does not apply.
+    shadow = evaluate(window(20_000, 200), window(20_000, 400, shadow_rows=20_000), SETTINGS, ALPHA,
+                      split_traffic=False)
+    assert shadow.check("error_increase") is None and shadow.check("shadow_disagreement").alpha == pytest.approx(
+        ALPHA / 3)
+    assert GateReport.from_dict(json.loads(json.dumps(report.to_dict()))) == report
 
 
 def test_batch_and_single_window_paths_agree():
@@ -316,7 +411,8 @@ def test_settings_reject_bad_values(values, message):
 def test_report_round_trips_and_renders():
     report = evaluate(window(40_000, 400), window(20_000, 500, shadow_rows=2_000, disagreements=40),
                       SETTINGS, ALPHA)
-    assert [c.name for c in report.checks] == ["error_rate", "latency", "score_psi", "shadow_disagreement"]
+    assert [c.name for c in report.checks] == ["error_rate", "error_increase", "latency", "score_psi",
+                                               "shadow_disagreement"]
     data = json.loads(json.dumps(report.to_dict()))
     assert GateReport.from_dict(data) == report
     markdown = report.to_markdown()
