@@ -3,18 +3,23 @@ flightdeck.delivery.gates and by a Flagger-style threshold gate, on the same tra
 
 Each rollout sends `--rps` requests/s, split canary/baseline 5 → 25 → 50 % (then 100 %, the
 end). The sequential gate looks every `--look-seconds` at the step's cumulative windows
-and calls `evaluate_batch` / `decide_batch` (the array form of `evaluate` / `decide`; a
-sample of looks is replayed through `evaluate` / `decide` themselves and must agree): a
-step lasts at least `--bake-seconds` and at most `--max-seconds`; the 50 % step is the final
-window (it needs non-inferiority established); the rollout's alpha is split over its three
-windows. The Flagger-style gate checks the canary's success rate over each
-`--flagger-interval` against a fixed minimum and rolls back after `--flagger-threshold`
-failed checks; a step advances after bake / interval passed checks.
+and calls `evaluate_batch` / `decide_batch` (the array form of `evaluate` / `decide`, the
+code the promotion DAGs run; a sample of looks is replayed through `evaluate` / `decide`
+themselves and must agree): a step lasts at least `--bake-seconds` and at most
+`--max-seconds`; the 50 % step is the final window (it needs non-inferiority established);
+the rollout's alpha is split over its three windows. Two forms of it run: "sequential", the
+gate as the DAGs run it on a canary step (the confidence sequences plus the error-increase
+e-process), and "sequential, CS only", the same gate without the e-process (as it was
+before the e-process, and as it still is against a recorded baseline). The Flagger-style
+gate checks the canary's success rate over each `--flagger-interval` against a fixed
+minimum and rolls back after `--flagger-threshold` failed checks; a step advances after
+bake / interval passed checks.
 
-Scenarios: identical variants (A/A), a canary whose error rate doubles (1 % → 2 %), and for
-information an A/A rollout during a shared upstream incident (both variants at 1.5 %).
-Prints, per scenario and gate, the rollback, inconclusive and promotion rates, where
-rollbacks happened, the median time to decision, and the two targets with PASS/MISS:
+Scenarios: identical variants (A/A), a canary whose error rate doubles (1 % → 2 %), and an
+A/A rollout during a shared upstream incident (both variants at 1.5 %). Prints, per scenario
+and gate, the rollback, inconclusive and promotion rates, where rollbacks happened, the
+median time to decision and to rollback, the exposure (requests the canary served before it
+was rolled back) against the Flagger-style gates', and the targets with PASS/MISS:
     python benchmarks/gates.py [--runs 1000] [--seed 7] [--bake-seconds 300] [--look-seconds 10]
                                [--rps 200] [--max-seconds 900]
 """
@@ -35,6 +40,7 @@ from flightdeck.delivery.gates import (
     OUTCOMES,
     PROMOTE,
     ROLLBACK,
+    WAIT,
     GateSettings,
     WindowArrays,
     decide,
@@ -50,8 +56,10 @@ LATENCY_MEDIAN_S = 0.020  # lognormal latency, the same for both variants in eve
 LATENCY_SIGMA = 0.5
 SCORE_BETA = (2.0, 5.0)  # prediction scores ~ Beta(2, 5), binned on SCORE_EDGES
 REPLAY_RUNS = 10  # rollouts per scenario whose every look is replayed through evaluate()/decide()
-TARGET_AA = 0.01  # A/A rolled back in at most 1 % of runs
+TARGET_AA = 0.01  # A/A rolled back in at most 1 % of runs, with or without a shared incident
 TARGET_CAUGHT = 0.95  # a doubled error rate caught before the canary passes 50 % in ≥ 95 %
+TARGET_ROLLBACK_S = 360.0  # ... and rolled back within 360 s (median), as fast as a threshold gate
+TARGET_CAUGHT_FIRST = 0.5  # ... at the first (5 %) step in ≥ 50 % of runs
 
 PROMOTED = -1  # outcome code of a rollout that reached 100 %
 
@@ -62,13 +70,13 @@ class Scenario:
     label: str
     baseline_error: float
     canary_error: float
-    target: str | None  # "aa" or "caught": which target this scenario is judged on
+    target: str | None  # "aa" or "caught": which targets this scenario is judged on
 
 
 SCENARIOS = (
     Scenario("aa", "A/A, 1 % errors", 0.01, 0.01, "aa"),
     Scenario("double", "errors double 1 % → 2 %", 0.01, 0.02, "caught"),
-    Scenario("incident", "A/A, shared incident 1.5 % (info)", 0.015, 0.015, None),
+    Scenario("incident", "A/A, shared incident 1.5 %", 0.015, 0.015, "aa"),
 )
 
 
@@ -160,33 +168,38 @@ class GateRun:
     outcome: np.ndarray  # ROLLBACK, INCONCLUSIVE or PROMOTED
     seconds: np.ndarray  # from rollout start to the decision (rollback or promotion)
     step: np.ndarray  # index of the step where it was decided (len(STEPS) when promoted)
+    exposure: np.ndarray  # requests the canary served until the decision
 
 
 def run_sequential(traffic: list[StepTraffic], settings: GateSettings, *, bake_s: float,
-                   max_s: float, look_s: float, replay: list | None = None) -> GateRun:
-    """The sequential gate on every run at once; `replay` collects looks of the first runs."""
+                   max_s: float, look_s: float, replay: list | None = None,
+                   split_traffic: bool = True) -> GateRun:
+    """The sequential gate on every run at once; `replay` collects looks of the first runs.
+    `split_traffic=False` leaves the error-increase e-process out (the confidence sequences only)."""
     runs = traffic[0].requests["canary"].shape[0]
     alpha = settings.alpha_per_window(len(STEPS))
     outcome = np.full(runs, PROMOTED)
     seconds = np.zeros(runs)
+    exposure = np.zeros(runs)
     step_of = np.full(runs, len(STEPS))
     alive = np.ones(runs, dtype=bool)
     for s, step in enumerate(traffic):
         final = s == len(STEPS) - 1
         in_step = alive.copy()
         looks = step.requests["canary"].shape[1]
+        served = step.requests["canary"].cumsum(axis=1)
         for j in range(looks):
             idx = np.flatnonzero(in_step)
             if idx.size == 0:
                 break
             elapsed = (j + 1) * look_s
             checks = evaluate_batch(step.window("baseline", idx, j), step.window("canary", idx, j),
-                                    settings, alpha)
+                                    settings, alpha, split_traffic=split_traffic)
             statuses = np.stack([c.status for c in checks.values()], axis=1)
             decided = decide_batch(statuses, elapsed_s=elapsed, bake_s=bake_s, max_s=max_s, final=final)
             if replay is not None:
                 for i in np.flatnonzero(idx < REPLAY_RUNS):
-                    replay.append((s, int(idx[i]), j, elapsed, final, int(decided[i])))
+                    replay.append((s, int(idx[i]), j, elapsed, final, int(decided[i]), split_traffic))
             stop = idx[(decided == ROLLBACK) | (decided == INCONCLUSIVE)]
             outcome[stop] = decided[(decided == ROLLBACK) | (decided == INCONCLUSIVE)]
             seconds[stop] += elapsed
@@ -194,11 +207,13 @@ def run_sequential(traffic: list[StepTraffic], settings: GateSettings, *, bake_s
             alive[stop] = False
             advance = idx[decided == PROMOTE]
             seconds[advance] += elapsed
+            decided_now = idx[decided != WAIT]
+            exposure[decided_now] += served[decided_now, j]
             in_step[stop] = False
             in_step[advance] = False
         if in_step.any():
             raise RuntimeError("a step outlived its deadline: the traffic horizon is too short")
-    return GateRun(outcome, seconds, step_of)
+    return GateRun(outcome, seconds, step_of, exposure)
 
 
 def run_flagger(traffic: list[StepTraffic], *, min_success: float, interval_s: float,
@@ -212,6 +227,7 @@ def run_flagger(traffic: list[StepTraffic], *, min_success: float, interval_s: f
     runs = traffic[0].requests["canary"].shape[0]
     outcome = np.full(runs, PROMOTED)
     seconds = np.zeros(runs)
+    exposure = np.zeros(runs)
     step_of = np.full(runs, len(STEPS))
     alive = np.ones(runs, dtype=bool)
     failed = np.zeros(runs, dtype=int)
@@ -221,6 +237,7 @@ def run_flagger(traffic: list[StepTraffic], *, min_success: float, interval_s: f
         n_checks = n.shape[1] // per_check
         req = n[:, :n_checks * per_check].reshape(runs, n_checks, per_check).sum(axis=2)
         err = e[:, :n_checks * per_check].reshape(runs, n_checks, per_check).sum(axis=2)
+        served = req.cumsum(axis=1)
         with np.errstate(divide="ignore", invalid="ignore"):
             bad = (req == 0) | (100.0 * (1.0 - err / np.maximum(req, 1)) < min_success)
         in_step = alive.copy()
@@ -234,11 +251,12 @@ def run_flagger(traffic: list[StepTraffic], *, min_success: float, interval_s: f
             outcome[stop] = ROLLBACK
             step_of[stop] = s
             seconds[stop | advance] += elapsed
+            exposure[stop | advance] += served[stop | advance, c]
             alive &= ~stop
             in_step &= ~(stop | advance)
         if in_step.any():
             raise RuntimeError("a Flagger step outlived the traffic horizon")
-    return GateRun(outcome, seconds, step_of)
+    return GateRun(outcome, seconds, step_of, exposure)
 
 
 # ------------------------------------------------------------------------------ report
@@ -256,8 +274,11 @@ def summarise(run: GateRun) -> dict:
         "caught_before_50": float(rolled.mean()),
         "stopped_rate": float(stopped.mean()),
         "rollbacks_by_step": {f"{w}%": int((rolled & (run.step == s)).sum()) for s, w in enumerate(STEPS)},
+        "caught_at_first_step": float((rolled & (run.step == 0)).mean()),
         "median_decision_s": float(np.median(run.seconds)),
         "median_rollback_s": float(np.median(run.seconds[rolled])) if rolled.any() else None,
+        # Requests the canary served before it was rolled back (what a bad canary costs users).
+        "median_rollback_exposure": float(np.median(run.exposure[rolled])) if rolled.any() else None,
     }
 
 
@@ -274,11 +295,11 @@ def replay_agreement(replay: list, traffic: list[StepTraffic], settings: GateSet
     """Re-decide recorded looks with the one-window API; return (agreeing, total)."""
     alpha = settings.alpha_per_window(len(STEPS))
     agree = 0
-    for s, run, j, elapsed, final, code in replay:
+    for s, run, j, elapsed, final, code, split_traffic in replay:
         idx = np.array([run])
         baseline = traffic[s].window("baseline", idx, j).window(0)
         canary = traffic[s].window("canary", idx, j).window(0)
-        report = evaluate(baseline, canary, settings, alpha)
+        report = evaluate(baseline, canary, settings, alpha, split_traffic=split_traffic)
         decision = decide(report, elapsed_s=elapsed, bake_s=bake_s, max_s=max_s, final=final)
         agree += decision.outcome == OUTCOMES[code]
     return agree, len(replay)
@@ -321,14 +342,15 @@ def main(argv: list[str] | None = None) -> dict:
     # Enough looks for the longest step either gate can take.
     flagger_horizon = (math.ceil(bake / args.flagger_interval) + args.flagger_threshold) * args.flagger_interval
     looks = math.ceil(max(max_s, flagger_horizon) / look) + 1
-    gates = ["sequential"] + [f"flagger ≥{m:g} %" for m in args.flagger_min_success]
+    gates = ["sequential", "sequential, CS only"] + [f"flagger ≥{m:g} %" for m in args.flagger_min_success]
 
     print(f"Gate simulation: {args.runs:,} rollouts per scenario, {args.rps:g} requests/s, steps "
           f"{' → '.join(f'{w} %' for w in STEPS)} (then 100 %), seed {args.seed}")
     print(f"  sequential: looks every {look:g} s, bake {bake:g} s, deadline {max_s:g} s per step, "
           f"alpha {settings.alpha:g} over {len(STEPS)} windows, margins {100 * settings.error_rate_margin:g} pp "
           f"/ {settings.latency_margin_ms:g} ms, PSI ≤ {settings.psi_max:g}, min {settings.min_requests} "
-          f"requests, on_inconclusive={settings.on_inconclusive}; the {STEPS[-1]} % step is final")
+          f"requests, on_inconclusive={settings.on_inconclusive}; the {STEPS[-1]} % step is final; "
+          "'CS only' leaves out the error-increase e-process")
     print(f"  flagger:    request-success-rate over each {args.flagger_interval:g} s interval, failure "
           f"limit {args.flagger_threshold}, a step advances after "
           f"{max(1, math.ceil(bake / args.flagger_interval))} passed checks")
@@ -343,9 +365,11 @@ def main(argv: list[str] | None = None) -> dict:
         errors = {"baseline": scenario.baseline_error, "canary": scenario.canary_error}
         traffic = [simulate_step(rng, args.runs, looks, w / 100, args.rps, look, errors) for w in STEPS]
         replay: list = []
-        runs = {"sequential": run_sequential(traffic, settings, bake_s=bake, max_s=max_s, look_s=look,
-                                             replay=replay)}
-        for gate, minimum in zip(gates[1:], args.flagger_min_success, strict=True):
+        # Looks of the gate as the DAGs run it are replayed (the CS-only form runs the same code).
+        runs = {gate: run_sequential(traffic, settings, bake_s=bake, max_s=max_s, look_s=look,
+                                     replay=replay if split else None, split_traffic=split)
+                for gate, split in zip(gates[:2], (True, False), strict=True)}
+        for gate, minimum in zip(gates[2:], args.flagger_min_success, strict=True):
             runs[gate] = run_flagger(traffic, min_success=minimum, interval_s=args.flagger_interval,
                                      threshold=args.flagger_threshold, bake_s=bake, look_s=look)
         agree, total = replay_agreement(replay, traffic, settings, bake_s=bake, max_s=max_s)
@@ -354,18 +378,34 @@ def main(argv: list[str] | None = None) -> dict:
         results.append({"scenario": scenario.key, "label": scenario.label, "target": scenario.target,
                         "gates": {gate: summarise(run) for gate, run in runs.items()}})
 
-    header = (f"{'scenario':<36} {'gate':<15} {'rolled back':>11} {'inconcl.':>9} {'promoted':>9} "
-              f"{'rollbacks at 5/25/50 %':>23} {'median decision s':>18} {'median rollback s':>18}")
+    header = (f"{'scenario':<30} {'gate':<19} {'rolled back':>11} {'inconcl.':>9} {'promoted':>9} "
+              f"{'rollbacks at 5/25/50 %':>23} {'median decision s':>18} {'median rollback s':>18} "
+              f"{'exposure':>9}")
     print(header)
     print("-" * len(header))
     for result in results:
         for gate, r in result["gates"].items():
             by_step = "/".join(str(v) for v in r["rollbacks_by_step"].values())
-            print(f"{result['label']:<36} {gate:<15} {_pct(r['rollback_rate']):>11} "
+            exposure = r["median_rollback_exposure"]
+            print(f"{result['label']:<30} {gate:<19} {_pct(r['rollback_rate']):>11} "
                   f"{_pct(r['inconclusive_rate']):>9} {_pct(r['promoted_rate']):>9} {by_step:>23} "
-                  f"{_secs(r['median_decision_s']):>18} {_secs(r['median_rollback_s']):>18}")
+                  f"{_secs(r['median_decision_s']):>18} {_secs(r['median_rollback_s']):>18} "
+                  f"{_secs(exposure):>9}")
     print("\n'rolled back' counts 'fail' decisions; 'inconcl.' runs reached a step's deadline without "
-          f"enough evidence and are rolled back too (on_inconclusive={settings.on_inconclusive}).")
+          f"enough evidence and are rolled back too (on_inconclusive={settings.on_inconclusive}). "
+          "'exposure': median requests the canary served before its rollback.")
+
+    double = next(r for r in results if r["scenario"] == "double")["gates"]
+    print("\nerrors double, against the Flagger-style gates of the same run (ratio = gate / Flagger):")
+    for gate, r in double.items():
+        if gate.startswith("flagger") or r["median_rollback_s"] is None:
+            continue
+        for other, f in double.items():
+            if not other.startswith("flagger") or f["median_rollback_s"] is None:
+                continue
+            print(f"  {gate:<19} vs {other:<16} median time to rollback "
+                  f"×{r['median_rollback_s'] / f['median_rollback_s']:.2f}, exposure "
+                  f"×{r['median_rollback_exposure'] / f['median_rollback_exposure']:.2f}")
 
     targets = []
     print()
@@ -374,13 +414,22 @@ def main(argv: list[str] | None = None) -> dict:
             continue
         for gate, r in result["gates"].items():
             if result["target"] == "aa":
-                value, ok = r["stopped_rate"], r["stopped_rate"] <= TARGET_AA
-                what = f"A/A rolled back (fail or inconclusive) ≤ {100 * TARGET_AA:g} %"
+                checks = [(r["stopped_rate"], r["stopped_rate"] <= TARGET_AA, _pct,
+                           f"{result['label']}: rolled back (fail or inconcl.) ≤ {100 * TARGET_AA:g} %")]
             else:
-                value, ok = r["caught_before_50"], r["caught_before_50"] >= TARGET_CAUGHT
-                what = f"1 % → 2 % caught (fail) before the canary passes {STEPS[-1]} % ≥ {100 * TARGET_CAUGHT:g} %"
-            targets.append({"scenario": result["scenario"], "gate": gate, "value": value, "pass": bool(ok)})
-            print(f"target {what:<62} {gate:<15} {_pct(value):>8}  {'PASS' if ok else 'MISS'}")
+                rollback_s = r["median_rollback_s"]
+                checks = [
+                    (r["caught_before_50"], r["caught_before_50"] >= TARGET_CAUGHT, _pct,
+                     f"1 % → 2 % caught before the canary passes {STEPS[-1]} % ≥ {100 * TARGET_CAUGHT:g} %"),
+                    (r["caught_at_first_step"], r["caught_at_first_step"] >= TARGET_CAUGHT_FIRST, _pct,
+                     f"1 % → 2 % caught at the {STEPS[0]} % step ≥ {100 * TARGET_CAUGHT_FIRST:g} %"),
+                    (rollback_s, rollback_s is not None and rollback_s <= TARGET_ROLLBACK_S, _secs,
+                     f"1 % → 2 % median time to rollback ≤ {TARGET_ROLLBACK_S:g} s"),
+                ]
+            for value, ok, fmt, what in checks:
+                targets.append({"scenario": result["scenario"], "gate": gate, "target": what, "value": value,
+                                "pass": bool(ok)})
+                print(f"target {what:<62} {gate:<19} {fmt(value):>8}  {'PASS' if ok else 'MISS'}")
     print(f"\nreplayed {replay_total[1]:,} looks of the first {REPLAY_RUNS} rollouts per scenario through "
           f"evaluate()/decide(): {replay_total[0]:,} agree")
     print(f"run time {time.perf_counter() - started:.1f} s")

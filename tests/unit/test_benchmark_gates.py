@@ -25,7 +25,7 @@ def test_benchmark_reports_every_scenario_and_is_deterministic(capsys, monkeypat
     report = bench.main(ARGS)
     printed = capsys.readouterr().out
 
-    gates = ["sequential", "flagger ≥99 %", "flagger ≥98.5 %"]
+    gates = ["sequential", "sequential, CS only", "flagger ≥99 %", "flagger ≥98.5 %"]
     assert [r["scenario"] for r in report["results"]] == ["aa", "double", "incident"]
     for result in report["results"]:
         assert list(result["gates"]) == gates
@@ -37,14 +37,23 @@ def test_benchmark_reports_every_scenario_and_is_deterministic(capsys, monkeypat
             assert list(r["rollbacks_by_step"]) == ["5%", "25%", "50%"]
             assert r["median_decision_s"] > 0
             assert (r["median_rollback_s"] is None) == (r["rollback_rate"] == 0)
+            assert (r["median_rollback_exposure"] is None) == (r["rollback_rate"] == 0)
+            assert r["caught_at_first_step"] == r["rollbacks_by_step"]["5%"] / 25
+            if r["median_rollback_exposure"] is not None:  # requests at 5 % of 200/s, at least one look
+                assert r["median_rollback_exposure"] >= 50
+    # A/A and the shared incident: one target each; the doubling: caught before 50 %, at 5 %, time.
+    per_scenario = {"aa": 1, "double": 3, "incident": 1}
     assert [(t["scenario"], t["gate"]) for t in report["targets"]] == [
-        (scenario, gate) for scenario in ("aa", "double") for gate in gates]
-    assert all(0 <= t["value"] <= 1 and t["pass"] in (True, False) for t in report["targets"])
+        (scenario, gate) for scenario in ("aa", "double", "incident") for gate in gates
+        for _ in range(per_scenario[scenario])]
+    assert all(t["pass"] in (True, False) for t in report["targets"])
+    assert all(0 <= t["value"] <= 1 for t in report["targets"] if "median time" not in t["target"])
     # Every replayed look agrees between the batch path and evaluate()/decide().
     assert report["replay"]["total"] > 0 and report["replay"]["agree"] == report["replay"]["total"]
 
-    assert printed.count("target ") == 6 and printed.count("PASS") + printed.count("MISS") == 6
-    assert "median decision s" in printed and "run time" in printed
+    assert printed.count("target ") == 20 and printed.count("PASS") + printed.count("MISS") == 20
+    assert "median decision s" in printed and "exposure" in printed and "run time" in printed
+    assert "sequential          vs flagger ≥99 %" in printed  # time and exposure against Flagger
 
     again = bench.main(ARGS)
     capsys.readouterr()
