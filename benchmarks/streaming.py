@@ -1,5 +1,6 @@
 """Stream scorer benchmark: end-to-end events/s and p99 event-to-result latency on Redis Streams,
-against the ceiling: the same parsing + the one scoring function in a plain loop (no broker).
+against the ceiling: the scorer's own parsing (`parse_batch`) + the one scoring function in a plain
+loop (no broker), measured in the same run. Target: from a backlog, at least 0.6 of the ceiling.
 
     python benchmarks/streaming.py --events 20000 --rate 4000 [--sink sql] [--spark] [--json PATH]
 
@@ -10,6 +11,9 @@ availableNow run over the same events; the SparkSession start is not counted).
 `--json PATH` also writes the printed figures, the command and the date to PATH.
 The scorer's windows measure per-feature drift against the model's training reference profile,
 as in production; `--no-feature-drift` leaves it out.
+
+The per-event loop (`parse_event` + score, what the scorer parsed with before `parse_batch`) is
+printed too, for reference; the ratio is taken against the faster of the two.
 
 Latency = output entry id − input entry id (both Redis append times, one clock); with the SQL
 sink, the row's `scored_at` − input entry id (one host's clock). Needs Redis (and PostgreSQL for
@@ -32,12 +36,14 @@ from flightdeck import runtime
 from flightdeck.data.schema import FEATURES
 from flightdeck.devtools.results import write_json
 from flightdeck.streaming.broker import Backend
-from flightdeck.streaming.events import Record, parse_event
+from flightdeck.streaming.events import Record, parse_batch, parse_event
 from flightdeck.streaming.models import ModelRouter, StaticModel
 from flightdeck.streaming.producer import generated_events
 from flightdeck.streaming.redis_streams import RedisSink, RedisStreamSource
 from flightdeck.streaming.scorer import ScorerConfig, StreamScorer
 from flightdeck.streaming.windows import Windows
+
+TARGET_RATIO = 0.6  # the scorer from a backlog, as a share of the ceiling
 
 
 def _model() -> tuple[bytes, dict]:
@@ -54,7 +60,18 @@ def _model() -> tuple[bytes, dict]:
 
 
 def ceiling(values: list[bytes], onnx: bytes, batch: int) -> float:
-    """Events/s of parse + score_feeds in a plain loop."""
+    """Events/s of the scorer's parsing (`parse_batch`) + score_feeds in a plain loop."""
+    session = runtime.load_session(onnx)
+    plan = runtime.InputPlan.of(session)
+    started = time.perf_counter()
+    for i in range(0, len(values), batch):
+        events, _ = parse_batch([Record(str(j), v) for j, v in enumerate(values[i:i + batch])])
+        runtime.score_feeds(session, plan.feeds(events.columns))
+    return len(values) / (time.perf_counter() - started)
+
+
+def per_event_loop(values: list[bytes], onnx: bytes, batch: int) -> float:
+    """Events/s of `parse_event` per record + score_feeds in a plain loop (the earlier ceiling)."""
     session = runtime.load_session(onnx)
     plan = runtime.InputPlan.of(session)
     started = time.perf_counter()
@@ -72,11 +89,16 @@ def end_to_end(values: list[bytes], onnx: bytes, rate: float, batch: int, url: s
     prefix = f"fdbench-{uuid.uuid4().hex[:8]}"
 
     def produce():
-        started = time.monotonic()
-        for i, v in enumerate(values):
-            client.xadd(f"{prefix}:in", {"data": v})
+        # Appended in small pipelined chunks (a 5 ms tick at the rate): one XADD round trip per event
+        # from a Python thread cannot keep up with a few thousand events/s on a loaded machine.
+        started, chunk = time.monotonic(), max(int(rate / 200), 1) if rate > 0 else 1000
+        for i in range(0, len(values), chunk):
+            pipe = client.pipeline(transaction=False)
+            for v in values[i:i + chunk]:
+                pipe.xadd(f"{prefix}:in", {"data": v})
+            pipe.execute()
             if rate > 0:
-                time.sleep(max(started + (i + 1) / rate - time.monotonic(), 0.0))
+                time.sleep(max(started + (i + chunk) / rate - time.monotonic(), 0.0))
 
     if database_url is None:
         sink = RedisSink(client, f"{prefix}:out", f"{prefix}:dead", f"{prefix}:state")
@@ -187,7 +209,8 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     values, (onnx, profile) = list(generated_events(args.events)), _model()
     profile = None if args.no_feature_drift else profile
-    top = ceiling(values, onnx, args.batch)
+    top = max(ceiling(values, onnx, args.batch), ceiling(values, onnx, args.batch))  # the better of two
+    per_event = per_event_loop(values, onnx, args.batch)
     with contextlib.ExitStack() as stack:
         database_url = None
         if args.sink == "sql":
@@ -196,13 +219,16 @@ def main(argv: list[str] | None = None) -> dict:
         paced, p99 = end_to_end(values, onnx, args.rate, args.batch, args.redis_url, database_url, profile)
     if args.sink == "sql":
         print("sink: PostgreSQL (the SQL sink, one transaction per batch)")
-    print(f"ceiling (parse + score_feeds, plain loop): {top:,.0f} events/s")
+    print(f"ceiling (parse_batch + score_feeds, plain loop): {top:,.0f} events/s")
+    print(f"per-event loop (parse_event + score_feeds):      {per_event:,.0f} events/s  ({per_event / top:.2f} of the ceiling)")
     print(f"stream scorer, from a backlog:             {flat_out:,.0f} events/s  ratio {flat_out / top:.2f}")
+    print(f"{'PASS' if flat_out / top >= TARGET_RATIO else 'MISS'}: backlog throughput >= {TARGET_RATIO} of the ceiling "
+          f"({flat_out / top:.2f})")
     print(f"stream scorer at {args.rate:,.0f} events/s input:   {paced:,.0f} events/s, p99 event-to-result "
           f"{p99:.0f} ms")
     figures = {"sink": "postgresql" if args.sink == "sql" else "redis", "feature_drift": profile is not None,
                "events": args.events,
-               "batch": args.batch, "ceiling_events_per_s": top, "scorer_backlog_events_per_s": flat_out,
+               "batch": args.batch, "ceiling_events_per_s": top, "per_event_loop_events_per_s": per_event, "scorer_backlog_events_per_s": flat_out,
                "ratio": flat_out / top, "input_rate_events_per_s": args.rate, "scorer_paced_events_per_s": paced,
                "p99_event_to_result_ms": p99}
     if args.spark:

@@ -66,6 +66,11 @@ class FeatureReference:
         self._columns = np.concatenate([np.arange(n) for n in sizes])
         self._expected = np.zeros((len(sizes), max(sizes)))
         self._expected[self._rows, self._columns] = np.concatenate([e["proportions"] for e in self.entries])
+        # For `bucket_columns`: numeric edges as arrays, each category's bucket by a dict look-up.
+        self._edges = {name: np.asarray(e["edges"], dtype="float64")
+                       for name, e in zip(self.names, self.entries, strict=True) if e["kind"] == "numeric"}
+        self._codes = {name: {c: i for i, c in enumerate(e["categories"])}
+                       for name, e in zip(self.names, self.entries, strict=True) if e["kind"] == "categorical"}
 
     def bucket_rows(self, features: Sequence[Mapping[str, Any]]) -> np.ndarray:
         """For each event (a dict of its features), the flat index of its bucket in every feature:
@@ -76,18 +81,41 @@ class FeatureReference:
                    for name, entry, offset in zip(self.names, self.entries, self.offsets, strict=True)]
         return np.stack(columns, axis=1) if columns else np.empty((len(features), 0), dtype=np.int64)
 
+    def bucket_columns(self, columns: Mapping[str, Any]) -> np.ndarray:
+        """`bucket_rows` of validated events given column by column (numeric features as finite
+        float arrays, categorical ones as lists of str, as `streaming.events.EventBatch` holds
+        them): the same buckets as `batch.monitoring.bucket_indices`, without a pandas object."""
+        first = columns[self.names[0]]
+        out = np.empty((len(first), len(self.names)), dtype=np.int64)
+        for k, (name, offset) in enumerate(zip(self.names, self.offsets, strict=True)):
+            edges = self._edges.get(name)
+            if edges is not None:
+                # bucket i holds [edges[i-1], edges[i]); finite values only, so no null bucket
+                out[:, k] = np.searchsorted(edges, np.asarray(columns[name], dtype="float64"), side="right")
+            else:
+                codes, unseen = self._codes[name], len(self._codes[name])
+                out[:, k] = [codes.get(v, unseen) for v in columns[name]]
+            out[:, k] += offset
+        return out
+
     def counts(self, rows: Sequence[np.ndarray]) -> np.ndarray:
-        """The flat bucket counts of these events' rows (from `bucket_rows`)."""
+        """The flat bucket counts of these events' rows (from `bucket_rows`; one row, or a block of them)."""
         if not rows:
             return np.zeros(self.size, dtype=np.int64)
-        return np.bincount(np.concatenate(rows), minlength=self.size)
+        return np.bincount(np.concatenate([np.ravel(r) for r in rows]), minlength=self.size)
 
     def feature_psi(self, counts: Sequence[int]) -> dict[str, float]:
         """PSI of every feature's window histogram (flat `counts`) against the training shares."""
-        actual = np.zeros_like(self._expected)
-        actual[self._rows, self._columns] = np.asarray(counts, dtype=float)
-        values = psi(self._expected, actual)
-        return {name: round(float(value), 6) for name, value in zip(self.names, values, strict=True)}
+        return self.feature_psi_many([counts])[0]
+
+    def feature_psi_many(self, counts: Sequence[Sequence[int]]) -> list[dict[str, float]]:
+        """`feature_psi` of several windows' flat counts, in one PSI call."""
+        if not len(counts):
+            return []
+        actual = np.zeros((len(counts), *self._expected.shape))
+        actual[:, self._rows, self._columns] = np.asarray(counts, dtype=float)
+        values = psi(np.broadcast_to(self._expected, actual.shape), actual).tolist()
+        return [{name: round(value, 6) for name, value in zip(self.names, row, strict=True)} for row in values]
 
 
 def drift_alert(record: Mapping[str, Any], threshold: float) -> dict | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from flightdeck.serving.metrics import LABELS
@@ -35,3 +36,24 @@ class StreamMetrics:
         self.latency = Histogram("flightdeck_stream_event_to_result_seconds",
                                  "Broker append time to committed result.", ("endpoint",),
                                  buckets=LATENCY_BUCKETS, registry=registry)
+
+
+def observe_many(histogram, amounts) -> None:
+    """`histogram.observe(a)` for every amount of a batch, in one step per bucket instead of one
+    call per amount (the same bucket counts; the sum added once)."""
+    values = np.asarray(amounts, dtype=np.float64)
+    if not len(values):
+        return
+    bounds, buckets, total = (getattr(histogram, name, None) for name in ("_upper_bounds", "_buckets", "_sum"))
+    if bounds is None or buckets is None or total is None:  # a client without these internals: one by one
+        for value in values.tolist():
+            histogram.observe(value)
+        return
+    histogram._raise_if_not_observable()
+    # observe() counts an amount in the first bucket whose upper bound is >= it (the last is +Inf)
+    counts = np.bincount(np.searchsorted(np.asarray(bounds, dtype=np.float64), values, side="left"),
+                         minlength=len(bounds))
+    total.inc(float(values.sum()))
+    for bucket, count in zip(buckets, counts.tolist(), strict=False):
+        if count:
+            bucket.inc(count)

@@ -15,8 +15,9 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
+import numpy as np
+
 from flightdeck import runtime
-from flightdeck.data.schema import FEATURES
 from flightdeck.errors import ConfigError
 from flightdeck.streaming.broker import (
     Backend,
@@ -25,16 +26,9 @@ from flightdeck.streaming.broker import (
     FencedError,
     SinkRejectedError,
 )
-from flightdeck.streaming.events import (
-    DeadLetter,
-    Event,
-    InvalidEventError,
-    Record,
-    ScoredEvent,
-    parse_event,
-)
+from flightdeck.streaming.events import DeadLetter, EventBatch, Record, ScoredEvent, parse_batch
 from flightdeck.streaming.feature_drift import ALERT_KINDS, FeatureReference, drift_alert
-from flightdeck.streaming.metrics import StreamMetrics
+from flightdeck.streaming.metrics import StreamMetrics, observe_many
 from flightdeck.streaming.models import ModelRouter
 from flightdeck.streaming.windows import Windows
 
@@ -178,41 +172,44 @@ class StreamScorer:
                           self._checkpoint.processed + len(records), {w.kind: w.state() for w in self.windows})
 
     def process(self, records: list[Record]) -> CommitBatch:
-        """Turn records into one CommitBatch (no I/O besides reading entity state)."""
-        events: list[Event] = []
-        dead: list[DeadLetter] = []
-        for record in records:
-            try:
-                events.append(parse_event(record))
-            except InvalidEventError as exc:
-                dead.append(DeadLetter(record.offset, str(exc), record.value))
-            except Exception as exc:  # noqa: BLE001 - parsing depends on the record's bytes only
-                dead.append(DeadLetter(record.offset, f"cannot be parsed ({type(exc).__name__}: {exc}). "
-                                                      "Fix: publish one JSON object per event.", record.value))
-        scored = self._score(events, dead)
+        """Turn records into one CommitBatch (no I/O besides reading entity state).
+
+        Column by column: one decode-and-check pass (`parse_batch`), one model call per variant,
+        the feature buckets and window sums with numpy; Python objects per event are only the
+        entity state and the result."""
+        events, dead = parse_batch(records)
+        events, variants, scores = self._score(events, dead)
         now = time.time()
-        arrival = {r.offset: r.timestamp if r.timestamp is not None else now for r in records}
-        states = self._entity_states([e.entity_id for e, _, _ in scored])
-        buckets = self._feature_buckets(scored)
-        results, changed, window_records, alerts = [], {}, [], []
-        for i, (event, variant, score) in enumerate(scored):
-            version = self.models.model(variant).model.version
-            state = states.get(event.entity_id) or {"n": 0, "mean_score": score, "last_event_time": None}
-            n = state["n"] + 1
-            mean = score if state["n"] == 0 else (1 - self.config.entity_alpha) * state["mean_score"] + \
-                self.config.entity_alpha * score
-            state = {"n": n, "mean_score": mean, "last_event_time": event.event_time}
-            states[event.entity_id] = changed[event.entity_id] = state
-            results.append(ScoredEvent(event.offset, event.event_id, event.entity_id, event.event_time, score,
-                                       int(score >= self.config.threshold), version, variant, n, mean))
-            for w in self.windows:
-                clamped = w.clamped_total
-                late = w.add(event.event_time, version, score, event.features, arrival[event.offset], buckets[i])
-                if w.clamped_total > clamped:
-                    self.metrics.clamped_events.labels(self.config.endpoint, w.kind).inc()
-                window_records.extend(late)
-                if late:
-                    self.metrics.late_events.labels(self.config.endpoint, w.kind).inc(len(late))
+        appended = {r.offset: r.timestamp for r in records}
+        arrivals = [appended[o] if appended[o] is not None else now for o in events.offsets]
+        versions_of = {v: self.models.model(v).model.version for v in set(variants)}
+        versions = [versions_of[v] for v in variants]
+        states = self._entity_states(events.entity_ids)
+        alpha, threshold = self.config.entity_alpha, self.config.threshold
+        keep = 1 - alpha
+        results, changed = [], {}
+        score_list = scores.tolist()
+        for offset, event_id, entity, event_time, score, variant, version in zip(
+                events.offsets, events.event_ids, events.entity_ids, events.event_times, score_list, variants,
+                versions, strict=True):
+            state = states.get(entity)
+            if state is None or state["n"] == 0:
+                n, mean = 1, score
+            else:
+                n, mean = state["n"] + 1, keep * state["mean_score"] + alpha * score
+            states[entity] = changed[entity] = {"n": n, "mean_score": mean, "last_event_time": event_time}
+            results.append(ScoredEvent(offset, event_id, entity, event_time, score, int(score >= threshold),
+                                       version, variant, n, mean))
+        buckets, has_buckets = self._feature_buckets(events, variants)
+        window_records, alerts = [], []
+        for w in self.windows:
+            late, clamped = w.add_batch(events.event_times, versions, scores, events.columns, arrivals,
+                                        buckets, has_buckets)
+            if clamped:
+                self.metrics.clamped_events.labels(self.config.endpoint, w.kind).inc(clamped)
+            window_records.extend(late)
+            if late:
+                self.metrics.late_events.labels(self.config.endpoint, w.kind).inc(len(late))
         for w in self.windows:
             closed = w.close_ready()
             window_records.extend(closed)
@@ -221,55 +218,70 @@ class StreamScorer:
             self._remember(entity, state)
         return CommitBatch(results, dead, changed, window_records, self._next_checkpoint(records), alerts)
 
-    def _feature_buckets(self, scored: list[tuple[Event, str, float]]) -> list:
-        """Each scored event's feature buckets on its model version's reference (None without one),
-        found once per batch and version."""
-        buckets: list = [None] * len(scored)
+    def _feature_buckets(self, events: EventBatch, variants: list[str]) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """Each event's feature buckets on its model version's reference (one block, found once per
+        batch and variant) and which events have them (a version without a reference has none)."""
         groups: dict[str, list[int]] = {}
-        for i, (_, variant, _) in enumerate(scored):
+        for i, variant in enumerate(variants):
             groups.setdefault(variant, []).append(i)
+        buckets = has = None
         for variant, positions in groups.items():
             loaded = self.models.model(variant)
             if loaded.reference is None:
                 continue
             self.feature_references[loaded.model.version] = loaded.reference
-            rows = loaded.reference.bucket_rows([scored[i][0].features for i in positions])
-            for i, row in zip(positions, rows, strict=True):
-                buckets[i] = row
-        return buckets
+            if buckets is None:
+                buckets = np.zeros((len(variants), len(loaded.reference.names)), dtype=np.int64)
+                has = np.zeros(len(variants), dtype=bool)
+            if len(positions) == len(variants):
+                buckets[:] = loaded.reference.bucket_columns(events.columns)
+                has[:] = True
+            else:
+                buckets[positions] = loaded.reference.bucket_columns(events.take(positions).columns)
+                has[positions] = True
+        return buckets, has
 
-    def _score(self, events: list[Event], dead: list[DeadLetter]) -> list[tuple[Event, str, float]]:
-        """(event, variant, score) in input order; events the model refuses become dead letters."""
-        groups: dict[str, list[Event]] = {}
-        for event in events:
-            groups.setdefault(self.models.variant_for(event.entity_id), []).append(event)
-        scores: dict[str, tuple[str, float]] = {}
-        for variant, group in groups.items():
+    def _score(self, events: EventBatch, dead: list[DeadLetter]) -> tuple[EventBatch, list[str], np.ndarray]:
+        """The events the model scored, each one's variant and its score, in input order; events the
+        model refuses become dead letters."""
+        if not len(events):
+            return events, [], np.empty(0)
+        only = self.models.versions()
+        if len(only) == 1:  # one live variant: no per-event routing draw
+            variants = [next(iter(only))] * len(events)
+        else:
+            variants = [self.models.variant_for(entity) for entity in events.entity_ids]
+        groups: dict[str, list[int]] = {}
+        for i, variant in enumerate(variants):
+            groups.setdefault(variant, []).append(i)
+        scores = np.full(len(events), np.nan)
+        refused_at: list[int] = []
+        for variant, positions in groups.items():
             loaded = self.models.model(variant)
+            group = events if len(positions) == len(events) else events.take(positions)
             try:
-                values = self._score_group(loaded, group)
+                scores[positions] = self._score_group(loaded, group.columns)
             except Exception as group_error:  # noqa: BLE001 - narrowed down one event at a time below
-                values, refused = [], []  # one by one, so only the culprit is dead-lettered
-                for event in group:
+                refused = []  # one by one, so only the culprit is dead-lettered
+                for j, i in enumerate(positions):
                     try:
-                        values.extend(self._score_group(loaded, [event]))
+                        scores[i] = self._score_group(loaded, group.take([j]).columns)[0]
                     except Exception as exc:  # noqa: BLE001
-                        refused.append((event, exc))
-                        values.append(None)
-                if len(group) > 1 and len(refused) == len(group) and not all(
+                        refused.append((i, exc))
+                if len(positions) > 1 and len(refused) == len(positions) and not all(
                         isinstance(exc, runtime.InvalidInputError) for _, exc in refused):
                     raise group_error  # every event fails: the model is at fault, not the events
-                for event, exc in refused:
-                    dead.append(DeadLetter(event.offset, f"model refused the event: {exc}. Fix: send the "
-                                                         "features the model expects.", b""))
-            for event, value in zip(group, values, strict=True):
-                if value is not None:
-                    scores[event.offset] = (variant, float(value))
-        return [(e, *scores[e.offset]) for e in events if e.offset in scores]
+                for i, exc in refused:
+                    dead.append(DeadLetter(events.offsets[i], f"model refused the event: {exc}. Fix: send the "
+                                                              "features the model expects.", b""))
+                refused_at += [i for i, _ in refused]
+        if refused_at:
+            kept = sorted(set(range(len(events))) - set(refused_at))
+            return events.take(kept), [variants[i] for i in kept], scores[kept]
+        return events, variants, scores
 
     @staticmethod
-    def _score_group(loaded, group: list[Event]):
-        columns = {name: [e.features[name] for e in group] for name in FEATURES}
+    def _score_group(loaded, columns: dict):
         return runtime.score_feeds(loaded.model.session, loaded.plan.feeds(columns))
 
     def _entity_states(self, ids: list[str]) -> dict[str, dict]:
@@ -299,10 +311,8 @@ class StreamScorer:
         for kind in ALERT_KINDS:  # every kind's series exists from the first batch, at zero
             m.drift_alerts.labels(label, kind).inc(sum(a.get("alert") == kind for a in batch.alerts))
         m.throughput.labels(label).set(len(records) / seconds if seconds > 0 else 0.0)
-        latency = m.latency.labels(label)
-        for record in records:
-            if record.timestamp is not None:
-                latency.observe(max(done - record.timestamp, 0.0))
+        observe_many(m.latency.labels(label),
+                     [max(done - r.timestamp, 0.0) for r in records if r.timestamp is not None])
         self._report_lag()
 
     def _report_lag(self) -> None:

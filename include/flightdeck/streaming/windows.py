@@ -31,7 +31,7 @@ import numpy as np
 
 from flightdeck.data.schema import NUMERIC_FEATURES
 from flightdeck.errors import ConfigError
-from flightdeck.stats import N_SCORE_BINS, psi, score_bin
+from flightdeck.stats import N_SCORE_BINS, psi, score_bin, score_bin_counts
 from flightdeck.streaming.feature_drift import FeatureReference
 
 
@@ -129,15 +129,93 @@ class Windows:
         self.max_event_time = max(self.max_event_time, t)
         return reemitted
 
+    def add_batch(self, times, versions: list[str], scores, features: dict, arrivals=None,
+                  buckets: np.ndarray | None = None, has_buckets: np.ndarray | None = None) -> tuple[list[dict], int]:
+        """`add` of a batch of events, in their order, with numpy: the same aggregates (sums added in
+        event order, so equal to the last bit), watermark, late counts and clamping as adding them
+        one by one. Per event: `times`, `versions`, `scores`, `arrivals` (NaN when unknown) and, where
+        `has_buckets`, a row of `buckets`; `features` maps each of `drift_features` to a column.
+        Returns the records re-emitted because of late events, and how many event times were clamped."""
+        t = np.array(times, dtype=np.float64)
+        n = len(t)
+        if n == 0:
+            return [], 0
+        clamped = 0
+        if arrivals is not None and self.max_future_skew is not None:
+            limit = np.asarray(arrivals, dtype=np.float64) + self.max_future_skew
+            over = t > limit  # NaN (arrival unknown) compares False: not clamped
+            clamped = int(over.sum())
+            if clamped:
+                t = np.where(over, limit, t)
+                self.clamped_total += clamped
+        running = np.maximum.accumulate(t)
+        before = np.empty(n)  # the largest event time before each event: its watermark's base
+        before[0] = self.max_event_time
+        np.maximum(running[:-1], self.max_event_time, out=before[1:])
+        watermark = before - self.lateness
+        last = np.floor(t / self.slide) * self.slide
+        names = list(dict.fromkeys(versions))
+        codes = np.zeros(n, dtype=np.int64) if len(names) == 1 else np.array(
+            [names.index(v) for v in versions], dtype=np.int64)
+        late: list[tuple[int, int, float]] = []
+        parts = []  # (event, k, start, version code) of every event in an open window
+        for k in range(int(math.ceil(self.size / self.slide))):
+            start = last - k * self.slide
+            inside = start + self.size > t
+            is_late = inside & (start + self.size <= watermark)
+            if is_late.any():
+                late += [(i, k, float(start[i])) for i in np.flatnonzero(is_late).tolist()]
+            on_time = np.flatnonzero(inside & ~is_late)
+            parts.append((on_time, np.full(len(on_time), k), start[on_time], codes[on_time]))
+        events = np.concatenate([p[0] for p in parts])
+        order = np.argsort(events, kind="stable")  # event order inside every window
+        events, ks, starts, vcodes = (np.concatenate([p[j] for p in parts])[order] for j in range(4))
+        if len(events):
+            keys, first, group = np.unique(np.stack([starts, vcodes.astype(np.float64)], axis=1), axis=0,
+                                           return_index=True, return_inverse=True)
+            group = group.reshape(-1)
+            score_values = np.asarray(scores, dtype=np.float64)
+            values = np.column_stack([score_values, score_values * score_values,
+                                      *(np.asarray(features[name], dtype=np.float64) for name in self.drift_features)])
+            # New windows enter `_open` in the order single adds would create them.
+            for g in sorted(range(len(keys)), key=lambda g: (events[first[g]], ks[first[g]])):
+                members = events[group == g]
+                key = (float(keys[g, 0]), names[int(keys[g, 1])])
+                agg = self._open.get(key)
+                if agg is None:
+                    agg = self._open[key] = _Agg()
+                start_sums = [agg.score_sum, agg.score_sumsq,
+                              *(agg.feature_sums.get(name, 0.0) for name in self.drift_features)]
+                # cumsum adds one value after the other, as `add` does
+                sums = np.cumsum(np.vstack([start_sums, values[members]]), axis=0)[-1].tolist()
+                agg.count += len(members)
+                agg.score_sum, agg.score_sumsq = sums[0], sums[1]
+                for name, total in zip(self.drift_features, sums[2:], strict=True):
+                    agg.feature_sums[name] = total
+                for b, c in enumerate(score_bin_counts(score_values[members]).tolist()):
+                    agg.bins[b] += c
+                if buckets is not None:
+                    rows = members if has_buckets is None else members[has_buckets[members]]
+                    if len(rows):
+                        agg.pending.append(buckets[rows])
+        reemitted = []
+        for i, _, start in sorted(late):
+            key = (start, versions[i])
+            self.late_total += 1
+            record = self._closed.get(key) or self._record(start, versions[i], _Agg())
+            record["late_events"] += 1
+            self._closed[key] = record
+            reemitted.append(record)
+        self.max_event_time = max(self.max_event_time, float(running[-1]))
+        return reemitted, clamped
+
     def close_ready(self) -> list[dict]:
         """Records of windows the watermark has passed (each emitted once here)."""
         watermark = self.watermark
         ready = sorted(k for k in self._open if k[0] + self.size <= watermark)
-        records = []
-        for key in ready:
-            record = self._record(key[0], key[1], self._open.pop(key))
+        records = self._records([(key[0], key[1], self._open.pop(key)) for key in ready])
+        for key, record in zip(ready, records, strict=True):
             self._closed[key] = record
-            records.append(record)
         # Keep closed records long enough to count stragglers, not forever.
         horizon = watermark - 10 * self.size
         for key in [k for k in self._closed if k[0] + self.size < horizon]:
@@ -145,18 +223,39 @@ class Windows:
         return records
 
     def _record(self, start: float, version: str, agg: _Agg) -> dict:
-        reference = self.feature_references.get(version)
-        agg.fold(reference)
-        feature_psi = (reference.feature_psi(agg.feature_counts)
-                       if reference is not None and agg.feature_counts is not None and agg.count else None)
-        mean = agg.score_sum / agg.count if agg.count else None
-        std = math.sqrt(max(agg.score_sumsq / agg.count - mean * mean, 0.0)) if agg.count else None
-        reference = self.reference_bins or self._references.setdefault(version, agg.bins) if agg.count else None
-        score_psi = float(psi(reference, agg.bins)) if agg.count and reference else None
-        return {"kind": self.kind, "start": start, "end": start + self.size, "model_version": version,
-                "count": agg.count, "score_mean": mean, "score_std": std, "score_bins": list(agg.bins),
-                "score_psi": score_psi, "feature_means": {k: v / agg.count for k, v in agg.feature_sums.items()},
-                "feature_psi": feature_psi, "late_events": 0}
+        return self._records([(start, version, agg)])[0]
+
+    def _records(self, windows: list[tuple[float, str, _Agg]]) -> list[dict]:
+        """The records of these windows (start, model version, aggregate), their PSIs found with one
+        call per model version for the features and one for the scores."""
+        feature_psi: list[dict | None] = [None] * len(windows)
+        measured: dict[str, list[int]] = {}
+        for i, (_, version, agg) in enumerate(windows):
+            reference = self.feature_references.get(version)
+            agg.fold(reference)
+            if reference is not None and agg.feature_counts is not None and agg.count:
+                measured.setdefault(version, []).append(i)
+        for version, positions in measured.items():
+            values = self.feature_references[version].feature_psi_many([windows[i][2].feature_counts for i in positions])
+            for i, value in zip(positions, values, strict=True):
+                feature_psi[i] = value
+        # The score reference: given, or each version's first closed window with events (in this order).
+        pairs = []
+        for _, version, agg in windows:
+            reference = self.reference_bins or self._references.setdefault(version, agg.bins) if agg.count else None
+            pairs.append((reference, agg.bins) if agg.count and reference else None)
+        compared = [p for p in pairs if p is not None]
+        score_psi = iter(psi([list(e) for e, _ in compared], [a for _, a in compared]).tolist() if compared else [])
+        records = []
+        for (start, version, agg), pair, features in zip(windows, pairs, feature_psi, strict=True):
+            mean = agg.score_sum / agg.count if agg.count else None
+            std = math.sqrt(max(agg.score_sumsq / agg.count - mean * mean, 0.0)) if agg.count else None
+            records.append({"kind": self.kind, "start": start, "end": start + self.size, "model_version": version,
+                            "count": agg.count, "score_mean": mean, "score_std": std, "score_bins": list(agg.bins),
+                            "score_psi": next(score_psi) if pair is not None else None,
+                            "feature_means": {k: v / agg.count for k, v in agg.feature_sums.items()},
+                            "feature_psi": features, "late_events": 0})
+        return records
 
     # -- persistence (written in the same atomic commit as results and offsets) --------------
     def state(self) -> dict:
