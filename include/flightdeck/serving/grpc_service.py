@@ -12,7 +12,6 @@ from __future__ import annotations
 import functools
 import logging
 import math
-import struct
 from collections.abc import Awaitable, Callable
 from importlib import metadata
 from typing import Any, TypeVar
@@ -57,23 +56,7 @@ _CONTENTS_FIELDS = {
     "BYTES": "bytes_contents",
 }
 
-# Element layout of fixed-size data types in raw_input_contents: little-endian, no padding.
-_RAW_DTYPES = {
-    "BOOL": np.dtype("?"),
-    "INT8": np.dtype("<i1"),
-    "INT16": np.dtype("<i2"),
-    "INT32": np.dtype("<i4"),
-    "INT64": np.dtype("<i8"),
-    "UINT8": np.dtype("<u1"),
-    "UINT16": np.dtype("<u2"),
-    "UINT32": np.dtype("<u4"),
-    "UINT64": np.dtype("<u8"),
-    "FP16": np.dtype("<f2"),
-    "FP32": np.dtype("<f4"),
-    "FP64": np.dtype("<f8"),
-}
-
-_BYTES_LENGTH = struct.Struct("<I")
+_RAW_DTYPES = payloads.RAW_DTYPES  # raw_input_contents' element layouts (little-endian)
 
 Context = grpc.aio.ServicerContext
 Handler = TypeVar("Handler", bound=Callable[..., Awaitable[Any]])
@@ -132,6 +115,7 @@ class InferenceServicer(pb2_grpc.GRPCInferenceServiceServicer):
     async def ModelInfer(self, request: pb2.ModelInferRequest, context: Context) -> pb2.ModelInferResponse:
         columns = payloads.columns_from_oip_inputs(
             input_tensors(request), self.gateway.settings.max_batch_rows)
+        requested_outputs(request)
         version = request.model_version or None
         override = string_parameter(request.parameters, "variant")
         authorization = dict(context.invocation_metadata() or ()).get("authorization")
@@ -144,7 +128,9 @@ class InferenceServicer(pb2_grpc.GRPCInferenceServiceServicer):
             version=version,
             client_request_id=checked_id(request.id, "id"),
         )
-        return infer_response(request.model_name, prediction)
+        # Answer in the request's encoding: raw bytes to a request that sent raw bytes (what
+        # tritonclient does, and all its InferResult.as_numpy reads), typed contents otherwise.
+        return infer_response(request.model_name, prediction, raw=bool(request.raw_input_contents))
 
 
 async def start_grpc_server(gateway: Any, host: str, port: int) -> grpc.aio.Server:
@@ -210,16 +196,24 @@ def string_parameter(parameters: Any, key: str, *, allow_int: bool = False) -> s
     raise MalformedRequestError(f"parameter {key!r} must be {kind}", field=key)
 
 
-def infer_response(endpoint: str, prediction: Any) -> pb2.ModelInferResponse:
-    """The ModelInfer answer: one FP64 tensor of scores plus how the request was routed."""
-    scores = np.asarray(prediction.scores, dtype=np.float64).ravel().tolist()
-    output = pb2.ModelInferResponse.InferOutputTensor(
-        name=OUTPUT_NAME,
-        datatype="FP64",
-        shape=[len(scores)],
-        contents=pb2.InferTensorContents(fp64_contents=scores),
-    )
+def requested_outputs(request: pb2.ModelInferRequest) -> None:
+    """Refuse requested outputs this model does not have (INVALID_ARGUMENT naming them)."""
+    for index, output in enumerate(request.outputs):
+        if output.name != OUTPUT_NAME:
+            raise MalformedRequestError(
+                f"outputs[{index}] asks for {output.name!r}; this model's only output is {OUTPUT_NAME!r}",
+                field=f"outputs[{index}].name")
+
+
+def infer_response(endpoint: str, prediction: Any, raw: bool = False) -> pb2.ModelInferResponse:
+    """The ModelInfer answer: one FP64 tensor of scores plus how the request was routed; with
+    `raw`, the scores travel in raw_output_contents (little-endian float64), else in contents."""
+    scores = np.asarray(prediction.scores, dtype=np.float64).ravel()
+    output = pb2.ModelInferResponse.InferOutputTensor(name=OUTPUT_NAME, datatype="FP64", shape=[len(scores)])
+    if not raw:
+        output.contents.fp64_contents.extend(scores.tolist())
     return pb2.ModelInferResponse(
+        raw_output_contents=[scores.astype("<f8").tobytes()] if raw else [],
         model_name=endpoint,
         model_version=prediction.model_version,
         id=prediction.client_request_id or prediction.request_id,  # OIP echoes the caller's id
@@ -277,28 +271,7 @@ def _contents_data(name: str, datatype: str, tensor: pb2.ModelInferRequest.Infer
 
 
 def _raw_data(name: str, datatype: str, raw: bytes) -> list:
-    if datatype == "BYTES":
-        return [_utf8(name, value) for value in _split_raw_bytes(name, raw)]
-    dtype = _RAW_DTYPES[datatype]
-    if len(raw) % dtype.itemsize:
-        raise _tensor_error(
-            name, f"{len(raw)} raw bytes is not a whole number of {dtype.itemsize}-byte {datatype} elements")
-    return np.frombuffer(raw, dtype=dtype).tolist()
-
-
-def _split_raw_bytes(name: str, raw: bytes) -> list[bytes]:
-    """Raw BYTES elements: each a 4-byte little-endian length followed by that many bytes."""
-    elements, offset = [], 0
-    while offset < len(raw):
-        if offset + _BYTES_LENGTH.size > len(raw):
-            raise _tensor_error(name, f"raw BYTES data ends inside the length prefix at byte {offset}")
-        (length,) = _BYTES_LENGTH.unpack_from(raw, offset)
-        offset += _BYTES_LENGTH.size
-        if offset + length > len(raw):
-            raise _tensor_error(name, f"raw BYTES element at byte {offset} runs past the end of the data")
-        elements.append(raw[offset:offset + length])
-        offset += length
-    return elements
+    return payloads.decode_raw(name, datatype, raw)
 
 
 def _utf8(name: str, value: bytes) -> str:

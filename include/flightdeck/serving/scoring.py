@@ -146,11 +146,13 @@ async def mlflow_invocations(gateway: Gateway, settings: Settings, endpoint: str
 
 async def oip_infer(gateway: Gateway, settings: Settings, name: str, model_version: str | None, body: bytes,
                     headers: Mapping[str, str]) -> Reply:
-    """Open Inference Protocol v2 inference: one input tensor per feature, shape [n] or [n, 1]."""
-    payload = payloads.parse_json(body)
+    """Open Inference Protocol v2 inference: one input tensor per feature, shape [n] or [n, 1], as
+    JSON `data` or binary (the binary tensor data extension); outputs as the request asks."""
+    payload, binary = payloads.split_oip_body(body, headers.get(payloads.HEADER_LENGTH))
     if not isinstance(payload, dict):
         raise MalformedRequestError('body must be an object {"inputs": [...]}.')
-    columns = payloads.columns_from_oip_inputs(payload.get("inputs"), settings.max_batch_rows)
+    columns = payloads.columns_from_oip_inputs(payload.get("inputs"), settings.max_batch_rows, binary)
+    binary_outputs = payloads.oip_binary_outputs(payload, ("probabilities",))
     parameters = payload.get("parameters") or {}
     if not isinstance(parameters, dict):
         raise MalformedRequestError("`parameters` must be an object.", field="parameters")
@@ -173,7 +175,8 @@ async def oip_infer(gateway: Gateway, settings: Settings, name: str, model_versi
                              "fallback": prediction.fallback, "cached": prediction.cached,
                              "request_id": prediction.request_id},
               "outputs": [{"name": "probabilities", "datatype": "FP64", "shape": [len(scores)], "data": scores}]}
-    return json_reply(answer, headers=_answer_headers(prediction))
+    content, extra = payloads.oip_reply_body(answer, binary_outputs)
+    return Reply(200, content, {**_answer_headers(prediction), **extra})
 
 
 def check_size(declared: str | None, received: int, limit: int) -> None:
@@ -294,8 +297,10 @@ _SAFE_HEADER_VALUE = re.compile(r"^[\x21-\x7e]{1,200}$")
 
 
 async def _send(send, reply: Reply) -> None:
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(reply.body)).encode())]
+    content_type = reply.headers.get("content-type", "application/json")  # OIP binary answers: octet-stream
+    headers = [(b"content-type", content_type.encode()), (b"content-length", str(len(reply.body)).encode())]
     # Values may echo the caller's request id: only plain visible ASCII goes into a header.
-    headers += [(k.encode(), v.encode()) for k, v in reply.headers.items() if _SAFE_HEADER_VALUE.match(v)]
+    headers += [(k.encode(), v.encode()) for k, v in reply.headers.items()
+                if k != "content-type" and _SAFE_HEADER_VALUE.match(v)]
     await send({"type": "http.response.start", "status": reply.status, "headers": headers})
     await send({"type": "http.response.body", "body": reply.body})
