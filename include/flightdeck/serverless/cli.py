@@ -1,21 +1,30 @@
-"""`flightdeck cost`: Lambda against an always-on container, from a measured latency."""
+"""`flightdeck cost`: Lambda, Cloud Functions, Azure Functions and an always-on container, from
+a measured latency."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
+
+# Flags that override one price of the price file: (flag, Prices field, scale from the flag's unit).
+PRICE_FLAGS = (("gb_second_price", "lambda_gb_second", 1.0), ("request_price", "lambda_request", 1e-6),
+               ("http_api_price", "http_api_request", 1e-6), ("vcpu_hour_price", "container_vcpu_hour", 1.0),
+               ("gb_hour_price", "container_gb_hour", 1.0), ("load_balancer_hour_price", "load_balancer_hour", 1.0))
 
 
 def _cost(args: argparse.Namespace) -> None:
     from flightdeck.errors import ConfigError
     from flightdeck.serverless.cost import (
+        PRICE_FILE,
         Prices,
         Workload,
-        break_even,
+        break_evens,
         cost_table,
         format_table,
         plot,
+        text_chart,
     )
 
     latency = args.latency_ms
@@ -31,37 +40,44 @@ def _cost(args: argparse.Namespace) -> None:
                           "the serverless_package DAG's verify.json")
     work = Workload(latency_ms=float(latency), lambda_memory_mb=args.memory_mb, container_vcpu=args.container_vcpu,
                     container_memory_gb=args.container_memory_gb, min_replicas=args.min_replicas)
-    prices = Prices(lambda_gb_second=args.gb_second_price, lambda_request=args.request_price / 1e6,
-                    http_api_request=args.http_api_price / 1e6, container_vcpu_hour=args.vcpu_hour_price,
-                    container_gb_hour=args.gb_hour_price, load_balancer_hour=args.load_balancer_hour_price)
+    price_file = args.prices or PRICE_FILE
+    prices = Prices.from_file(price_file)
+    overrides = {name: getattr(args, flag) * scale for flag, name, scale in PRICE_FLAGS
+                 if getattr(args, flag) is not None}
+    prices = dataclasses.replace(prices, **overrides)
     rows = cost_table(work, prices)
-    even = break_even(work, prices)
-    print(format_table(rows, even, work))
-    print(f"chart: {plot(rows, even, args.png, work)}")
+    evens = break_evens(work, prices)
+    print(format_table(rows, evens, work, price_file))
+    if overrides:
+        print(f"overridden on the command line: {', '.join(sorted(overrides))}")
+    print()
+    print(text_chart(work, prices))
+    for chart in (args.png, args.svg):
+        if chart:
+            print(f"chart: {plot(rows, evens, chart, work, prices)}")
 
 
 def register(commands) -> None:
     """Add `cost` to the `flightdeck` sub-commands."""
-    from flightdeck.serverless.cost import Prices
-
-    defaults = Prices()
-    cost = commands.add_parser("cost", help="Lambda vs always-on container cost from the measured latency",
-                               description="Monthly cost of Lambda (requests x billed duration x memory + "
-                                           "per-request prices) against always-on containers at 0.1-1,000 "
-                                           "requests/s, with the break-even. Default prices: AWS list "
-                                           "prices, us-east-1 (see flightdeck.serverless.cost).")
+    cost = commands.add_parser("cost", help="serverless (Lambda, Cloud Functions, Azure) vs always-on container cost",
+                               description="Monthly cost of AWS Lambda, Google Cloud Functions and Azure Functions "
+                                           "(per request and billed duration) against always-on containers at "
+                                           "0.1-1,000 requests/s, with each break-even, a text chart and a PNG or "
+                                           "SVG chart. Prices: flightdeck/serverless/prices.yaml (each with its "
+                                           "source URL and date) or --prices.")
     cost.add_argument("--latency-ms", type=float, help="billed duration per request")
     cost.add_argument("--verify-report", help="verify.json of serverless_package: its warm_mean_ms")
-    cost.add_argument("--memory-mb", type=int, default=128)
+    cost.add_argument("--memory-mb", type=int, default=128, help="Lambda memory")
     cost.add_argument("--container-vcpu", type=float, default=0.25)
     cost.add_argument("--container-memory-gb", type=float, default=0.5)
     cost.add_argument("--min-replicas", type=int, default=2)
-    cost.add_argument("--gb-second-price", type=float, default=defaults.lambda_gb_second)
-    cost.add_argument("--request-price", type=float, default=defaults.lambda_request * 1e6, help="USD per million")
-    cost.add_argument("--http-api-price", type=float, default=defaults.http_api_request * 1e6,
-                      help="USD per million")
-    cost.add_argument("--vcpu-hour-price", type=float, default=defaults.container_vcpu_hour)
-    cost.add_argument("--gb-hour-price", type=float, default=defaults.container_gb_hour)
-    cost.add_argument("--load-balancer-hour-price", type=float, default=defaults.load_balancer_hour)
-    cost.add_argument("--png", default="serverless-cost.png", help="where to write the chart")
+    cost.add_argument("--prices", help="a YAML price file shaped like prices.yaml (default: the packaged one)")
+    cost.add_argument("--gb-second-price", type=float, help="Lambda USD per GB-second (overrides the file)")
+    cost.add_argument("--request-price", type=float, help="Lambda USD per million requests")
+    cost.add_argument("--http-api-price", type=float, help="HTTP API USD per million requests")
+    cost.add_argument("--vcpu-hour-price", type=float, help="container USD per vCPU-hour")
+    cost.add_argument("--gb-hour-price", type=float, help="container USD per GB-hour")
+    cost.add_argument("--load-balancer-hour-price", type=float, help="load balancer USD per hour")
+    cost.add_argument("--png", default="serverless-cost.png", help="where to write the PNG chart ('' for none)")
+    cost.add_argument("--svg", help="also write the chart as an SVG here")
     cost.set_defaults(func=_cost)
