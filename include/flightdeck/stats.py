@@ -129,24 +129,26 @@ _INCREASE_LOG_WEIGHTS = -0.5 * (np.log(INCREASE_RATIOS) / INCREASE_LOG_RATIO_SCA
 _INCREASE_LOG_WEIGHTS = _INCREASE_LOG_WEIGHTS - np.logaddexp.reduce(_INCREASE_LOG_WEIGHTS)
 
 
-def rate_increase_log_e_value(events_a: Any, n_a: Any, events_b: Any, n_b: Any) -> np.ndarray:
-    """log E, an e-process for "rate_a ≤ rate_b" from two arms' cumulative counts (elementwise).
+def rate_increase_log_e_value(events_a: Any, n_a: Any, events_b: Any, n_b: Any,
+                              tolerance: Any = 1.0) -> np.ndarray:
+    """log E, an e-process for "rate_a ≤ tolerance × rate_b" from two arms' cumulative counts.
 
     Two arms share one stream of trials at a fixed split (a canary and its baseline over one
     gate window); each trial is an event (an error) with its arm's probability. Given that
     an event happened, it came from arm a with probability
-    θ = ρ R / (ρ R + 1 − ρ), where ρ is arm a's share of the trials and R = rate_a / rate_b.
-    Under the null R ≤ 1 that probability is at most ρ, whatever the common rate does over
-    time (a shared incident moves both arms and cancels out). For one alternative R > 1 the
-    likelihood ratio of the events' arms is
+    θ(R) = ρ R / (ρ R + 1 − ρ), where ρ is arm a's share of the trials and R = rate_a / rate_b.
+    Under the null R ≤ R0 (R0 = `tolerance`, 1 for "no increase at all") that probability is
+    at most θ(R0), whatever the common rate does over time (a shared incident moves both
+    arms and cancels out). For one alternative R > R0 the likelihood ratio of the events'
+    arms is
 
-        LR_R = R^(events_a) / (1 + ρ (R − 1))^(events_a + events_b),
+        LR_R = (R / R0)^(events_a) · ((1 + ρ (R0 − 1)) / (1 + ρ (R − 1)))^(events_a + events_b),
 
-    and E = Σ_k w_k LR_{R_k}, a mixture over `INCREASE_RATIOS` with fixed weights, is a
-    nonnegative supermartingale with E ≤ 1 at the start under every null rate ratio (each
-    LR_R is a product of factors whose mean is ≤ 1 when θ ≤ ρ). By Ville's inequality
-    P(E ever reaches 1/α) ≤ α: rejecting "rate_a ≤ rate_b" once log E ≥ log(1/α) is valid
-    at every look however often one looks. This is the conditional (multinomial) test of
+    and E = Σ_k w_k LR_{R0 r_k}, a mixture over the ratios r_k = `INCREASE_RATIOS` with fixed
+    weights, is a nonnegative supermartingale with E = 1 at the start under every null
+    ratio (each LR_R is a product of factors whose mean, linear in the true θ, is 1 at
+    θ(R0) and less below it). By Ville's inequality P(E ever reaches 1/α) ≤ α: rejecting
+    the null once log E ≥ log(1/α) is valid at every look however often one looks. This is the conditional (multinomial) test of
     Lindon & Malek ("Anytime-valid inference for multinomial count data", NeurIPS 2022) used
     for canaries in Lindon, Sanden & Shirikian ("Rapid regression detection in software
     deployments through sequential testing", KDD 2022), one-sided and with a discrete
@@ -154,18 +156,22 @@ def rate_increase_log_e_value(events_a: Any, n_a: Any, events_b: Any, n_b: Any) 
     observed share n_a / (n_a + n_b) of the window, which within a window of fixed split
     differs from the configured one by sampling noise only.
 
+    Events are assumed independent given the split: many errors of one client pinned to one
+    arm by sticky routing count as many, for this test as for a confidence sequence.
+
     Returns 0 (E = 1, no evidence) where either arm has no trials.
     """
     ea = np.asarray(events_a, dtype=float)
     eb = np.asarray(events_b, dtype=float)
     na = np.asarray(n_a, dtype=float)
     nb = np.asarray(n_b, dtype=float)
+    r0 = np.asarray(tolerance, dtype=float)[..., None]
     total = na + nb
     with np.errstate(divide="ignore", invalid="ignore"):
-        rho = np.where((na > 0) & (nb > 0), na / np.maximum(total, 1.0), 0.0)
+        rho = np.where((na > 0) & (nb > 0), na / np.maximum(total, 1.0), 0.0)[..., None]
     r = INCREASE_RATIOS
     terms = (ea[..., None] * np.log(r)
-             - (ea + eb)[..., None] * np.log1p(rho[..., None] * (r - 1.0))
+             + (ea + eb)[..., None] * (np.log1p(rho * (r0 - 1.0)) - np.log1p(rho * (r0 * r - 1.0)))
              + _INCREASE_LOG_WEIGHTS)
     log_e = np.logaddexp.reduce(terms, axis=-1)
     return np.where((na > 0) & (nb > 0), log_e, 0.0)

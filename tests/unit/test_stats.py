@@ -134,6 +134,12 @@ def test_rate_increase_e_value_is_a_mixture_of_binomial_likelihood_ratios():
     ratios = stats.binom.pmf(events_a, e, theta) / stats.binom.pmf(events_a, e, rho)
     expected = math.log(float(weights @ ratios))
     assert float(rate_increase_log_e_value(events_a, n_a, events_b, n_b)) == pytest.approx(expected, rel=1e-9)
+    # Against a tolerated ratio R0 the null share is θ(R0) and the alternatives are R0 × INCREASE_RATIOS.
+    theta0 = rho * 1.5 / (rho * 1.5 + 1 - rho)
+    theta = rho * 1.5 * INCREASE_RATIOS / (rho * 1.5 * INCREASE_RATIOS + 1 - rho)
+    ratios = stats.binom.pmf(events_a, e, theta) / stats.binom.pmf(events_a, e, theta0)
+    tolerant = float(rate_increase_log_e_value(events_a, n_a, events_b, n_b, tolerance=1.5))
+    assert tolerant == pytest.approx(math.log(float(weights @ ratios)), rel=1e-9) and tolerant < expected
     # Elementwise on arrays, and no evidence (E = 1) without trials or events.
     got = rate_increase_log_e_value([events_a, 0, 5], [n_a, 100, 0], [events_b, 0, 5], [n_b, 100, 100])
     assert got[0] == pytest.approx(expected) and got[1] == pytest.approx(0.0) and got[2] == 0.0

@@ -17,12 +17,13 @@ The checks
   established), "undecided" otherwise and "insufficient" while a variant has fewer than
   `min_requests` requests (a clear failure may still be called from `min_requests_hard_fail`).
 * ``error_increase`` asks the question a rollback needs answered first: does the canary make
-  more errors than its baseline at all? Over one window of live traffic split at a fixed
+  more errors than its baseline at all (or than `error_increase_tolerance` times as many)? Over one window of live traffic split at a fixed
   share, an error comes from the canary with probability equal to the canary's share of the
   requests unless its error rate is higher; `flightdeck.stats.rate_increase_log_e_value` is
   an e-process for that (no variance estimate, no normal approximation, and a shared
   incident that raises both variants' rates cancels out). The check is "fail" once the
-  e-value reaches 1/α (the canary's error rate is surely higher than the baseline's),
+  e-value reaches 1/α (the canary's error rate is surely higher than the baseline's, times
+  the tolerance; its `threshold` is the canary's share of the errors at that limit),
   "pass" otherwise (no such evidence; non-inferiority is the ``error_rate`` check's job) and
   "insufficient" below `min_requests` like the others. It is a test against "no
   increase", not against the margin: a doubled error rate at a 5 % canary share is caught
@@ -278,10 +279,13 @@ def evaluate_batch(baseline: WindowArrays, canary: WindowArrays, settings: GateS
         "error_rate", "rate", _sequential_status(lo, hi, margin, n_min, settings), est, lo, hi,
         rate_b, rate_c, margin, nb, nc, alpha_check)
 
-    # Error increase: does the canary take more of the errors than of the requests?
-    log_e = rate_increase_log_e_value(canary.errors, nc, baseline.errors, nb)
+    # Error increase: does the canary take more of the errors than of the requests (times the
+    # tolerated ratio)? The threshold is the canary's share of the errors under that null.
+    tolerance = settings.error_increase_tolerance
+    log_e = rate_increase_log_e_value(canary.errors, nc, baseline.errors, nb, tolerance)
     with np.errstate(divide="ignore", invalid="ignore"):
         share_requests = np.where(nb + nc > 0, nc / np.maximum(nb + nc, 1.0), np.nan)
+        share_null = share_requests * tolerance / (share_requests * tolerance + 1.0 - share_requests)
         errors = canary.errors + baseline.errors
         share_errors = np.where(errors > 0, canary.errors / np.maximum(errors, 1.0), np.nan)
     fail = log_e >= np.log(1.0 / alpha_check)
@@ -291,8 +295,8 @@ def evaluate_batch(baseline: WindowArrays, canary: WindowArrays, settings: GateS
     status = np.where(split_traffic, status, NOT_APPLICABLE).astype(np.int8)
     nan = np.full_like(share_requests, np.nan)
     checks["error_increase"] = CheckArrays(
-        "error_increase", "rate", status, share_errors, nan, nan, rate_b, rate_c, share_requests, nb, nc,
-        np.where(split_traffic, alpha_check, np.nan), {"log_e": log_e})
+        "error_increase", "rate", status, share_errors, nan, nan, rate_b, rate_c, share_null, nb, nc,
+        np.where(split_traffic, alpha_check, np.nan), {"log_e": log_e, "share_requests": share_requests})
 
     # Latency: difference of means, computed in seconds and reported in milliseconds.
     mean_b, var_b = mean_and_variance(baseline.latency_sum, baseline.latency_sumsq, nb)
@@ -616,7 +620,7 @@ def _message(name: str, status: str, v: dict, threshold: float, n_b: int, n_c: i
     return f"{head}: not yet distinguishable from the margin {margin}"
 
 
-def _increase_message(status: str, v: dict, share: float, n_b: int, n_c: int, detail: dict,
+def _increase_message(status: str, v: dict, share_null: float, n_b: int, n_c: int, detail: dict,
                       settings: GateSettings) -> str:
     rates = f"error rate {_fmt_value(v['canary'], 'rate')} vs {_fmt_value(v['baseline'], 'rate')}"
     if status == "insufficient" and v["canary"] is None:
@@ -626,10 +630,14 @@ def _increase_message(status: str, v: dict, share: float, n_b: int, n_c: int, de
               else f"{_fmt_value(v['estimate'], 'rate')} of the errors")
     e_value = math.exp(min(detail["log_e"], 700.0))
     bound = 1.0 / v["alpha"] if v["alpha"] else math.inf
-    head = (f"the canary served {_fmt_value(share, 'rate')} of the requests and {errors} ({rates}; "
-            f"e-value {e_value:,.3g}, limit 1/α = {bound:,.0f})")
+    tolerance = settings.error_increase_tolerance
+    than = "the baseline's" if tolerance == 1 else f"{tolerance:g} × the baseline's"
+    tolerated = ("" if tolerance == 1 else
+                 f"; {tolerance:g} × the baseline's error rate would be {_fmt_value(share_null, 'rate')} of the errors")
+    head = (f"the canary served {_fmt_value(detail['share_requests'], 'rate')} of the requests and {errors} "
+            f"({rates}{tolerated}; e-value {e_value:,.3g}, limit 1/α = {bound:,.0f})")
     if status == "fail":
-        return f"{head}: its error rate is surely higher than the baseline's"
+        return f"{head}: its error rate is surely higher than {than}"
     if status == "insufficient":
         return f"{head}: below the minimum {settings.min_requests:,} requests per variant"
-    return f"{head}: no evidence of more errors than the baseline"
+    return f"{head}: no evidence of an error rate higher than {than}"

@@ -56,6 +56,12 @@ class GateSettings(BaseModel):
     the canary fails when its error rate is surely higher than the baseline's by more than
     this, and passes when it is surely less than this higher."""
 
+    error_increase_tolerance: float = Field(1.0, ge=1, le=100)
+    """Ratio of the canary's error rate to the baseline's that the error-increase check lets
+    pass: it fails when the canary's error rate is surely more than this many times the
+    baseline's. 1 (the default) rolls back any increase the e-process can show; 1.5 lets a
+    canary make up to half as many errors again as its baseline before it is rolled back."""
+
     latency_margin_ms: float = Field(10.0, gt=0, le=60_000)
     """Non-inferiority margin on the mean latency, in milliseconds (same reading as
     `error_rate_margin`)."""

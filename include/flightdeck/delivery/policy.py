@@ -53,13 +53,16 @@ class GateLimits(_Strict):
     min_requests_hard_fail: int | None = Field(None, ge=2, description="Fewest requests before a hard fail.")
     min_rows_for_distribution: int | None = Field(None, ge=10, description="Fewest rows for the PSI check.")
     error_rate_margin: float | None = Field(None, gt=0, description="Widest error-rate margin.")
+    error_increase_tolerance: float | None = Field(
+        None, ge=1, description="Largest error-rate ratio (canary / baseline) the error-increase check may let pass.")
     latency_margin_ms: float | None = Field(None, gt=0, description="Widest latency margin (ms).")
     psi_max: float | None = Field(None, gt=0, description="Largest PSI allowed to pass.")
     shadow_disagreement_max: float | None = Field(None, gt=0, description="Largest shadow disagreement.")
 
 
 # Which way is looser: a larger value for "max" settings, a smaller one for "min" settings.
-_LOOSER_WHEN_LARGER = {"alpha", "error_rate_margin", "latency_margin_ms", "psi_max", "shadow_disagreement_max"}
+_LOOSER_WHEN_LARGER = {"alpha", "error_rate_margin", "error_increase_tolerance", "latency_margin_ms", "psi_max",
+                       "shadow_disagreement_max"}
 
 
 class KubernetesPolicy(_Strict):

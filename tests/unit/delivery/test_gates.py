@@ -251,8 +251,8 @@ def _error_windows(nb, eb, nc, ec):
 def test_error_increase_false_fail_rate_stays_within_alpha_under_continuous_monitoring():
     """1,000 A/A sequences × 60 looks per traffic share, the error rate shared by both
     variants jumping from 1 % to 4 % and back (an upstream incident): the check's "fail"
-    rate stays within alpha at every share, while a z-test on the error rates checked at
-    every look fails far more often during the incident."""
+    rate stays within alpha at every share (and at the edge of a tolerated ratio), while a
+    z-test on the error rates checked at every look fails far more often."""
     rng = np.random.default_rng(20261205)
     runs, looks, per_look, alpha = 1000, 60, 200, 0.05
     settings = GateSettings(alpha=alpha, min_requests=2, min_requests_hard_fail=2)
@@ -267,6 +267,15 @@ def test_error_increase_false_fail_rate_stays_within_alpha_under_continuous_moni
         ever_failed = (check.status == FAIL).reshape(runs, looks).any(axis=1).mean()
         budget = check.alpha[0]  # the window's alpha split over three sequential checks
         assert ever_failed <= budget + 2 * math.sqrt(budget * (1 - budget) / runs), share
+    # A canary at exactly the tolerated ratio (1.5 × the baseline's rate) is the null's edge.
+    tolerant = GateSettings(alpha=alpha, min_requests=2, min_requests_hard_fail=2, error_increase_tolerance=1.5)
+    nc15, nb15 = rng.poisson(per_look * 0.25, size=(runs, looks)), rng.poisson(per_look * 0.75, size=(runs, looks))
+    base15, canary15 = _error_windows(*(x.cumsum(axis=1) for x in (
+        nb15, rng.binomial(nb15, common), nc15, rng.binomial(nc15, 1.5 * common))))
+    edge = evaluate_batch(base15, canary15, tolerant, alpha)["error_increase"]
+    budget = edge.alpha[0]
+    assert (edge.status == FAIL).reshape(runs, looks).any(axis=1).mean() <= budget + 2 * math.sqrt(
+        budget * (1 - budget) / runs)
     # The same sequences tested naively (the last share), every look at the check's level:
     nbc, ebc, ncc, ecc = (x.astype(float) for x in cum)
     se = np.sqrt(proportion_variance(ecc, ncc) / ncc + proportion_variance(ebc, nbc) / nbc)
@@ -303,12 +312,19 @@ def test_error_increase_verdicts_and_report():
     assert check.message.startswith("the canary served 5.00 % of the requests and 9.52 % of the errors "
                                     "(error rate 2.00 % vs 1.00 %; e-value ")
     assert check.message.endswith("its error rate is surely higher than the baseline's")
+    # Tolerating 1.5 × the baseline's error rate moves the threshold to 1.5 × 5 / 102.5 of the
+    # errors; the same counts then give far less evidence.
+    tolerant = GateSettings(error_increase_tolerance=1.5)
+    loose = evaluate(window(57_000, 570), window(3_000, 60), tolerant, ALPHA).check("error_increase")
+    assert loose.threshold == pytest.approx(0.075 / 1.025)
+    assert "1.5 × the baseline's error rate would be 7.32 % of the errors" in loose.message
+    assert loose.status == "pass" and loose.message.endswith("higher than 1.5 × the baseline's")
     # Meanwhile the margin's confidence sequence is undecided: the canary may be only 0.5 pp worse.
     assert report.check("error_rate").status == "undecided"
     assert decide(report, elapsed_s=60, bake_s=300, max_s=900, final=False).outcome == "fail"
     # The same share of errors as of requests: no evidence.
     same = evaluate(window(57_000, 570), window(3_000, 30), SETTINGS, ALPHA).check("error_increase")
-    assert same.status == "pass" and same.message.endswith("no evidence of more errors than the baseline")
+    assert same.status == "pass" and same.message.endswith("no evidence of an error rate higher than the baseline's")
     # No errors anywhere.
     none = evaluate(window(20_000, 0), window(1_000, 0), SETTINGS, ALPHA).check("error_increase")
     assert none.status == "pass" and none.estimate is None and "no errors yet" in none.message

@@ -61,6 +61,7 @@ def test_a_permissive_policy_lets_approval_off_and_drills_through():
 @pytest.mark.parametrize(("gates", "param"), [
     ({"alpha": 0.2}, "gates.alpha"),
     ({"error_rate_margin": 0.5}, "gates.error_rate_margin"),
+    ({"error_increase_tolerance": 2}, "gates.error_increase_tolerance"),
     ({"latency_margin_ms": 5000}, "gates.latency_margin_ms"),
     ({"psi_max": 9}, "gates.psi_max"),
     ({"shadow_disagreement_max": 0.9}, "gates.shadow_disagreement_max"),
