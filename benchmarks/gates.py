@@ -15,13 +15,14 @@ gate checks the canary's success rate over each `--flagger-interval` against a f
 minimum and rolls back after `--flagger-threshold` failed checks; a step advances after
 bake / interval passed checks.
 
-Scenarios: identical variants (A/A), a canary whose error rate doubles (1 % → 2 %), and an
-A/A rollout during a shared upstream incident (both variants at 1.5 %). Prints, per scenario
+Scenarios: identical variants (A/A), a canary whose error rate doubles (1 % → 2 %), an A/A
+rollout during a shared upstream incident (both variants at 1.5 %), and for information a
+canary 30 % worse (1 % → 1.3 %, inside the 0.5 pp margin: what the error-increase test costs). Prints, per scenario
 and gate, the rollback, inconclusive and promotion rates, where rollbacks happened, the
 median time to decision and to rollback, the exposure (requests the canary served before it
 was rolled back) against the Flagger-style gates', and the targets with PASS/MISS:
     python benchmarks/gates.py [--runs 1000] [--seed 7] [--bake-seconds 300] [--look-seconds 10]
-                               [--rps 200] [--max-seconds 900]
+                               [--rps 200] [--max-seconds 900] [--alpha 0.01]
 """
 
 from __future__ import annotations
@@ -77,6 +78,8 @@ SCENARIOS = (
     Scenario("aa", "A/A, 1 % errors", 0.01, 0.01, "aa"),
     Scenario("double", "errors double 1 % → 2 %", 0.01, 0.02, "caught"),
     Scenario("incident", "A/A, shared incident 1.5 %", 0.015, 0.015, "aa"),
+    # Worse, but within the 0.5 pp margin: the price of testing "any increase" (information).
+    Scenario("within", "errors +30 % 1 % → 1.3 % (info)", 0.01, 0.013, None),
 )
 
 
@@ -314,6 +317,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--max-seconds", type=float, default=None,
                    help="deadline per step (default 3 × bake): then undecided means inconclusive")
     p.add_argument("--look-seconds", type=float, default=10.0, help="sequential gate: time between looks")
+    p.add_argument("--alpha", type=float, default=None,
+                   help="sequential gate: the rollout's false-rollback budget (default: GateSettings' own)")
+    p.add_argument("--error-increase-tolerance", type=float, default=None,
+                   help="sequential gate: error-rate ratio the error-increase check lets pass (default: GateSettings')")
     p.add_argument("--rps", type=float, default=200.0, help="total requests/s over both variants")
     p.add_argument("--flagger-interval", type=float, default=60.0, help="Flagger: analysis interval (s)")
     p.add_argument("--flagger-threshold", type=int, default=5, help="Flagger: failed checks before rollback")
@@ -325,6 +332,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.max_seconds = 3 * args.bake_seconds
     if args.runs < 1 or args.rps <= 0 or args.look_seconds <= 0:
         p.error("--runs, --rps and --look-seconds must be positive")
+    if args.alpha is not None and not 0 < args.alpha <= 0.2:
+        p.error("--alpha must lie in (0, 0.2]")
+    if args.error_increase_tolerance is not None and not 1 <= args.error_increase_tolerance <= 100:
+        p.error("--error-increase-tolerance must lie in [1, 100]")
     if not 0 < args.bake_seconds <= args.max_seconds:
         p.error("need 0 < --bake-seconds <= --max-seconds")
     ratio = args.flagger_interval / args.look_seconds
@@ -337,7 +348,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     started = time.perf_counter()
-    settings = GateSettings()
+    chosen = {"alpha": args.alpha, "error_increase_tolerance": args.error_increase_tolerance}
+    settings = GateSettings(**{k: v for k, v in chosen.items() if v is not None})
     bake, max_s, look = args.bake_seconds, args.max_seconds, args.look_seconds
     # Enough looks for the longest step either gate can take.
     flagger_horizon = (math.ceil(bake / args.flagger_interval) + args.flagger_threshold) * args.flagger_interval
@@ -349,7 +361,8 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"  sequential: looks every {look:g} s, bake {bake:g} s, deadline {max_s:g} s per step, "
           f"alpha {settings.alpha:g} over {len(STEPS)} windows, margins {100 * settings.error_rate_margin:g} pp "
           f"/ {settings.latency_margin_ms:g} ms, PSI ≤ {settings.psi_max:g}, min {settings.min_requests} "
-          f"requests, on_inconclusive={settings.on_inconclusive}; the {STEPS[-1]} % step is final; "
+          f"requests, error-increase tolerance ×{settings.error_increase_tolerance:g}, "
+          f"on_inconclusive={settings.on_inconclusive}; the {STEPS[-1]} % step is final; "
           "'CS only' leaves out the error-increase e-process")
     print(f"  flagger:    request-success-rate over each {args.flagger_interval:g} s interval, failure "
           f"limit {args.flagger_threshold}, a step advances after "
@@ -378,7 +391,7 @@ def main(argv: list[str] | None = None) -> dict:
         results.append({"scenario": scenario.key, "label": scenario.label, "target": scenario.target,
                         "gates": {gate: summarise(run) for gate, run in runs.items()}})
 
-    header = (f"{'scenario':<30} {'gate':<19} {'rolled back':>11} {'inconcl.':>9} {'promoted':>9} "
+    header = (f"{'scenario':<33} {'gate':<19} {'rolled back':>11} {'inconcl.':>9} {'promoted':>9} "
               f"{'rollbacks at 5/25/50 %':>23} {'median decision s':>18} {'median rollback s':>18} "
               f"{'exposure':>9}")
     print(header)
@@ -387,7 +400,7 @@ def main(argv: list[str] | None = None) -> dict:
         for gate, r in result["gates"].items():
             by_step = "/".join(str(v) for v in r["rollbacks_by_step"].values())
             exposure = r["median_rollback_exposure"]
-            print(f"{result['label']:<30} {gate:<19} {_pct(r['rollback_rate']):>11} "
+            print(f"{result['label']:<33} {gate:<19} {_pct(r['rollback_rate']):>11} "
                   f"{_pct(r['inconclusive_rate']):>9} {_pct(r['promoted_rate']):>9} {by_step:>23} "
                   f"{_secs(r['median_decision_s']):>18} {_secs(r['median_rollback_s']):>18} "
                   f"{_secs(exposure):>9}")

@@ -26,7 +26,7 @@ def test_benchmark_reports_every_scenario_and_is_deterministic(capsys, monkeypat
     printed = capsys.readouterr().out
 
     gates = ["sequential", "sequential, CS only", "flagger ≥99 %", "flagger ≥98.5 %"]
-    assert [r["scenario"] for r in report["results"]] == ["aa", "double", "incident"]
+    assert [r["scenario"] for r in report["results"]] == ["aa", "double", "incident", "within"]
     for result in report["results"]:
         assert list(result["gates"]) == gates
         for r in result["gates"].values():
