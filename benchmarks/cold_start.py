@@ -7,10 +7,16 @@ logistic regression, trained on generated rows and exported to ONNX as `train_re
 does. Then, alternating, `--repeat` times each (after one untimed run of each, so both
 find the files in the page cache):
 
-* packaged: the zip `serverless_package` builds, unzipped, run by `python -I -S` with only
-  the package on `sys.path` (as Lambda's runtime sees /var/task). It imports the handler,
-  which loads the model on its first event, and answers one API Gateway HTTP API v2 event
-  carrying one row.
+* the serverless handlers (HANDLERS), each its package unzipped and driven by the shared
+  verifier's fresh-process probe (`flightdeck.serverless.verify.run_probe`):
+  - lambda: the zip `serverless_package` builds, run by `python -I -S` with only the package
+    on `sys.path` (as Lambda's runtime sees /var/task), answering one API Gateway HTTP API v2
+    event carrying one row;
+  - gcf: the Cloud Functions source package, its `main.py` loaded by the Functions
+    Framework's own app (`functions_framework.create_app`) and sent one HTTP request;
+  - azure: the Azure Functions package, its `function_app.py` FunctionApp called with one
+    `azure.functions.HttpRequest`.
+  Each imports its entry point, loads the model on its first request and answers it.
 * pyfunc: a fresh `python -I` (site-packages, as a Lambda image built with MLflow would
   have them) that imports MLflow and pandas, calls `mlflow.pyfunc.load_model` on the same
   registered version (its artifacts downloaded beforehand into a local folder, as an image
@@ -21,8 +27,8 @@ Cold start = from the first line of the process's script to the first prediction
 load + predict, wall clock); the interpreter's own start-up is reported separately
 (`process` = spawn to exit). Peak memory = the process's VmHWM. Medians over the repeats.
 
-Targets (issue 8): packaged cold start <= 1/10 of pyfunc's; packaged peak <= 128 MB (Lambda's
-smallest memory setting; MB there means MiB). Exit status 1 when a target is missed.
+Targets (issues 8 and 20), for each handler: cold start <= 1/10 of pyfunc's; peak <= 128 MB
+(Lambda's smallest memory setting; MB there means MiB). Exit status 1 when a target is missed.
 """
 
 from __future__ import annotations
@@ -41,25 +47,10 @@ from pathlib import Path
 from flightdeck.devtools.results import write_json
 
 MODEL_NAME = "flightdeck-classifier"
+HANDLERS = ("lambda", "gcf", "azure")  # the serverless handlers, each against the pyfunc baseline
 MAX_RATIO = 0.1          # packaged cold start / pyfunc cold start
 MAX_PEAK_MB = 128.0      # Lambda's smallest memory setting
 SCORE_TOLERANCE = 1e-6   # both handlers must give the row the same score
-
-_PACKAGED = textwrap.dedent('''
-    import json, sys, time
-    started = time.perf_counter()
-    root, event = sys.argv[1], json.loads(sys.argv[2])
-    sys.path.insert(0, root)
-    from flightdeck.serverless import handler as module
-    imported = time.perf_counter()
-    answer = module.handler(event, None)
-    done = time.perf_counter()
-    with open("/proc/self/status") as status:
-        hwm_kb = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
-    assert answer["statusCode"] == 200, answer
-    print(json.dumps({"import_s": imported - started, "cold_start_s": done - started,
-                      "score": json.loads(answer["body"])["predictions"][0], "peak_mb": hwm_kb / 1024}))
-''')
 
 # A handler a user would write around MLflow: import, load the pyfunc once, parse the event's
 # MLflow body into a DataFrame, predict. `mode` "tensors" feeds one [1, 1] array per column
@@ -105,33 +96,55 @@ def medians(samples: list[dict]) -> dict[str, float]:
     return {k: statistics.median(s[k] for s in samples) for k in keys}
 
 
-def evaluate(packaged: dict, pyfunc: dict, max_ratio: float = MAX_RATIO,
+def evaluate(handlers: dict[str, dict], pyfunc: dict, max_ratio: float = MAX_RATIO,
              max_peak_mb: float = MAX_PEAK_MB) -> list[dict]:
-    """The targets against the medians of both handlers: [{name, value, target, pass}]."""
-    ratio = packaged["cold_start_s"] / pyfunc["cold_start_s"]
-    return [
-        {"name": "packaged / pyfunc cold start", "value": ratio, "target": f"<= {max_ratio:g}",
-         "pass": ratio <= max_ratio},
-        {"name": "packaged peak memory (MB)", "value": packaged["peak_mb"], "target": f"<= {max_peak_mb:g}",
-         "pass": packaged["peak_mb"] <= max_peak_mb},
-    ]
+    """The targets of each handler's medians against pyfunc's: [{name, value, target, pass}].
+    `handlers` is {name: medians}, or one handler's medians."""
+    handlers = _by_name(handlers)
+    targets = []
+    for name, m in handlers.items():
+        ratio = m["cold_start_s"] / pyfunc["cold_start_s"]
+        targets += [{"name": f"{name} / pyfunc cold start", "value": ratio, "target": f"<= {max_ratio:g}",
+                     "pass": ratio <= max_ratio},
+                    {"name": f"{name} peak memory (MB)", "value": m["peak_mb"], "target": f"<= {max_peak_mb:g}",
+                     "pass": m["peak_mb"] <= max_peak_mb}]
+    return targets
 
 
 def exit_code(targets: list[dict]) -> int:
     return 0 if all(t["pass"] for t in targets) else 1
 
 
-def format_report(packaged: dict, pyfunc: dict, targets: list[dict], repeat: int) -> str:
+def _by_name(handlers: dict) -> dict[str, dict]:
+    return {"packaged": handlers} if "cold_start_s" in handlers else handlers
+
+
+def format_report(handlers: dict[str, dict], pyfunc: dict, targets: list[dict], repeat: int) -> str:
+    handlers = _by_name(handlers)
     lines = [f"{'handler':<10} {'cold start s':>12} {'import s':>9} {'process s':>10} {'peak MB':>8}   "
              f"(medians of {repeat})"]
-    for name, m in (("packaged", packaged), ("pyfunc", pyfunc)):
+    for name, m in (*handlers.items(), ("pyfunc", pyfunc)):
         lines.append(f"{name:<10} {m['cold_start_s']:>12.3f} {m['import_s']:>9.3f} {m['process_s']:>10.3f} "
                      f"{m['peak_mb']:>8.1f}")
-    lines.append(f"packaged cold start = 1/{pyfunc['cold_start_s'] / packaged['cold_start_s']:.1f} of pyfunc's; "
-                 f"peak {packaged['peak_mb'] / pyfunc['peak_mb']:.2f}x pyfunc's")
+    for name, m in handlers.items():
+        lines.append(f"{name} cold start = 1/{pyfunc['cold_start_s'] / m['cold_start_s']:.1f} of pyfunc's; "
+                     f"peak {m['peak_mb'] / pyfunc['peak_mb']:.2f}x pyfunc's")
     for t in targets:
         lines.append(f"target {t['name']}: {t['value']:.3f} {t['target']}  {'PASS' if t['pass'] else 'MISS'}")
     return "\n".join(lines)
+
+
+def _handler_run(platform: str, root: Path, body: str) -> dict:
+    """One cold start of a handler's package in a fresh interpreter (the verifier's probe)."""
+    from flightdeck.serverless.verify import run_probe
+
+    probe = run_probe(root, [["first", body, "/invocations"], ["direct_one", body, "/invocations"]], warm_calls=0,
+                      platform=platform)
+    status, answer = probe["answers"]["first"]
+    if status != 200:
+        raise RuntimeError(f"{platform} handler answered {status}: {answer}")
+    return {"import_s": probe["import_s"], "cold_start_s": probe["cold_start_s"], "score": answer["predictions"][0],
+            "peak_mb": probe["peak_rss_mb"], "process_s": probe["process_wall_s"]}
 
 
 # ------------------------------------------------------------------------------ the run
@@ -223,7 +236,12 @@ def main(argv: list[str] | None = None) -> int:
 
     import logging
 
-    from flightdeck.serverless.package import default_wheel_cache, extract, package_registered_model
+    from flightdeck.serverless.package import (
+        build_source_package,
+        default_wheel_cache,
+        extract,
+        package_registered_model,
+    )
 
     logging.getLogger("mlflow").setLevel(logging.ERROR)  # its input-example warnings are expected here
 
@@ -236,6 +254,11 @@ def main(argv: list[str] | None = None) -> int:
         root = extract(built.zip_path, home / "unzipped")
         print(f"package {Path(built.zip_path).name}: {built.zipped_bytes / 2**20:.1f} MB zipped, "
               f"{built.unzipped_bytes / 2**20:.1f} MB unzipped", flush=True)
+        roots = {"lambda": root}
+        for platform in HANDLERS[1:]:
+            source = build_source_package((root / "model.onnx").read_bytes(), MODEL_NAME, version,
+                                          home / "package", platform)
+            roots[platform] = extract(source.zip_path, home / f"unzipped-{platform}")
 
         import mlflow.artifacts
 
@@ -243,32 +266,38 @@ def main(argv: list[str] | None = None) -> int:
                                                         dst_path=str(home / "pyfunc-model"),
                                                         tracking_uri=registry.tracking_uri)
         event = json.dumps(_one_row_event(root / "model.onnx"))
-        packaged_cmd = [sys.executable, "-I", "-S", "-c", _PACKAGED, str(root), event]
+        body = json.loads(event)["body"]
         env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "FLIGHTDECK_"))}
 
-        # Untimed runs: fill the page cache for both, and find how pyfunc takes the row.
-        _run(packaged_cmd)
+        # Untimed runs: fill the page cache for all, and find how pyfunc takes the row.
+        for platform in HANDLERS:
+            _handler_run(platform, roots[platform], body)
         mode, note = _pyfunc_mode(model_dir, event, env)
         if note:
             print(f"note: {note}", flush=True)
 
-        samples: dict[str, list[dict]] = {"packaged": [], "pyfunc": []}
+        samples: dict[str, list[dict]] = {name: [] for name in (*HANDLERS, "pyfunc")}
         for i in range(args.repeat):
-            # Alternate the order so slow moments of the machine fall on both.
-            runs = [("packaged", packaged_cmd, None), ("pyfunc", _pyfunc_command(model_dir, event, mode), env)]
-            for name, cmd, run_env in (runs if i % 2 == 0 else runs[::-1]):
-                samples[name].append(_run(cmd, run_env))
-        packaged, pyfunc = medians(samples["packaged"]), medians(samples["pyfunc"])
-        diff = max(abs(p["score"] - q["score"]) for p, q in zip(samples["packaged"], samples["pyfunc"], strict=True))
+            # Rotate the order so slow moments of the machine fall on all of them.
+            runs = [*((name, lambda name=name: _handler_run(name, roots[name], body)) for name in HANDLERS),
+                    ("pyfunc", lambda: _run(_pyfunc_command(model_dir, event, mode), env))]
+            shift = i % len(runs)
+            for name, run in runs[shift:] + runs[:shift]:
+                samples[name].append(run())
+        handlers = {name: medians(samples[name]) for name in HANDLERS}
+        pyfunc = medians(samples["pyfunc"])
+        diff = max(abs(p["score"] - q["score"]) for name in HANDLERS
+                   for p, q in zip(samples[name], samples["pyfunc"], strict=True))
         if diff > SCORE_TOLERANCE:
-            print(f"the two handlers score the row differently (|diff| {diff:.3g}): not the same model", flush=True)
+            print(f"the handlers score the row differently (|diff| {diff:.3g}): not the same model", flush=True)
             return 2
-        targets = evaluate(packaged, pyfunc)
+        targets = evaluate(handlers, pyfunc)
         print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores; pyfunc input: {mode}; "
               f"|score diff| {diff:.2g}", flush=True)
-        print(format_report(packaged, pyfunc, targets, args.repeat))
+        print(format_report(handlers, pyfunc, targets, args.repeat))
         print(f"load average {os.getloadavg()[0]:.2f}")
-        figures = {"packaged": packaged, "pyfunc": pyfunc, "targets": targets, "pyfunc_input": mode,
+        figures = {"packaged": handlers["lambda"], "handlers": handlers, "pyfunc": pyfunc, "targets": targets,
+                   "pyfunc_input": mode,
                    "note": note, "samples": samples, "package_mb": {"zipped": built.zipped_bytes / 2**20,
                                                                     "unzipped": built.unzipped_bytes / 2**20}}
         if args.json == "-":
