@@ -56,7 +56,7 @@ STEPS = (5, 25, 50)  # canary weight in % of each gated step; 100 % follows the 
 LATENCY_MEDIAN_S = 0.020  # lognormal latency, the same for both variants in every scenario
 LATENCY_SIGMA = 0.5
 SCORE_BETA = (2.0, 5.0)  # prediction scores ~ Beta(2, 5), binned on SCORE_EDGES
-REPLAY_RUNS = 10  # rollouts per scenario whose every look is replayed through evaluate()/decide()
+REPLAY_RUNS = 10  # default: rollouts per scenario whose every look is replayed through evaluate()/decide()
 TARGET_AA = 0.01  # A/A rolled back in at most 1 % of runs, with or without a shared incident
 TARGET_CAUGHT = 0.95  # a doubled error rate caught before the canary passes 50 % in ≥ 95 %
 TARGET_ROLLBACK_S = 360.0  # ... and rolled back within 360 s (median), as fast as a threshold gate
@@ -176,7 +176,7 @@ class GateRun:
 
 def run_sequential(traffic: list[StepTraffic], settings: GateSettings, *, bake_s: float,
                    max_s: float, look_s: float, replay: list | None = None,
-                   split_traffic: bool = True) -> GateRun:
+                   split_traffic: bool = True, replay_runs: int = REPLAY_RUNS) -> GateRun:
     """The sequential gate on every run at once; `replay` collects looks of the first runs.
     `split_traffic=False` leaves the error-increase e-process out (the confidence sequences only)."""
     runs = traffic[0].requests["canary"].shape[0]
@@ -201,7 +201,7 @@ def run_sequential(traffic: list[StepTraffic], settings: GateSettings, *, bake_s
             statuses = np.stack([c.status for c in checks.values()], axis=1)
             decided = decide_batch(statuses, elapsed_s=elapsed, bake_s=bake_s, max_s=max_s, final=final)
             if replay is not None:
-                for i in np.flatnonzero(idx < REPLAY_RUNS):
+                for i in np.flatnonzero(idx < replay_runs):
                     replay.append((s, int(idx[i]), j, elapsed, final, int(decided[i]), split_traffic))
             stop = idx[(decided == ROLLBACK) | (decided == INCONCLUSIVE)]
             outcome[stop] = decided[(decided == ROLLBACK) | (decided == INCONCLUSIVE)]
@@ -324,12 +324,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--rps", type=float, default=200.0, help="total requests/s over both variants")
     p.add_argument("--flagger-interval", type=float, default=60.0, help="Flagger: analysis interval (s)")
     p.add_argument("--flagger-threshold", type=int, default=5, help="Flagger: failed checks before rollback")
+    p.add_argument("--replay-runs", type=int, default=REPLAY_RUNS,
+                   help="rollouts per scenario whose looks are replayed through evaluate()/decide()")
     p.add_argument("--json", metavar="PATH", help="also write the result, the command and the date as JSON")
     p.add_argument("--flagger-min-success", default="99,98.5",
                    help="Flagger: request-success-rate minimum(s) in %%, comma-separated, one gate each")
     args = p.parse_args(argv)
     if args.max_seconds is None:
         args.max_seconds = 3 * args.bake_seconds
+    if args.replay_runs < 0:
+        p.error("--replay-runs must not be negative")
     if args.runs < 1 or args.rps <= 0 or args.look_seconds <= 0:
         p.error("--runs, --rps and --look-seconds must be positive")
     if args.alpha is not None and not 0 < args.alpha <= 0.2:
@@ -380,7 +384,8 @@ def main(argv: list[str] | None = None) -> dict:
         replay: list = []
         # Looks of the gate as the DAGs run it are replayed (the CS-only form runs the same code).
         runs = {gate: run_sequential(traffic, settings, bake_s=bake, max_s=max_s, look_s=look,
-                                     replay=replay if split else None, split_traffic=split)
+                                     replay=replay if split else None, split_traffic=split,
+                                     replay_runs=args.replay_runs)
                 for gate, split in zip(gates[:2], (True, False), strict=True)}
         for gate, minimum in zip(gates[2:], args.flagger_min_success, strict=True):
             runs[gate] = run_flagger(traffic, min_success=minimum, interval_s=args.flagger_interval,
@@ -443,7 +448,7 @@ def main(argv: list[str] | None = None) -> dict:
                 targets.append({"scenario": result["scenario"], "gate": gate, "target": what, "value": value,
                                 "pass": bool(ok)})
                 print(f"target {what:<62} {gate:<19} {fmt(value):>8}  {'PASS' if ok else 'MISS'}")
-    print(f"\nreplayed {replay_total[1]:,} looks of the first {REPLAY_RUNS} rollouts per scenario through "
+    print(f"\nreplayed {replay_total[1]:,} looks of the first {args.replay_runs} rollouts per scenario through "
           f"evaluate()/decide(): {replay_total[0]:,} agree")
     print(f"run time {time.perf_counter() - started:.1f} s")
     report = {"settings": settings.model_dump(), "runs": args.runs, "seed": args.seed,

@@ -9,7 +9,8 @@ import sys
 from pathlib import Path
 
 BENCHMARK = Path(__file__).resolve().parents[2] / "benchmarks" / "gates.py"
-ARGS = ["--runs", "25", "--seed", "3", "--bake-seconds", "120", "--max-seconds", "360"]
+ARGS = ["--runs", "25", "--seed", "3", "--bake-seconds", "120", "--max-seconds", "360", "--look-seconds", "20",
+        "--replay-runs", "3"]
 
 
 def _load_benchmark(monkeypatch):
