@@ -148,11 +148,12 @@ def rate_increase_log_e_value(events_a: Any, n_a: Any, events_b: Any, n_b: Any,
     weights, is a nonnegative supermartingale with E = 1 at the start under every null
     ratio (each LR_R is a product of factors whose mean, linear in the true θ, is 1 at
     θ(R0) and less below it). By Ville's inequality P(E ever reaches 1/α) ≤ α: rejecting
-    the null once log E ≥ log(1/α) is valid at every look however often one looks. This is the conditional (multinomial) test of
-    Lindon & Malek ("Anytime-valid inference for multinomial count data", NeurIPS 2022) used
-    for canaries in Lindon, Sanden & Shirikian ("Rapid regression detection in software
-    deployments through sequential testing", KDD 2022), one-sided and with a discrete
-    mixture. It needs no variance estimate and no normal approximation; ρ is taken as the
+    the null once log E ≥ log(1/α) is valid at every look however often one looks.
+
+    This is the conditional (multinomial) test of Lindon & Malek ("Anytime-valid inference
+    for multinomial count data", NeurIPS 2022), in the spirit of the count-based canary tests
+    of Lindon, Sanden & Shirikian ("Rapid regression detection in software deployments
+    through sequential testing", KDD 2022), made one-sided and with a discrete mixture. It needs no variance estimate and no normal approximation; ρ is taken as the
     observed share n_a / (n_a + n_b) of the window, which within a window of fixed split
     differs from the configured one by sampling noise only.
 

@@ -438,7 +438,8 @@ class GateReport:
                          f"| {threshold} | {c.n_baseline:,} / {c.n_canary:,} |")
         lines.append("")
         lines.append(f"Window false-rollback budget α = {self.alpha:.3g}, split equally among the "
-                     "sequential checks (confidence sequences valid at every look).")
+                     "sequential checks (confidence sequences and the error-increase e-process, valid "
+                     "at every look).")
         lines.append("")
         lines.extend(f"- **{c.name}**: {c.message}" for c in self.checks)
         return "\n".join(lines)
