@@ -17,11 +17,12 @@ The checks
   established), "undecided" otherwise and "insufficient" while a variant has fewer than
   `min_requests` requests (a clear failure may still be called from `min_requests_hard_fail`).
 * ``error_increase`` asks the question a rollback needs answered first: does the canary make
-  more errors than its baseline at all (or than `error_increase_tolerance` times as many)? Over one window of live traffic split at a fixed
-  share, an error comes from the canary with probability equal to the canary's share of the
-  requests unless its error rate is higher; `flightdeck.stats.rate_increase_log_e_value` is
-  an e-process for that (no variance estimate, no normal approximation, and a shared
-  incident that raises both variants' rates cancels out). The check is "fail" once the
+  more errors than its baseline at all (or more than `error_increase_tolerance` times as
+  many)? Over one window of live traffic split at a fixed share, an error comes from the
+  canary with probability equal to the canary's share of the requests unless its error rate
+  is higher; `flightdeck.stats.rate_increase_log_e_value` is an e-process for that (no
+  variance estimate, no normal approximation, and a shared incident that raises both
+  variants' rates cancels out). The check is "fail" once the
   e-value reaches 1/α (the canary's error rate is surely higher than the baseline's, times
   the tolerance; its `threshold` is the canary's share of the errors at that limit),
   "pass" otherwise (no such evidence; non-inferiority is the ``error_rate`` check's job) and
@@ -46,10 +47,11 @@ bound the probability that a canary no worse than its baseline ever sees a seque
 "fail", at any look of any window, is at most `alpha` (for the confidence sequences
 asymptotically, since their variances are estimated; see
 `flightdeck.stats.mixture_half_width`). A canary worse than its baseline but within the
-margins may be rolled back by ``error_increase``: that is the point of it. The PSI check is a practical-significance threshold, not a test: for a
-canary that scores like its baseline its false-fail probability is negligible once both
-sides have `min_rows_for_distribution` rows (see `psi_sampling_bias`). The budget bounds false failures
-only: a window that reaches its deadline without enough evidence ends "inconclusive", which
+margins may be rolled back by ``error_increase``: that is the point of it (raise
+`error_increase_tolerance` to let a given ratio pass). The PSI check is a
+practical-significance threshold, not a test: for a canary that scores like its baseline
+its false-fail probability is negligible once both sides have `min_rows_for_distribution`
+rows (see `psi_sampling_bias`). The budget bounds false failures only: a window that reaches its deadline without enough evidence ends "inconclusive", which
 is a matter of traffic and time (power), not of alpha.
 
 Windows need not be of equal length: the post-promotion bake evaluates the new version's
@@ -224,7 +226,7 @@ class CheckArrays:
     `estimate`, `lower`, `upper` the compared quantity and its CS (NaN when there is none);
     `baseline` / `canary` each variant's own value; `threshold` what `estimate` is held
     against (one number, or one per window for ``error_increase``: the canary's share of the
-    requests); `alpha` the check's share of the window budget (NaN for checks that are not
+    errors at the tolerated ratio, its share of the requests at ratio 1; 0 without requests); `alpha` the check's share of the window budget (NaN for checks that are not
     tests); `detail` extra arrays for the message.
     """
 
@@ -286,6 +288,7 @@ def evaluate_batch(baseline: WindowArrays, canary: WindowArrays, settings: GateS
     with np.errstate(divide="ignore", invalid="ignore"):
         share_requests = np.where(nb + nc > 0, nc / np.maximum(nb + nc, 1.0), np.nan)
         share_null = share_requests * tolerance / (share_requests * tolerance + 1.0 - share_requests)
+        share_null = np.nan_to_num(share_null, nan=0.0)  # thresholds stay finite: reports are strict JSON
         errors = canary.errors + baseline.errors
         share_errors = np.where(errors > 0, canary.errors / np.maximum(errors, 1.0), np.nan)
     fail = log_e >= np.log(1.0 / alpha_check)
