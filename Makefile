@@ -56,8 +56,9 @@ $(CHECKOV_STAMP): requirements-checkov.txt
 	touch $(CHECKOV_STAMP)
 
 # uv, not pip: about 30 s from an empty cache for PyFlink, Beam and the JVM jars (~800 MB installed).
-# The package goes in editable without dependencies; the job needs only numpy and onnxruntime of it.
-$(FLINK_STAMP): requirements-flink.txt pyproject.toml $(STAMP)
+# The package goes in editable without dependencies: the job needs only numpy and onnxruntime of it
+# (uv comes from .venv, hence the order-only prerequisite).
+$(FLINK_STAMP): requirements-flink.txt pyproject.toml | $(STAMP)
 	test -x $(FLINK_VENV)/bin/python || $(BIN)/uv venv --quiet --python $(PYTHON) $(FLINK_VENV)
 	$(BIN)/uv pip install --quiet --python $(FLINK_VENV)/bin/python --no-deps --require-hashes -r requirements-flink.txt
 	$(BIN)/uv pip install --quiet --python $(FLINK_VENV)/bin/python --no-deps -e .

@@ -12,7 +12,8 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parents[2]
-LOCKS = {"requirements.txt": "requirements.in", "requirements-checkov.txt": "requirements-checkov.in"}
+LOCKS = {"requirements.txt": "requirements.in", "requirements-checkov.txt": "requirements-checkov.in",
+         "requirements-flink.txt": "requirements-flink.in"}
 
 
 def entries(lock: Path) -> dict[str, list[str]]:
