@@ -13,7 +13,9 @@ interpreter, through the platform's own calling convention:
   `HttpRequest` objects.
 
 Inside it the probe times the cold start (import of the entry point + model load + first
-prediction, the first answer the platform would bill), answers a good body, a records body,
+prediction, the first answer the platform would bill; `framework_s` of it is the import of the
+platform's own library, the Functions Framework or `azure.functions`, which the platform loads
+whatever the handler), answers a good body, a records body,
 a bad body and a row missing a column, then `warm_calls` warm requests, checks the code it
 ran is the package's, and reports its peak RSS. The scores are compared with the gateway's
 scoring of the same rows (`ServedModel`: the gateway's payload parsing, input plan and ONNX
@@ -41,6 +43,7 @@ SCORE_TOLERANCE = 1e-9
 # (status, answer dict). Lambda's "direct" requests are direct invocations (the body is the event).
 _ENTRY = {
     "lambda": textwrap.dedent('''
+        framework = time.perf_counter()  # Lambda's runtime client is not part of the package
         from flightdeck.serverless import handler as module
         def call(name, body, path):
             if name.startswith("direct") or name == "missing":
@@ -54,6 +57,7 @@ _ENTRY = {
     '''),
     "gcf": textwrap.dedent('''
         import functions_framework
+        framework = time.perf_counter()
         client = functions_framework.create_app("score", root + "/main.py").test_client()
         def call(name, body, path):
             answer = client.post(path, data=body, content_type="application/json")
@@ -61,6 +65,7 @@ _ENTRY = {
     '''),
     "azure": textwrap.dedent('''
         import azure.functions as func
+        framework = time.perf_counter()
         import function_app
         functions = {f.get_function_name(): f.get_user_function() for f in function_app.app.get_functions()}
         def call(name, body, path):
@@ -96,6 +101,7 @@ _PROBE = textwrap.dedent('''
     heavy = sorted(m for m in ("pandas", "pydantic", "mlflow", "sklearn") if m in sys.modules)
     from flightdeck.serverless import core
     print(json.dumps({{"import_s": imported - started, "cold_start_s": cold - started,
+                      "framework_s": framework - started,
                       "load_s": core.load_model().load_seconds, "warm_s": warm, "answers": answers,
                       "core_file": core.__file__, "heavy_modules": heavy, "peak_rss_mb": hwm_kb / 1024}}))
 ''')
@@ -104,6 +110,7 @@ _PROBE = textwrap.dedent('''
 # Lambda events given as they are (`run_probe` with a dict of events): each handler answer is
 # returned unchanged under its event's name, the first one ("v2") as `first`.
 _LAMBDA_EVENTS = textwrap.dedent('''
+    framework = time.perf_counter()
     from flightdeck.serverless import handler as module
     events = requests
     requests = [["first" if name == "v2" else name, name, ""] for name in events]
