@@ -39,10 +39,10 @@ def read_predictions(engine: Engine, endpoint: str, columns: Sequence[str], *, s
     """Prediction-log rows of `endpoint`, oldest first (by created_at, then insertion).
 
     Args:
-        columns: names from `COLUMNS`, in the order wanted; "label" joins the outcomes.
+        columns: names from `COLUMNS`, in the order wanted; "label" looks up the outcomes.
         start, end: keep rows created in [start, end) (UTC; either may be None).
         role: "live" or "shadow" rows only; None for both.
-        labelled_only: keep rows that have a label (the label join is made even if "label"
+        labelled_only: keep rows that have a label (looked up even if "label"
             is not among `columns`).
         with_features: keep rows logged with their input (`features` not null).
         newest: keep only the `newest` most recent rows (still returned oldest first).
@@ -52,24 +52,42 @@ def read_predictions(engine: Engine, endpoint: str, columns: Sequence[str], *, s
     score, latency_ms and label are float64, created_at a UTC datetime; the frame has the
     columns asked for even when no row matches.
     """
+    query = predictions_query(endpoint, columns, start=start, end=end, role=role, labelled_only=labelled_only,
+                              with_features=with_features, newest=newest, include_forced=include_forced)
+    with engine.connect() as conn:
+        rows = conn.execute(query).all()
+    if newest is not None:
+        rows.reverse()
+    frame = pd.DataFrame([tuple(row) for row in rows], columns=list(columns))
+    for column in _FLOAT_COLUMNS:
+        if column in frame:
+            frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
+    if "created_at" in frame:
+        frame["created_at"] = pd.to_datetime(frame["created_at"], utc=True)
+    return frame
+
+
+def predictions_query(endpoint: str, columns: Sequence[str], *, start: datetime | None = None,
+                      end: datetime | None = None, role: Role | None = "live", labelled_only: bool = False,
+                      with_features: bool = False, newest: int | None = None,
+                      include_forced: bool = True) -> sa.Select:
+    """The SELECT behind `read_predictions` (kept apart so its plan can be checked); newest-first
+    when `newest` is given."""
     unknown = [c for c in columns if c not in COLUMNS]
     if unknown or not columns:
         raise ValueError(f"columns {unknown or list(columns)} are not prediction-log columns {list(COLUMNS)}")
     if newest is not None and newest < 1:
         raise ValueError(f"newest must be positive, got {newest}")
     p = predictions.c
-    source = predictions
     label = None
     if LABEL in columns or labelled_only:
-        by_request, by_unit = _latest_outcome("request_id"), _latest_outcome("unit_id")
-        by_client = _latest_outcome("request_id").alias("latest_by_client_request_id")
-        source = (predictions
-                  .outerjoin(by_request, sa.and_(by_request.c.key == p.request_id, by_request.c.rank == 1))
-                  .outerjoin(by_client, sa.and_(by_client.c.key == p.client_request_id, by_client.c.rank == 1))
-                  .outerjoin(by_unit, sa.and_(by_unit.c.key == p.unit_id, by_unit.c.rank == 1)))
-        label = sa.func.coalesce(by_request.c.label, by_client.c.label, by_unit.c.label)
+        # An outcome keyed by the gateway's request id wins over one keyed by the caller's id,
+        # which wins over one keyed by the unit (the newest of each).
+        label = sa.func.coalesce(_latest_label("request_id", p.request_id),
+                                 _latest_label("request_id", p.client_request_id),
+                                 _latest_label("unit_id", p.unit_id))
     selected = [label.label(LABEL) if c == LABEL else p[c] for c in columns]
-    query = sa.select(*selected).select_from(source).where(p.endpoint == endpoint)
+    query = sa.select(*selected).select_from(predictions).where(p.endpoint == endpoint)
     if start is not None:
         query = query.where(p.created_at >= sa.literal(start, UtcDateTime))
     if end is not None:
@@ -86,17 +104,7 @@ def read_predictions(engine: Engine, endpoint: str, columns: Sequence[str], *, s
         query = query.order_by(p.created_at, p.id)
     else:
         query = query.order_by(p.created_at.desc(), p.id.desc()).limit(newest)
-    with engine.connect() as conn:
-        rows = conn.execute(query).all()
-    if newest is not None:
-        rows.reverse()
-    frame = pd.DataFrame([tuple(row) for row in rows], columns=list(columns))
-    for column in _FLOAT_COLUMNS:
-        if column in frame:
-            frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
-    if "created_at" in frame:
-        frame["created_at"] = pd.to_datetime(frame["created_at"], utc=True)
-    return frame
+    return query
 
 
 def predictions_for_request(engine: Engine, request_id: str, columns: Sequence[str]) -> pd.DataFrame:
@@ -133,10 +141,12 @@ def missing_columns(engine: Engine, needed: Sequence[str]) -> list[str] | None:
     return [c for c in needed if c not in present]
 
 
-def _latest_outcome(key: str):
-    """Per value of outcomes.<key>, its outcomes ranked newest first (rank 1 = the latest)."""
+def _latest_label(key: str, value) -> sa.ScalarSelect:
+    """The label of the newest outcome whose outcomes.<key> equals `value` (a column of the outer
+    row), or NULL. A correlated lookup on outcomes' index of <key>: one index probe per row, so
+    the plan does not depend on the tables' statistics. (A join to a ranked window over all
+    outcomes let PostgreSQL, on statistics from before a bulk load, pick a nested loop that
+    re-ranked the outcomes for every row: minutes for a few thousand rows.)"""
     o = outcomes.c
-    rank = sa.func.row_number().over(partition_by=o[key], order_by=(o.observed_at.desc(), o.id.desc()))
-    return (sa.select(o[key].label("key"), o.label, rank.label("rank"))
-            .where(o[key].is_not(None))
-            .subquery(f"latest_by_{key}"))
+    return (sa.select(o.label).where(o[key] == value)
+            .order_by(o.observed_at.desc(), o.id.desc()).limit(1).scalar_subquery())
