@@ -72,6 +72,9 @@ class RouteReplace(BaseModel):
     document: dict[str, Any] = Field(..., description="The whole route table (see flightdeck.serving.routes).")
     expected_version: int | None = Field(None, ge=0, description="Refuse (409) unless this is the current version.")
     comment: str | None = Field(None, max_length=2000)
+    wait: bool = Field(False, description="Answer only once every live worker serves the new version "
+                                          "(504 naming the workers that do not, after wait_timeout_s).")
+    wait_timeout_s: float = Field(10.0, gt=0, le=300)
 
 
 class OutcomeIn(BaseModel):
@@ -259,10 +262,23 @@ def create_app(settings: Settings | None = None, gateway: Gateway | None = None)
 
     @app.put("/admin/routes", tags=["admin"])
     async def put_routes(body: RouteReplace, request: Request, caller: Admin) -> Response:
-        """Replace the whole route table atomically; every worker switches within a poll interval."""
+        """Replace the whole route table atomically. Workers switch within milliseconds on PostgreSQL
+        (within a poll interval on SQLite); with `wait`, the answer comes once every worker has."""
         stored = await gw(request).replace_routes(body.document, caller, body.expected_version, body.comment)
         log.info("route table v%s stored by %s", stored.version, caller)
-        return _json({"version": stored.version, "author": stored.author, "created_at": stored.created_at})
+        answer = {"version": stored.version, "author": stored.author, "created_at": stored.created_at}
+        if body.wait:
+            workers = await gw(request).wait_for_routes(stored.version, body.wait_timeout_s)
+            answer["workers"] = [w.to_dict() for w in workers]
+        return _json(answer)
+
+    @app.get("/admin/routes/wait", tags=["admin"])
+    async def wait_for_routes(request: Request, caller: Admin, version: int, timeout_s: float = 10.0) -> Response:
+        """Answer once every live worker serves route `version` or newer; 504 naming the others."""
+        if not 0 < timeout_s <= 300:
+            raise MalformedRequestError("timeout_s must be within (0, 300] seconds.", field="timeout_s")
+        workers = await gw(request).wait_for_routes(version, timeout_s)
+        return _json({"version": version, "workers": [w.to_dict() for w in workers]})
 
     @app.get("/admin/routes/history", tags=["admin"])
     async def route_history(request: Request, caller: Admin, limit: int = 50) -> Response:

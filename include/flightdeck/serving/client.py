@@ -21,6 +21,8 @@ log = logging.getLogger(__name__)
 
 CONFLICT = 409
 DEFAULT_EDIT_ATTEMPTS = 5
+# How long a route change waits for every gateway worker (below the client's default HTTP timeout).
+WAIT_TIMEOUT_S = 8.0
 
 
 class GatewayError(Exception):
@@ -143,13 +145,21 @@ class GatewayClient:
         return self._call("GET", "/admin/routes")
 
     def replace_routes(self, document: dict, comment: str | None = None,
-                       expected_version: int | None = None) -> int:
-        """Store a new route table; returns its version."""
+                       expected_version: int | None = None, wait: bool = False) -> int:
+        """Store a new route table; returns its version. With `wait`, returns once every worker
+        serves it (GatewayUnavailableError, a 504, when some do not within WAIT_TIMEOUT_S)."""
         body = {"document": document, "comment": comment, "expected_version": expected_version}
+        if wait:
+            body |= {"wait": True, "wait_timeout_s": WAIT_TIMEOUT_S}
         return self._call("PUT", "/admin/routes", json=body)["version"]
 
+    def wait_for_routes(self, version: int) -> list[dict]:
+        """Return the gateway's workers once every one serves route `version` (or newer)."""
+        return self._call("GET", "/admin/routes/wait", params={"version": version, "timeout_s": WAIT_TIMEOUT_S})["workers"]
+
     def update_endpoint(self, name: str, edit: EndpointEdit, *, comment: str | None = None,
-                        attempts: int = DEFAULT_EDIT_ATTEMPTS, create: bool = False) -> EndpointUpdate:
+                        attempts: int = DEFAULT_EDIT_ATTEMPTS, create: bool = False,
+                        wait: bool = False) -> EndpointUpdate:
         """Edit one endpoint of the route table, leaving the others as they are.
 
         The endpoint must exist (EndpointNotFoundError names it and the ones that do) unless
@@ -160,6 +170,7 @@ class GatewayClient:
         (409), reads again and re-applies `edit`, up to `attempts` reads in all, then raises
         RouteConflictError. Nothing is stored when `edit` returns None or a spec equal to the
         one in force (as the gateway validates them), so re-running an edit adds no version.
+        With `wait`, returns only once every gateway worker serves the table written or found.
         """
         if attempts < 1:
             raise ValueError(f"attempts must be at least 1, got {attempts}")
@@ -171,6 +182,8 @@ class GatewayClient:
                 raise EndpointNotFoundError(name, sorted(document["endpoints"]))
             desired = edit(current)
             if desired is None or _same_spec(desired, current):
+                if wait:  # a re-run after a timed-out wait waits again for the table in force
+                    self.wait_for_routes(int(stored["version"]))
                 return EndpointUpdate(name, False, int(stored["version"]), current, attempt)
             new_document = {**document, "endpoints": {**document["endpoints"], name: desired}}
             try:
@@ -181,6 +194,8 @@ class GatewayClient:
                 log.info("route table changed while editing endpoint %s (attempt %d of %d); reading it again",
                          name, attempt, attempts)
                 continue
+            if wait:
+                self.wait_for_routes(version)
             return EndpointUpdate(name, True, version, desired, attempt)
         raise RouteConflictError(name, attempts)
 

@@ -81,6 +81,16 @@ route_tables = sa.Table(
     sa.Column("created_at", UtcDateTime, nullable=False),
 )
 
+# One row per running gateway worker: the route version it serves and when it last said so. A
+# route change waits on it until every live worker serves the new version (flightdeck.serving.store).
+gateway_workers = sa.Table(
+    "gateway_workers", metadata,
+    sa.Column("worker_id", sa.Text, primary_key=True),
+    sa.Column("route_version", sa.Integer, nullable=False),
+    sa.Column("started_at", UtcDateTime, nullable=False),
+    sa.Column("heartbeat_at", UtcDateTime, nullable=False),
+)
+
 variant_stats = sa.Table(
     "variant_stats", metadata,
     # Key order puts `endpoint` first so the per-endpoint summary reads the primary key index.

@@ -7,8 +7,12 @@ every answer in Prometheus metrics, running sums for the gates, and the predicti
 (a bounded queue drained by a writer thread: recording never blocks a request).
 
 Workers agree through the database: the route store has the table and its version; each
-worker polls the version and swaps in the new table once its models are loaded, so a
-route change reaches every worker without a restart and without failing a request.
+worker swaps in a new table once its models are loaded, so a route change reaches every
+worker without a restart and without failing a request. On PostgreSQL the store pushes each
+new version (LISTEN/NOTIFY) and workers switch within milliseconds; every worker also polls
+the version, the only way on SQLite and the fallback while the push is down. Each worker
+records the version it serves (`WorkerRegistry`), so `wait_for_routes` can tell when all of
+them have switched: a route change that waits for it is in force everywhere once answered.
 """
 
 from __future__ import annotations
@@ -55,7 +59,13 @@ from flightdeck.serving.routes import (
     parse_route_table,
 )
 from flightdeck.serving.stats import RunningStats, StatsKey, StatsStore, new_worker_id
-from flightdeck.serving.store import RouteStore, StoredRoutes
+from flightdeck.serving.store import (
+    RouteListener,
+    RouteStore,
+    StoredRoutes,
+    WorkerRegistry,
+    WorkerState,
+)
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +75,28 @@ INLINE_ROWS = 64
 BACKGROUND_THREADS = 2
 
 
+# A worker whose heartbeat (every stats_flush_seconds) is older than this many flushes, and at least
+# MIN_LIVE_S, counts as gone: a killed worker cannot hold a route change's wait for longer.
+LIVE_FLUSHES = 5
+MIN_LIVE_S = 5.0
+# How often a worker whose push connection is down tries to open it again.
+LISTEN_RETRY_S = 2.0
+
+
 class InjectedFault(Exception):
     """A failure injected by a variant's `faults.error_rate` (drills and tests)."""
+
+
+class RoutePropagationError(RequestError):
+    """A route version is stored but some live workers still serve an older one after the wait."""
+
+    status = 504
+
+
+class UnknownRouteVersionError(RequestError):
+    """A wait for a route version that was never stored."""
+
+    status = 404
 
 
 @dataclass(frozen=True)
@@ -157,7 +187,7 @@ class Gateway:
     """Routes, scores and records. Start with `await start()`, stop with `await stop()`."""
 
     def __init__(self, settings: Settings, pool: ModelPool, *, metrics: GatewayMetrics | None = None,
-                 rng: Callable[[], float] | None = None) -> None:
+                 rng: Callable[[], float] | None = None, push: bool = True) -> None:
         settings.check_admin_tokens()
         self.settings = settings
         self.pool = pool
@@ -166,6 +196,10 @@ class Gateway:
         self.engine = db.engine_for(settings.gateway_db_url, serving=True)
         self.route_store = RouteStore(self.engine)
         self.stats_store = StatsStore(self.engine)
+        self.workers = WorkerRegistry(self.engine, max(MIN_LIVE_S, LIVE_FLUSHES * settings.stats_flush_seconds))
+        # Route versions pushed by the database (PostgreSQL); `push=False` leaves only the poll.
+        self._push = push and RouteListener.supported(self.engine)
+        self._pushed = asyncio.Event()
         self.stats = RunningStats()
         self.predlog = PredictionLogWriter(self.engine, settings.predlog_queue_size,
                                            settings.predlog_batch_size, settings.predlog_flush_seconds,
@@ -192,6 +226,8 @@ class Gateway:
         self.predlog.start()
         await self.refresh_routes()
         loops = (self._poll_routes, self._publish_stats, self._refresh_aliases, self._drain_shadow)
+        if self._push:
+            loops += (self._follow_pushes,)
         self._tasks = [asyncio.create_task(loop(), name=loop.__name__) for loop in loops]
         # Everything loaded so far (MLflow, pandas, models) lives as long as the worker: keep it
         # out of the garbage collector's full passes, which otherwise stall requests for ms.
@@ -205,6 +241,7 @@ class Gateway:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         try:
             await self.in_background(self._publish_once)
+            await self.in_background(self.workers.forget, self.worker_id)
         except Exception:  # the database may be gone at shutdown; the log drain below still runs
             log.exception("could not publish the last running sums")
         await self.in_background(self.predlog.close)
@@ -270,7 +307,15 @@ class Gateway:
                 log.error("cannot serve %s", self._route_error)
                 return False
             self._install(compiled)
-            return True
+        await self._announce(compiled.version)
+        return True
+
+    async def _announce(self, version: int) -> None:
+        """Record that this worker serves route `version` (what `wait_for_routes` waits on)."""
+        try:
+            await self.in_background(self.workers.announce, self.worker_id, version)
+        except Exception:  # the heartbeat announces it again; the table is in force regardless
+            log.exception("could not record route table v%s as served", version)
 
     def _compile(self, version: int, table: RouteTable, resolved_before: dict | None = None) -> CompiledRoutes:
         """Load every model the table names (blocking) and build routers and breakers."""
@@ -310,13 +355,73 @@ class Gateway:
         """
         table = parse_route_table(document)
         try:
-            await self.in_background(self._compile, 0, table)
+            compiled = await self.in_background(self._compile, 0, table)
         except FlightdeckError as exc:
             raise RouteTableError(f"route table refused: {exc}") from None
         stored = await self.in_background(self.route_store.replace, table.model_dump(exclude_none=True),
                                          author, expected_version, comment)
-        await self.refresh_routes()
+        async with self._compile_lock:  # the table just compiled is the one stored: no second load
+            installed = self._routes is None or self._routes.version < stored.version
+            if installed:
+                compiled.version = stored.version
+                self._install(compiled)
+        if installed:
+            await self._announce(stored.version)
         return stored
+
+    async def wait_for_routes(self, version: int, timeout_s: float) -> list[WorkerState]:
+        """Return the live workers once every one serves route `version` (or a newer one);
+        RoutePropagationError naming the laggards when `timeout_s` passes first."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        current = await self.in_background(self.route_store.current_version)
+        if not 0 < version <= current:
+            raise UnknownRouteVersionError(f"there is no route table version {version} (the newest is {current}). "
+                                           "Fix: wait for a version that PUT /admin/routes returned.",
+                                           field="version")
+        delay = 0.001
+        while True:
+            if not await self.in_background(self.workers.lagging, version):
+                return await self.in_background(self.workers.live)
+            if loop.time() >= deadline:
+                lagging = await self.in_background(self.workers.lagging, version)
+                if not lagging:
+                    return await self.in_background(self.workers.live)
+                names = ", ".join(f"{w.worker_id} (v{w.route_version})" for w in lagging)
+                raise RoutePropagationError(
+                    f"route table v{version} is stored, but after {timeout_s:g} s these workers still serve an "
+                    f"older one: {names}. Fix: look at those workers' logs (a model that fails to load keeps "
+                    f"the old table); GET /admin/routes/wait?version={version} waits again.", field="version")
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.005)
+
+    async def _follow_pushes(self) -> None:
+        """Switch as soon as the database announces a newer route version (see RouteListener)."""
+        def pushed(version: int) -> None:
+            if version != self.route_version:
+                self._pushed.set()
+
+        listener = RouteListener(self.engine, pushed)
+        applying = asyncio.create_task(self._apply_pushes(), name="apply_pushes")
+        try:
+            while True:
+                try:  # on (re)connecting, look once: a version may have been stored while nobody listened
+                    await listener.run(on_listening=self._pushed.set)
+                except Exception as exc:
+                    log.warning("not listening for route changes (%s); polling every %s s until reconnected",
+                                exc, self.settings.route_poll_seconds)
+                await asyncio.sleep(LISTEN_RETRY_S)
+        finally:
+            applying.cancel()
+
+    async def _apply_pushes(self) -> None:
+        while True:
+            await self._pushed.wait()
+            self._pushed.clear()
+            try:
+                await self.refresh_routes()
+            except Exception:  # a database blip must not end the loop; the poll is still there
+                log.exception("route refresh after a push failed; serving route table v%s", self.route_version)
 
     async def _poll_routes(self) -> None:
         while True:
@@ -572,6 +677,8 @@ class Gateway:
         self.metrics.predlog_written.set(self.predlog.written)
         self.metrics.predlog_dropped.set(self.predlog.dropped)
         self.metrics.predlog_failed.set(self.predlog.failed)
+        if self._routes is not None:  # the heartbeat: this worker is alive and serves this version
+            self.workers.announce(self.worker_id, self._routes.version)
         self.stats_store.publish(self.worker_id, self.stats.snapshot())
 
     def status(self) -> dict:

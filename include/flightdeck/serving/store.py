@@ -4,21 +4,37 @@ Versions are 1, 2, 3, … with no gaps: `replace` writes current+1 and the prima
 two writers that raced for the same number collide, so one of them retries (or, when it
 said which version it expected, gets a VersionConflictError) — never two tables with one
 version, never a silently lost change.
+
+How a new version reaches the workers: on PostgreSQL the insert also sends a notification
+(`NOTIFY flightdeck_routes`, delivered when the transaction commits) that every worker
+listens for (`RouteListener`), so a change reaches them in milliseconds; every worker also
+polls the version (`route_poll_seconds`), the only way on SQLite and the fallback while a
+listening connection is down. Each worker records the version it serves in
+`gateway_workers` (`WorkerRegistry`), which is how a route change waits until all of them
+have switched.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
-from flightdeck.serving.db import route_tables, utcnow, write_transaction
+from flightdeck.serving.db import gateway_workers, route_tables, utcnow, write_transaction
 from flightdeck.serving.errors import RouteTableError, VersionConflictError
+
+log = logging.getLogger(__name__)
+
+# The PostgreSQL channel a stored route version is announced on (payload: the version number).
+ROUTES_CHANNEL = "flightdeck_routes"
 
 # Each collision means another writer succeeded, so this bounds a burst of that many writers.
 MAX_REPLACE_ATTEMPTS = 50
@@ -126,6 +142,8 @@ class RouteStore:
             conn.execute(route_tables.insert().values(
                 version=stored.version, document=document, author=author, comment=comment,
                 created_at=stored.created_at))
+            if conn.dialect.name == "postgresql":  # sent at commit; never for a rolled-back insert
+                conn.execute(sa.select(sa.func.pg_notify(ROUTES_CHANNEL, str(stored.version))))
         return stored
 
     def history(self, limit: int = 50) -> list[AuditRecord]:
@@ -155,3 +173,95 @@ def _json_copy(document: dict) -> dict:
         raise RouteTableError(f"the route table is not JSON-serialisable ({exc}). "
                               "Fix: use only strings, numbers, booleans, lists and mappings.",
                               field="document") from exc
+
+
+# ---- workers ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class WorkerState:
+    """One live worker: the route version it serves and when it last said so."""
+
+    worker_id: str
+    route_version: int
+    heartbeat_at: datetime
+
+    def to_dict(self) -> dict:
+        return {"worker_id": self.worker_id, "route_version": self.route_version,
+                "heartbeat_at": self.heartbeat_at.isoformat()}
+
+
+class WorkerRegistry:
+    """The `gateway_workers` table: each worker upserts its route version whenever it installs a
+    table and on every heartbeat; a worker whose heartbeat is older than `live_within_s` counts
+    as gone (killed without a goodbye), so it cannot hold a route change's wait forever."""
+
+    def __init__(self, engine: Engine, live_within_s: float) -> None:
+        self.engine = engine
+        self.live_within_s = live_within_s
+        dialect = engine.dialect.name
+        if dialect not in ("postgresql", "sqlite"):
+            raise NotImplementedError(f"the gateway database supports PostgreSQL and SQLite, not {dialect}")
+        self._insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(gateway_workers)
+
+    def announce(self, worker_id: str, route_version: int) -> None:
+        """This worker serves `route_version` (and is alive)."""
+        now = utcnow()
+        statement = self._insert.values(worker_id=worker_id, route_version=route_version, started_at=now,
+                                        heartbeat_at=now)
+        newer = statement.excluded.route_version
+        # Never backwards: a heartbeat read before a switch may commit after the switch's own announce.
+        statement = statement.on_conflict_do_update(
+            index_elements=["worker_id"],
+            set_={"route_version": sa.case((newer > gateway_workers.c.route_version, newer),
+                                           else_=gateway_workers.c.route_version),
+                  "heartbeat_at": statement.excluded.heartbeat_at})
+        with write_transaction(self.engine) as conn:
+            conn.execute(statement)
+
+    def forget(self, worker_id: str) -> None:
+        """This worker stops: the waits no longer count on it."""
+        with write_transaction(self.engine) as conn:
+            conn.execute(gateway_workers.delete().where(gateway_workers.c.worker_id == worker_id))
+
+    def live(self) -> list[WorkerState]:
+        """The workers that sent a heartbeat within `live_within_s`, by id."""
+        since = utcnow() - timedelta(seconds=self.live_within_s)
+        c = gateway_workers.c
+        query = (sa.select(c.worker_id, c.route_version, c.heartbeat_at)
+                 .where(c.heartbeat_at >= since).order_by(c.worker_id))
+        with self.engine.connect() as conn:
+            return [WorkerState(*row) for row in conn.execute(query)]
+
+    def lagging(self, version: int) -> list[WorkerState]:
+        """The live workers still serving a route version older than `version`."""
+        return [worker for worker in self.live() if worker.route_version < version]
+
+
+# ---- push ------------------------------------------------------------------------------------
+class RouteListener:
+    """Route versions pushed by PostgreSQL (LISTEN `ROUTES_CHANNEL`), awaited in the event loop.
+
+    `run()` holds one autocommit connection (psycopg's asyncio connection, whatever driver the
+    engine uses) and calls `on_version(n)` for each version announced, in the loop: no thread,
+    no polling. It returns or raises when the connection is lost; the caller opens it again.
+    """
+
+    def __init__(self, engine: Engine, on_version: Callable[[int], None]) -> None:
+        self.engine = engine
+        self.on_version = on_version
+
+    @staticmethod
+    def supported(engine: Engine) -> bool:
+        return engine.dialect.name == "postgresql"
+
+    async def run(self, on_listening: Callable[[], None] | None = None) -> None:
+        import psycopg
+
+        conninfo = self.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        connection = await psycopg.AsyncConnection.connect(conninfo, autocommit=True, connect_timeout=5)
+        async with connection:
+            await connection.execute(f"LISTEN {ROUTES_CHANNEL}")
+            if on_listening is not None:
+                on_listening()
+            async for notification in connection.notifies():
+                if notification.payload.isdigit():
+                    self.on_version(int(notification.payload))

@@ -23,7 +23,7 @@ def _indexes(engine) -> dict[str, list[str]]:
 def test_upgrade_creates_the_index_and_downgrade_drops_it(gateway_db_url):
     db.upgrade(gateway_db_url)
     engine = db.engine_for(gateway_db_url)
-    assert db.current_revision(engine) == db.head_revision() == "0004"
+    assert db.current_revision(engine) == db.head_revision() >= "0004"  # 0004 or a later head
     assert _indexes(engine)[INDEX] == ["client_request_id"]
     with db.write_transaction(engine) as conn:
         config = db._alembic_config(gateway_db_url)

@@ -13,7 +13,8 @@ so moving an alias never moves traffic behind the rollout's back.
 Each method computes the endpoint spec the plan wants and stores it only when it differs
 from the one in force, through `GatewayClient.update_endpoint` (with the version it read, so a
 concurrent edit is a 409, retried on the new table): re-running a method never creates a new
-route version. The endpoint must already be in the route table: a rollout on a name the
+route version. Each change waits until every worker of the gateway serves it (a 504 after the
+client's wait is a transient failure: the re-run finds the spec in force and waits again). The endpoint must already be in the route table: a rollout on a name the
 gateway does not serve fails at deploy with `EndpointNotFoundError` naming it, instead of
 creating an empty endpoint whose gates would wait for traffic that never comes.
 """
@@ -139,7 +140,9 @@ class GatewayTarget:
     # ---- applying ---------------------------------------------------------------------------
     def _apply(self, desired_for, action: str) -> TrafficState:
         comment = f"{action} (model {self.model_name} v{self.candidate} over v{self.baseline}) {self.comment}"
-        update = self.client.update_endpoint(self.endpoint, desired_for, comment=comment.strip())
+        # `wait`: the step is over only once every gateway worker serves it, so a gate window that
+        # opens after it never counts a request answered by the previous table.
+        update = self.client.update_endpoint(self.endpoint, desired_for, comment=comment.strip(), wait=True)
         if update.written:
             log.info("gateway endpoint %s: %s", self.endpoint, action)
         return self.state()
