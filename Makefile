@@ -41,18 +41,20 @@ DOCS_PORT ?= 8000
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-$(STAMP): requirements.txt pyproject.toml
+# Every venv is installed by uv (about a third of pip's CPU time, in parallel), itself bootstrapped
+# by pip from a hashed one-line lock. The locks are complete and hashed: no resolution, every file
+# checked against its sha256. Bytecode is compiled on first import, for the modules used.
+$(STAMP): requirements.txt requirements-uv.txt pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (set PYTHON=...)"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	# The lock is complete and hashed: no resolution (pip's resolver mishandles hashed pins that
-	# other packages ask for with extras), every file checked against its sha256.
-	$(BIN)/python -m pip install --quiet --no-deps -r requirements.txt
-	$(BIN)/python -m pip install --quiet --no-deps -e .
+	test -x $(BIN)/uv || $(BIN)/python -m pip install --quiet --no-deps --require-hashes -r requirements-uv.txt
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps --require-hashes -r requirements.txt
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
 	touch $(STAMP)
 
-$(CHECKOV_STAMP): requirements-checkov.txt
-	test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
-	$(CHECKOV_VENV)/bin/python -m pip install --quiet --no-deps -r requirements-checkov.txt
+$(CHECKOV_STAMP): requirements-checkov.txt | $(STAMP)
+	test -x $(CHECKOV_VENV)/bin/python || $(BIN)/uv venv --quiet --python $(PYTHON) $(CHECKOV_VENV)
+	$(BIN)/uv pip install --quiet --python $(CHECKOV_VENV)/bin/python --no-deps --require-hashes -r requirements-checkov.txt
 	touch $(CHECKOV_STAMP)
 
 # uv, not pip: about 30 s from an empty cache for PyFlink, Beam and the JVM jars (~800 MB installed).
@@ -136,6 +138,8 @@ lock: $(STAMP)  ## regenerate requirements.txt from requirements.in
 	$(BIN)/uv pip compile requirements-checkov.in -o requirements-checkov.txt --generate-hashes \
 	  --python-version 3.11 --python-platform x86_64-manylinux_2_35
 	$(BIN)/uv pip compile requirements-flink.in -o requirements-flink.txt --generate-hashes \
+	  --python-version 3.11 --python-platform x86_64-manylinux_2_35
+	$(BIN)/uv pip compile requirements-uv.in -c requirements.txt -o requirements-uv.txt --generate-hashes \
 	  --python-version 3.11 --python-platform x86_64-manylinux_2_35
 
 clean:  ## remove the local stores (keeps .venv)

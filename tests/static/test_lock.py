@@ -1,5 +1,5 @@
 """The locks are complete and verifiable: every pinned distribution carries the sha256 of its
-files, so `pip install -r requirements.txt` runs in hash-checking mode, and every top-level
+files, so the installs run in hash-checking mode, and every top-level
 requirement of the `.in` files is pinned in its lock."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCKS = {"requirements.txt": "requirements.in", "requirements-checkov.txt": "requirements-checkov.in",
-         "requirements-flink.txt": "requirements-flink.in"}
+         "requirements-flink.txt": "requirements-flink.in", "requirements-uv.txt": "requirements-uv.in"}
 
 
 def entries(lock: Path) -> dict[str, list[str]]:
@@ -53,3 +53,9 @@ def test_the_parser_sees_a_missing_hash(tmp_path):
     lock = tmp_path / "lock.txt"
     lock.write_text("alpha==1.0 \\\n    --hash=sha256:" + "a" * 64 + "\n    # via x\nbeta==2.0\n    # via alpha\n")
     assert entries(lock) == {"alpha": ["a" * 64], "beta": []}
+
+
+def test_the_bootstrapped_uv_is_the_one_the_main_lock_pins():
+    """pip installs uv from requirements-uv.txt, then uv installs requirements.txt (uv included):
+    one version, not a second one replacing the first mid-install."""
+    assert entries(ROOT / "requirements-uv.txt")["uv"] == entries(ROOT / "requirements.txt")["uv"]
