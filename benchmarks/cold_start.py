@@ -132,7 +132,7 @@ def format_report(handlers: dict[str, dict], pyfunc: dict, targets: list[dict], 
     for name, m in handlers.items():
         lines.append(f"{name} cold start = 1/{pyfunc['cold_start_s'] / m['cold_start_s']:.1f} of pyfunc's; "
                      f"peak {m['peak_mb'] / pyfunc['peak_mb']:.2f}x pyfunc's")
-        if m.get("framework_s"):
+        if m.get("framework_s", 0) > 0.001:  # Lambda has none to speak of
             lines.append(f"{name} with its platform framework's import: "
                          f"1/{pyfunc['cold_start_s'] / m['with_framework_s']:.1f} of pyfunc's (no target)")
     for t in targets:
