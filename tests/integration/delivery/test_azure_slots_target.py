@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from flightdeck.delivery.targets.azure_slots import AzureNotFoundError, AzureSlotsError, AzureSlotsTarget
+from flightdeck.delivery.targets.azure_slots import (
+    AzureNotFoundError,
+    AzureSlotsError,
+    AzureSlotsTarget,
+)
 from flightdeck.errors import ConfigError
 from tests.support.cloud_fakes import FakeArm
 

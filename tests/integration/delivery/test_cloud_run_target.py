@@ -54,7 +54,7 @@ def test_a_canary_moves_traffic_between_the_labelled_revisions(cloud_run):
     method, path, query, body = cloud_run.writes()[0]
     assert (method, path, query) == ("PATCH", f"/v2/{SERVICE}", {"updateMask": "traffic"})
     assert body["etag"] == '"e1"'
-    assert [r[1] for r in cloud_run.requests if r[1].endswith("/operations/op-1")] == [f"/v2/projects/demo/locations/"
+    assert [r[1] for r in cloud_run.requests if r[1].endswith("/operations/op-1")] == ["/v2/projects/demo/locations/"
                                                                                       "europe-west1/operations/op-1"] * 2
     assert run.set_weight(25).candidate_percent == 25
     writes = len(cloud_run.writes())
