@@ -15,7 +15,7 @@ import orjson
 import redis
 
 from flightdeck.streaming.broker import Checkpoint, CommitBatch, FencedError
-from flightdeck.streaming.events import Record
+from flightdeck.streaming.events import Record, ScoredBatch
 from flightdeck.streaming.windows import window_key
 
 
@@ -29,6 +29,10 @@ class RedisStreamSource:
 
     def __init__(self, client: redis.Redis, stream: str, field: str = "data") -> None:
         self.client, self.stream, self.field = client, stream, field.encode()
+        # XREAD's replies as hiredis parsed them (the client's own callback builds a tuple and a dict
+        # per entry); the same connections as `client`.
+        self._reader = redis.Redis(connection_pool=client.connection_pool)
+        self._reader.set_response_callback("XREAD", _as_sent)
         self._last = "0-0"
         self._read = 0
 
@@ -38,15 +42,18 @@ class RedisStreamSource:
 
     def poll(self, max_records: int, timeout_s: float) -> list[Record]:
         block = max(int(timeout_s * 1000), 1) if timeout_s > 0 else None
-        answer = self.client.xread({self.stream: self._last}, count=max_records, block=block)
+        answer = self._reader.xread({self.stream: self._last}, count=max_records, block=block)
         if not answer:
             return []
+        # RESP2: [[stream, entries]]; RESP3: {stream: entries}. An entry is [id, [field, value, ...]].
+        entries = answer[0][1] if isinstance(answer, list) else next(iter(answer.values()))
+        field, make = self.field, Record
         records = []
-        for entry_id, fields in answer[0][1]:
+        for entry_id, fields in entries:
             offset = entry_id.decode()
+            value = fields[1] if fields[0] == field else _field(fields, field)
             # An entry id starts with the milliseconds at which Redis appended it.
-            records.append(Record(offset=offset, value=fields.get(self.field, b""),
-                                  timestamp=int(offset.split("-", 1)[0]) / 1000))
+            records.append(make(offset, value, int(offset[:offset.index("-")]) / 1000))
         self._last = records[-1].offset
         self._read += len(records)
         return records
@@ -59,6 +66,18 @@ class RedisStreamSource:
 
     def close(self) -> None:
         pass
+
+
+def _as_sent(response, **_options):
+    return response
+
+
+def _field(fields: list, name: bytes) -> bytes:
+    """The value of `name` in an entry's flat [field, value, ...] list (b"" when absent)."""
+    for i in range(0, len(fields) - 1, 2):
+        if fields[i] == name:
+            return fields[i + 1]
+    return b""
 
 
 _COMMIT = """
@@ -89,12 +108,17 @@ class RedisSink:
     or wrote, and writes nothing if they differ (FencedError): a second scorer started with the
     same consumer name cannot make the first one write its batches again.
 
+    `overlapping_commits`: a commit may run on another thread while the source polls and `entities`
+    reads (each call takes its own connection from the client's pool), so the scorer overlaps a
+    batch's commit with the next batch's work. The sink never refuses a batch's content.
+
     Keep stream state on a Redis with `maxmemory-policy noeviction` and AOF persistence (the
     `stream-redis` service in compose): an evicted or lost checkpoint re-scores the whole stream.
     """
 
     def __init__(self, client: redis.Redis, output_stream: str, dead_letter_stream: str, state_prefix: str,
                  alert_stream: str | None = None) -> None:
+        self.overlapping_commits = True
         self.client = client
         self.output, self.dead, self.alerts = output_stream, dead_letter_stream, alert_stream
         self._checkpoint = f"{state_prefix}:checkpoint"
@@ -117,6 +141,12 @@ class RedisSink:
         values = self.client.hmget(self._entities, ids)
         return {i: json.loads(v) for i, v in zip(ids, values, strict=True) if v is not None}
 
+    def all_entities(self, limit: int) -> dict[str, dict] | None:
+        """Every stored entity state, or None when there are more than `limit` of them."""
+        if self.client.hlen(self._entities) > limit:
+            return None
+        return {k.decode(): json.loads(v) for k, v in self.client.hgetall(self._entities).items()}
+
     def commit(self, batch: CommitBatch) -> None:
         # One Lua call instead of a MULTI/EXEC of one XADD per result: equally atomic (Redis
         # runs a script alone and all of it), and one reply instead of thousands (3x faster).
@@ -125,7 +155,8 @@ class RedisSink:
         cp = batch.checkpoint
         checkpoint = orjson.dumps({"position": cp.position, "processed": cp.processed, "windows": cp.windows})
         dumps = orjson.dumps
-        results = [dumps(r) for r in batch.results]
+        results = (batch.results.json_lines() if isinstance(batch.results, ScoredBatch)
+                   else [dumps(r) for r in batch.results])
         dead = [d.to_json() for d in batch.dead_letters]
         reasons = [d.storable_reason for d in batch.dead_letters]
         entities = [x for k, v in batch.entities.items() for x in (k, dumps(v))]

@@ -13,6 +13,7 @@ import signal
 import threading
 import time
 from collections import OrderedDict
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,7 +27,7 @@ from flightdeck.streaming.broker import (
     FencedError,
     SinkRejectedError,
 )
-from flightdeck.streaming.events import DeadLetter, EventBatch, Record, ScoredEvent, parse_batch
+from flightdeck.streaming.events import DeadLetter, EventBatch, Record, ScoredBatch, parse_batch
 from flightdeck.streaming.feature_drift import ALERT_KINDS, FeatureReference, drift_alert
 from flightdeck.streaming.metrics import StreamMetrics, observe_many
 from flightdeck.streaming.models import ModelRouter
@@ -55,6 +56,16 @@ class ScorerConfig:
 
 
 @dataclass
+class _Pending:
+    """A batch whose commit is in flight on the commit thread."""
+
+    future: Future
+    batch: CommitBatch
+    records: list[Record]
+    started: float
+
+
+@dataclass
 class RunStats:
     records: int = 0
     scored: int = 0
@@ -76,13 +87,18 @@ class StreamScorer:
         for w in windows:
             w.feature_references = self.feature_references
         self._entities: OrderedDict[str, dict] = OrderedDict()
-        self._checkpoint = Checkpoint()
+        self._checkpoint = Checkpoint()  # what the next batch continues from
+        self._confirmed = Checkpoint()  # what the sink is known to hold
+        self._in_flight: dict[str, dict] = {}  # entity states of the batch whose commit is in flight
+        self._complete = False  # the entity cache holds every state the sink has (see _warm_entities)
         self._lag_at = -float('inf')
 
     def start(self) -> Checkpoint:
         """Load the stored checkpoint, restore windows and seek the source right after it."""
-        self._checkpoint = self.backend.start()
+        self._checkpoint = self._confirmed = self.backend.start()
+        self._in_flight = {}
         self._rewind()
+        self._warm_entities()
         self._refresh_models(force=True)
         log.info("stream scorer resumes after %s (%d records so far)", self._checkpoint.position,
                  self._checkpoint.processed)
@@ -100,37 +116,96 @@ class StreamScorer:
             signal.signal(sig, lambda *_: self.stop_event.set())
 
     def run(self, max_records: int | None = None, idle_stop_s: float | None = None) -> RunStats:
-        """Process until stopped, `max_records` processed, or no record for `idle_stop_s`."""
+        """Process until stopped, `max_records` processed, or no record for `idle_stop_s`.
+
+        With a sink that allows it (`overlapping_commits`, the Redis sink), a batch's commit runs on a
+        second thread while the next batch is polled and processed: Redis applies one script while
+        Python parses and scores. At most one commit is in flight, and the next one is sent only once
+        it has succeeded, so a crash still loses at most uncommitted work. If it was fenced, the
+        batch processed meanwhile is dropped and the scorer re-reads from the stored position."""
         self.start()
         stats = RunStats()
         idle_since = time.monotonic()
-        while not self.stop_event.is_set():
-            if max_records is not None and stats.records >= max_records:
-                break
-            limit = self.config.batch_size if max_records is None else min(self.config.batch_size,
-                                                                           max_records - stats.records)
-            records = self.backend.poll(limit, self.config.poll_timeout_s)
-            if not records:
-                if idle_stop_s is not None and time.monotonic() - idle_since >= idle_stop_s:
+        overlap = bool(getattr(getattr(self.backend, "sink", None), "overlapping_commits", False))
+        pool = ThreadPoolExecutor(1, thread_name_prefix="stream-commit") if overlap else None
+        pending: _Pending | None = None
+        try:
+            while not self.stop_event.is_set():
+                taken = stats.records + (len(pending.records) if pending else 0)
+                if max_records is not None and taken >= max_records:
                     break
-                self._report_lag()
-                continue
-            idle_since = started = time.monotonic()
-            self._refresh_models()
-            try:
-                batch = self._commit(records)
-            except FencedError as exc:
-                log.warning("%s", exc)
-                self.start()  # re-read from the position the other scorer stored
-                continue
-            done = time.time()
-            stats.records += len(records)
-            stats.scored += len(batch.results)
-            stats.dead_letters += len(batch.dead_letters)
-            stats.batches += 1
-            self._observe(batch, records, done, time.monotonic() - started)
+                limit = self.config.batch_size if max_records is None else min(self.config.batch_size,
+                                                                               max_records - taken)
+                records = self.backend.poll(limit, self.config.poll_timeout_s)
+                if not records:
+                    if pending is not None:  # nothing more to overlap with: settle it now
+                        self._settle(pending, stats)
+                        pending = None
+                        continue
+                    if idle_stop_s is not None and time.monotonic() - idle_since >= idle_stop_s:
+                        break
+                    self._report_lag()
+                    continue
+                idle_since = started = time.monotonic()
+                self._refresh_models()
+                if pool is None:
+                    try:
+                        batch = self._commit(records)
+                    except FencedError as exc:
+                        log.warning("%s", exc)
+                        self.start()  # re-read from the position the other scorer stored
+                        continue
+                    self._count(stats, batch, records, started)
+                    continue
+                batch = self.process(records)  # on top of the state the batch in flight leaves
+                if pending is not None:
+                    outcome = self._settle(pending, stats)
+                    pending = None
+                    if outcome == "fenced":  # this batch was processed on state that is not stored
+                        continue
+                    if outcome == "redone":  # the one in flight was split: this one goes the same way
+                        self._count(stats, self._commit(records), records, started)
+                        continue
+                pending = _Pending(pool.submit(self.backend.commit, batch), batch, records, started)
+                self._in_flight = batch.entities
+                self._checkpoint = batch.checkpoint  # the next batch continues from it
+            if pending is not None:
+                self._settle(pending, stats)
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True)
         self.backend.close()
         return stats
+
+    def _settle(self, pending: _Pending, stats: RunStats) -> str:
+        """Wait for the commit in flight: "ok"; "fenced" (the scorer has re-read the stored position);
+        or "redone" when the sink refused the batch's content and it was committed again in parts."""
+        try:
+            pending.future.result()
+        except FencedError as exc:
+            log.warning("%s", exc)
+            self.start()
+            return "fenced"
+        except SinkRejectedError:
+            # Back to the last stored checkpoint (windows, entity cache) and split that batch.
+            self._checkpoint = self._confirmed
+            self._rewind()
+            self._count(stats, self._commit(pending.records), pending.records, pending.started)
+            return "redone"
+        finally:
+            self._in_flight = {}
+        self._confirmed = pending.batch.checkpoint
+        self._count(stats, pending.batch, pending.records, pending.started)
+        return "ok"
+
+    def _count(self, stats: RunStats, batch: CommitBatch, records: list[Record], started: float) -> None:
+        """Account a committed batch in the run's stats and the metrics."""
+        done = time.time()
+        stats.records += len(records)
+        stats.scored += len(batch.results)
+        stats.dead_letters += len(batch.dead_letters)
+        stats.batches += 1
+        self._observe(batch, records, done, time.monotonic() - started)
 
     # -- one batch ---------------------------------------------------------------------------
     def _commit(self, records: list[Record]) -> CommitBatch:
@@ -148,7 +223,7 @@ class StreamScorer:
             return CommitBatch(first.results + second.results, first.dead_letters + second.dead_letters,
                                {**first.entities, **second.entities}, first.window_records + second.window_records,
                                second.checkpoint, first.alerts + second.alerts)
-        self._checkpoint = batch.checkpoint
+        self._checkpoint = self._confirmed = batch.checkpoint
         return batch
 
     def _commit_refused(self, record: Record, exc: SinkRejectedError) -> CommitBatch:
@@ -156,7 +231,7 @@ class StreamScorer:
                                          "event again.", record.value)
         batch = CommitBatch([], [dead], {}, [], self._next_checkpoint([record]))
         self.backend.commit(batch)  # a dead letter refused too means the sink itself is wrong: stop
-        self._checkpoint = batch.checkpoint
+        self._checkpoint = self._confirmed = batch.checkpoint
         return batch
 
     def _rewind(self) -> None:
@@ -166,6 +241,7 @@ class StreamScorer:
             state = (self._checkpoint.windows or {}).get(w.kind)
             w.restore(state) if state else w.reset()
         self._entities.clear()
+        self._complete = False
 
     def _next_checkpoint(self, records: list[Record]) -> Checkpoint:
         return Checkpoint(self.backend.position(self._checkpoint.position, records),
@@ -185,21 +261,23 @@ class StreamScorer:
         versions_of = {v: self.models.model(v).model.version for v in set(variants)}
         versions = [versions_of[v] for v in variants]
         states = self._entity_states(events.entity_ids)
-        alpha, threshold = self.config.entity_alpha, self.config.threshold
+        alpha = self.config.entity_alpha
         keep = 1 - alpha
-        results, changed = [], {}
+        changed: dict[str, dict] = {}
+        counts, means = [], []
         score_list = scores.tolist()
-        for offset, event_id, entity, event_time, score, variant, version in zip(
-                events.offsets, events.event_ids, events.entity_ids, events.event_times, score_list, variants,
-                versions, strict=True):
+        for entity, event_time, score in zip(events.entity_ids, events.event_times, score_list, strict=True):
             state = states.get(entity)
             if state is None or state["n"] == 0:
                 n, mean = 1, score
             else:
                 n, mean = state["n"] + 1, keep * state["mean_score"] + alpha * score
             states[entity] = changed[entity] = {"n": n, "mean_score": mean, "last_event_time": event_time}
-            results.append(ScoredEvent(offset, event_id, entity, event_time, score, int(score >= threshold),
-                                       version, variant, n, mean))
+            counts.append(n)
+            means.append(mean)
+        results = ScoredBatch(events.offsets, events.event_ids, events.entity_ids, events.event_times, score_list,
+                              (scores >= self.config.threshold).astype(int).tolist(), versions, variants,
+                              counts, means)
         buckets, has_buckets = self._feature_buckets(events, variants)
         window_records, alerts = [], []
         for w in self.windows:
@@ -284,9 +362,27 @@ class StreamScorer:
     def _score_group(loaded, columns: dict):
         return runtime.score_feeds(loaded.model.session, loaded.plan.feeds(columns))
 
+    def _warm_entities(self) -> None:
+        """With a sink that can list its entity states (`all_entities`) and no more of them than the
+        cache holds, load them all: the cache then knows every stored state, and an entity it lacks is
+        new, with no read from the sink, until the cache first evicts one. Loaded after the checkpoint,
+        so a commit by another scorer in between fences this one's first commit."""
+        loader = getattr(getattr(self.backend, "sink", None), "all_entities", None)
+        stored = loader(self.config.entity_cache) if callable(loader) else None
+        if stored is None:
+            return
+        self._entities.update(stored)
+        self._complete = True
+
     def _entity_states(self, ids: list[str]) -> dict[str, dict]:
-        states = {i: self._entities[i] for i in ids if i in self._entities}
-        missing = sorted(set(ids) - set(states))
+        cache, flying = self._entities, self._in_flight
+        states = {i: cache[i] for i in ids if i in cache}
+        if self._complete:
+            return states  # the cache holds every stored state: the others are new entities
+        missing = [i for i in dict.fromkeys(ids) if i not in states]
+        if missing and flying:  # evicted from the cache while its commit is in flight
+            states.update((i, flying[i]) for i in missing if i in flying)
+            missing = [i for i in missing if i not in states]
         if missing:
             states.update(self.backend.entities(missing))
         return states
@@ -296,13 +392,17 @@ class StreamScorer:
         self._entities.move_to_end(entity)
         while len(self._entities) > self.config.entity_cache:
             self._entities.popitem(last=False)
+            self._complete = False  # an evicted state is only in the sink now
 
     # -- metrics -----------------------------------------------------------------------------
     def _observe(self, batch: CommitBatch, records: list[Record], done: float, seconds: float) -> None:
         m, label = self.metrics, self.config.endpoint
-        counts: dict[tuple[str, str], int] = {}
-        for r in batch.results:
-            counts[(r.variant, r.model_version)] = counts.get((r.variant, r.model_version), 0) + 1
+        if isinstance(batch.results, ScoredBatch):
+            counts = batch.results.counts()
+        else:
+            counts = {}
+            for r in batch.results:
+                counts[(r.variant, r.model_version)] = counts.get((r.variant, r.model_version), 0) + 1
         for (variant, version), n in counts.items():
             m.events.labels(label, variant, version).inc(n)
         # Also at zero: a series born with its first dead letter would hide it from increase().

@@ -31,8 +31,10 @@ import numpy as np
 
 from flightdeck.data.schema import NUMERIC_FEATURES
 from flightdeck.errors import ConfigError
-from flightdeck.stats import N_SCORE_BINS, psi, score_bin, score_bin_counts
+from flightdeck.stats import N_SCORE_BINS, SCORE_EDGES, psi, score_bin
 from flightdeck.streaming.feature_drift import FeatureReference
+
+_SCORE_INNER_EDGES = np.asarray(SCORE_EDGES[1:-1])  # as `score_bin` bins, for an array of scores
 
 
 @dataclass
@@ -153,7 +155,8 @@ class Windows:
         before[0] = self.max_event_time
         np.maximum(running[:-1], self.max_event_time, out=before[1:])
         watermark = before - self.lateness
-        last = np.floor(t / self.slide) * self.slide
+        cell = np.floor(t / self.slide)
+        last = cell * self.slide
         names = list(dict.fromkeys(versions))
         codes = np.zeros(n, dtype=np.int64) if len(names) == 1 else np.array(
             [names.index(v) for v in versions], dtype=np.int64)
@@ -171,33 +174,7 @@ class Windows:
         order = np.argsort(events, kind="stable")  # event order inside every window
         events, ks, starts, vcodes = (np.concatenate([p[j] for p in parts])[order] for j in range(4))
         if len(events):
-            keys, first, group = np.unique(np.stack([starts, vcodes.astype(np.float64)], axis=1), axis=0,
-                                           return_index=True, return_inverse=True)
-            group = group.reshape(-1)
-            score_values = np.asarray(scores, dtype=np.float64)
-            values = np.column_stack([score_values, score_values * score_values,
-                                      *(np.asarray(features[name], dtype=np.float64) for name in self.drift_features)])
-            # New windows enter `_open` in the order single adds would create them.
-            for g in sorted(range(len(keys)), key=lambda g: (events[first[g]], ks[first[g]])):
-                members = events[group == g]
-                key = (float(keys[g, 0]), names[int(keys[g, 1])])
-                agg = self._open.get(key)
-                if agg is None:
-                    agg = self._open[key] = _Agg()
-                start_sums = [agg.score_sum, agg.score_sumsq,
-                              *(agg.feature_sums.get(name, 0.0) for name in self.drift_features)]
-                # cumsum adds one value after the other, as `add` does
-                sums = np.cumsum(np.vstack([start_sums, values[members]]), axis=0)[-1].tolist()
-                agg.count += len(members)
-                agg.score_sum, agg.score_sumsq = sums[0], sums[1]
-                for name, total in zip(self.drift_features, sums[2:], strict=True):
-                    agg.feature_sums[name] = total
-                for b, c in enumerate(score_bin_counts(score_values[members]).tolist()):
-                    agg.bins[b] += c
-                if buckets is not None:
-                    rows = members if has_buckets is None else members[has_buckets[members]]
-                    if len(rows):
-                        agg.pending.append(buckets[rows])
+            self._aggregate(events, ks, starts, vcodes, cell, names, scores, features, buckets, has_buckets)
         reemitted = []
         for i, _, start in sorted(late):
             key = (start, versions[i])
@@ -208,6 +185,74 @@ class Windows:
             reemitted.append(record)
         self.max_event_time = max(self.max_event_time, float(running[-1]))
         return reemitted, clamped
+
+    def _aggregate(self, events, ks, starts, vcodes, cell, names, scores, features, buckets, has_buckets) -> None:
+        """Add on-time events to their open windows: `events[j]` belongs to the window that starts at
+        `starts[j]` (its k-th, counting back) of model version `names[vcodes[j]]`, in event order."""
+        cells = cell[events] - ks  # the window's start in slides: an integer, while it fits a float's mantissa
+        if np.abs(cells).max() < 2 ** 52:
+            lowest = cells.min()
+            keys, first, group = np.unique((cells - lowest).astype(np.int64) * len(names) + vcodes,
+                                           return_index=True, return_inverse=True)
+        else:
+            keys, first, group = np.unique(np.stack([starts, vcodes.astype(np.float64)], axis=1), axis=0,
+                                           return_index=True, return_inverse=True)
+        group = group.reshape(-1)
+        n_groups = len(keys)
+        score_values = np.asarray(scores, dtype=np.float64)
+        values = np.column_stack([score_values, score_values * score_values,
+                                  *(np.asarray(features[name], dtype=np.float64) for name in self.drift_features)])
+        # New windows enter `_open` in the order single adds would create them.
+        aggs: list[_Agg] = [None] * n_groups  # type: ignore[list-item]
+        versions = [names[c] for c in vcodes[first].tolist()]
+        for g in sorted(range(n_groups), key=lambda g: (events[first[g]], ks[first[g]])):
+            key = (float(starts[first[g]]), versions[g])
+            agg = self._open.get(key)
+            aggs[g] = agg if agg is not None else self._open.setdefault(key, _Agg())
+        # np.add.at adds one event after the other, in event order, as `add` does: equal sums to the bit
+        sums = np.array([[a.score_sum, a.score_sumsq, *(a.feature_sums.get(name, 0.0) for name in self.drift_features)]
+                         for a in aggs])
+        np.add.at(sums, group, values[events])
+        bins = np.zeros((n_groups, N_SCORE_BINS), dtype=np.int64)
+        np.add.at(bins, (group, np.searchsorted(_SCORE_INNER_EDGES, score_values[events], side="right")), 1)
+        sizes = np.bincount(group, minlength=n_groups)
+        feature_counts = self._feature_counts(events, group, n_groups, versions, buckets, has_buckets)
+        for g, (agg, row, counts, size) in enumerate(zip(aggs, sums.tolist(), bins.tolist(), sizes.tolist(),
+                                                         strict=True)):
+            agg.count += size
+            agg.score_sum, agg.score_sumsq = row[0], row[1]
+            for name, total in zip(self.drift_features, row[2:], strict=True):
+                agg.feature_sums[name] = total
+            agg.bins = [a + b for a, b in zip(agg.bins, counts, strict=True)]
+            added = feature_counts.get(g)
+            if added is not None:
+                agg.fold(self.feature_references[versions[g]])  # anything added before, by `add`
+                agg.feature_counts = added if agg.feature_counts is None else agg.feature_counts + added
+
+    def _feature_counts(self, events, group, n_groups, versions, buckets, has_buckets) -> dict[int, np.ndarray]:
+        """Per window (group) whose version has a reference, the flat bucket counts of its events
+        that have buckets: one bincount per model version."""
+        if buckets is None:
+            return {}
+        out: dict[int, np.ndarray] = {}
+        for version in dict.fromkeys(versions):
+            reference = self.feature_references.get(version)
+            if reference is None:
+                continue
+            local = np.full(n_groups, -1, dtype=np.int64)
+            mine = [g for g in range(n_groups) if versions[g] == version]
+            local[mine] = np.arange(len(mine))
+            take = local[group] >= 0
+            if has_buckets is not None:
+                take &= has_buckets[events]
+            if not take.any():
+                continue
+            rows = buckets[events[take]]
+            flat = (local[group[take]][:, None] * reference.size + rows).ravel()
+            counts = np.bincount(flat, minlength=len(mine) * reference.size).reshape(len(mine), reference.size)
+            has_rows = np.bincount(local[group[take]], minlength=len(mine)) > 0
+            out.update((g, counts[j]) for j, g in enumerate(mine) if has_rows[j])
+        return out
 
     def close_ready(self) -> list[dict]:
         """Records of windows the watermark has passed (each emitted once here)."""
