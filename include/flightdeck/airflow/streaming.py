@@ -5,11 +5,16 @@ Redis stream (the scorer's drift alerts) and the triggerer turns every new entry
 asset event whose `extra["payload"]` is the entry; DAGs scheduled on the asset run once per
 alert. None of the installed providers offers a message-queue trigger for Redis or Kafka
 (apache-airflow-providers-common-messaging is not installed), hence this small one.
+
+A Kinesis scorer's alert stream is watched with the Amazon provider's own `KinesisTrigger`
+(`kinesis_drift_alert_asset`); its events carry a batch of base64 records, which
+`alerts_from_context` turns into one alert payload each, in the Redis trigger's shape.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 from typing import Any
 
@@ -95,15 +100,39 @@ def drift_alert_asset(redis_url: str, stream: str = ALERT_STREAM) -> Asset:
     return Asset(DRIFT_ALERT_ASSET, watchers=[AssetWatcher(name=f"{DRIFT_ALERT_ASSET}_watcher", trigger=trigger)])
 
 
+def kinesis_drift_alert_asset(stream: str, aws_conn_id: str | None = "aws_default", region_name: str | None = None,
+                              shard_iterator_type: str = "LATEST", waiter_delay: float = 5) -> Asset:
+    """The drift-alert asset of a Kinesis scorer (`flightdeck stream --broker kinesis --alerts STREAM`),
+    watched by the Amazon provider's KinesisTrigger: one asset event per batch of new alerts."""
+    from airflow.providers.amazon.aws.triggers.kinesis import KinesisTrigger
+
+    trigger = KinesisTrigger(stream_name=stream, aws_conn_id=aws_conn_id, region_name=region_name,
+                             shard_iterator_type=shard_iterator_type, waiter_delay=waiter_delay)  # type: ignore[arg-type]
+    return Asset(DRIFT_ALERT_ASSET, watchers=[AssetWatcher(name=f"{DRIFT_ALERT_ASSET}_watcher", trigger=trigger)])
+
+
+def kinesis_alert_payloads(payload: dict, stream: str = "kinesis") -> list[dict]:
+    """A KinesisTrigger event (`message_batch` of base64 records) as one payload per alert, shaped as the
+    Redis trigger's (`{"stream", "id", "data": {"data": <alert JSON>}}`) for `parse_alert`."""
+    return [{"stream": stream, "id": f"{m['ShardId']}:{m['SequenceNumber']}",
+             "data": {"data": base64.b64decode(m["Data"]).decode("utf-8", "replace")}}
+            for m in payload.get("message_batch") or []]
+
+
 def alerts_from_context(context) -> list[dict]:
-    """The trigger payloads of the asset events that started this run (newest last)."""
+    """The trigger payloads of the asset events that started this run (newest last); a Kinesis
+    event's batch counts as one payload per record."""
     events = (context.get("triggering_asset_events") or {})
     payloads = []
     for asset_events in events.values():
         for event in asset_events:
             extra = getattr(event, "extra", None) or {}
             if "payload" in extra:
-                payloads.append(extra["payload"])
+                payload = extra["payload"]
+                if isinstance(payload, dict) and "message_batch" in payload:
+                    payloads.extend(kinesis_alert_payloads(payload))
+                else:
+                    payloads.append(payload)
     return payloads
 
 
@@ -134,7 +163,7 @@ def replay_range(params=None, dag_run=None, run_id=None) -> dict:
     from flightdeck.airflow.params import validated
     from flightdeck.batch.scoring import ModelArtifact
     from flightdeck.streaming.params import StreamReplayParams
-    from flightdeck.streaming.replay import replay
+    from flightdeck.streaming.replay import replay, replay_kinesis
 
     settings = get_settings()
     checked = validated(StreamReplayParams, params, dag_run)
@@ -142,9 +171,13 @@ def replay_range(params=None, dag_run=None, run_id=None) -> dict:
         models = registry()
         pinned = models.resolve(checked.model_name, checked.model_ref)
         version, onnx_bytes = models.download_onnx(checked.model_name, pinned.version)
+        model = ModelArtifact(checked.model_name, version, onnx_bytes)
+        output = settings.home / "predictions" / "replay"
+        if checked.broker == "kinesis":
+            return replay_kinesis(checked.stream, checked.start, checked.end, model, output, run_id,
+                                  settings.decision_threshold, region=checked.aws_region)
         return replay(checked.redis_url or settings.stream_redis_url, checked.stream, checked.start, checked.end,
-                      ModelArtifact(checked.model_name, version, onnx_bytes),
-                      settings.home / "predictions" / "replay", run_id, settings.decision_threshold)
+                      model, output, run_id, settings.decision_threshold)
 
 
 @task

@@ -2,12 +2,13 @@
 
 Exactly-once results come from one rule: a batch's results, dead letters, per-entity state,
 window state and the source position it ends at are written in ONE atomic step (a Redis
-MULTI/EXEC, a PostgreSQL transaction, or a Kafka transaction with the consumer offsets in
-it). On start the scorer reads that stored position and resumes right after it, so a crash
+MULTI/EXEC, a PostgreSQL transaction, a Kafka transaction with the consumer offsets in it,
+or a DynamoDB TransactWriteItems with the Kinesis shards' sequence numbers in it). On start the scorer reads that stored position and resumes right after it, so a crash
 at any point either kept the whole batch or none of it; the re-read batch is scored again.
 
-Adapters: `redis_streams` (Redis Streams source and sink), `sql` (PostgreSQL / SQLite sink)
-and `kafka` (confluent-kafka transactions; a source, and a transactional backend).
+Adapters: `redis_streams` (Redis Streams source and sink), `sql` (PostgreSQL / SQLite sink),
+`kafka` (confluent-kafka transactions; a source, and a transactional backend) and `kinesis`
+(Kinesis shards under DynamoDB leases, committed to DynamoDB; a backend).
 """
 
 from __future__ import annotations

@@ -104,7 +104,7 @@ def ensure_table(dynamodb, table: str) -> None:
                                              {"AttributeName": "sk", "KeyType": "RANGE"}])
         except dynamodb.exceptions.ResourceInUseException:
             pass  # another instance created it first
-        status = "CREATING"
+        status = dynamodb.describe_table(TableName=table)["Table"]["TableStatus"]
     if status != "ACTIVE":
         dynamodb.get_waiter("table_exists").wait(TableName=table, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
 
@@ -218,6 +218,7 @@ class KinesisBackend:
         self._processed = 0  # the stored count this process last loaded or wrote: what a commit expects
         self._renewed = self._listed = 0.0
         self._turn = 0
+        self._outbox_left = False  # a forward failed: the outbox holds items to forward after the next commit
 
     # -- keys --------------------------------------------------------------------------------
     def _pk(self, kind: str) -> str:
@@ -331,12 +332,15 @@ class KinesisBackend:
         while True:
             self._renew_if_due()
             records: list[Record] = []
+            ended = sum(s.ended for s in self._shards.values())
             for shard in self._readable():
                 if len(records) >= limit:
                     break
                 records.extend(self._read(shard, limit - len(records)))
             if records:
                 return records
+            if sum(s.ended for s in self._shards.values()) > ended:
+                continue  # a parent just ended: its children are readable now
             if time.monotonic() - self._listed >= self.relist_s:
                 self._discover()  # learn of a reshard (a closed parent, its children)
                 continue
@@ -352,7 +356,16 @@ class KinesisBackend:
                 request["ShardIteratorType"] = "TRIM_HORIZON"
             else:
                 request.update(ShardIteratorType="AFTER_SEQUENCE_NUMBER", StartingSequenceNumber=shard.read)
-            shard.iterator = self.kinesis.get_shard_iterator(**request)["ShardIterator"]
+            try:
+                shard.iterator = self.kinesis.get_shard_iterator(**request)["ShardIterator"]
+            except self.kinesis.exceptions.InvalidArgumentException:
+                if shard.read is None:
+                    raise
+                # The checkpoint's record is past the stream's retention: what followed it is gone too.
+                log.error("shard %s: sequence number %s is no longer in %s (retention passed); reading from the "
+                          "oldest record kept", shard.shard_id, shard.read, self.stream)
+                shard.iterator = self.kinesis.get_shard_iterator(StreamName=self.stream, ShardId=shard.shard_id,
+                                                                 ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
         try:
             answer = self.kinesis.get_records(ShardIterator=shard.iterator, Limit=limit)
         except self.kinesis.exceptions.ExpiredIteratorException:
@@ -493,8 +506,17 @@ class KinesisBackend:
             if shard_id in self._shards:
                 self._shards[shard_id].stored = seq
         self._renewed = time.monotonic()
-        if outbox["alerts"] or outbox["dead"]:
-            self._forward(sk, outbox)
+        if outbox["alerts"] or outbox["dead"] or self._outbox_left:
+            try:
+                if self._outbox_left:
+                    self._forward_outbox()
+                elif outbox["alerts"] or outbox["dead"]:
+                    self._forward(sk, outbox)
+                self._outbox_left = False
+            except Exception:  # noqa: BLE001 - committed already: forwarded after a later commit, or on start
+                self._outbox_left = True
+                log.warning("could not forward alerts / dead letters to Kinesis; they stay in the outbox",
+                            exc_info=True)
 
     def _page(self, kind: str, sk: str, attributes: dict) -> dict:
         return {"Put": {"TableName": self.table, "Item": {**_key(self._pk(kind), sk), **attributes},

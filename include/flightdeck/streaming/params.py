@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
@@ -15,10 +15,12 @@ class StreamReplayParams(RunParams):
 
     what: ClassVar[str] = "stream replay parameters"
 
+    broker: Literal["redis", "kinesis"] = Field("redis", description="Where the input stream lives.")
     stream: str = Field("flightdeck:events", min_length=1, description="The scorer's input stream.")
-    start: str = Field("-", min_length=1, description="First entry id or epoch ms ('-' = oldest).")
-    end: str = Field("+", min_length=1, description="Last entry id or epoch ms ('+' = newest).")
+    start: str = Field("-", min_length=1, description="First entry id or epoch ms ('-' = oldest; Kinesis: ms only).")
+    end: str = Field("+", min_length=1, description="Last entry id or epoch ms ('+' = newest; Kinesis: ms only).")
     redis_url: str | None = Field(None, description="Default: the configured redis_url.")
+    aws_region: str | None = Field(None, description="Kinesis: the stream's region (default: the AWS configuration's).")
     model_name: str = Field(default_factory=lambda: get_settings().model_name, pattern=NAME_PATTERN,
                             description="Registered model to score with.")
     model_ref: str = Field("champion", pattern=MODEL_REF_PATTERN, description="Version number or alias.")

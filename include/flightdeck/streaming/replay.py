@@ -1,7 +1,9 @@
 """Replay a range of a stream through the batch path (re-score history after a model change).
 
 The range is entry ids (`start`/`end`, inclusive, Redis `XRANGE` syntax) or a time range
-(epoch milliseconds: a Redis entry id is its append time in ms). Valid events are written
+(epoch milliseconds: a Redis entry id is its append time in ms). On Kinesis (`replay_kinesis`)
+the range is arrival times in epoch milliseconds ('-' and '+' for the oldest and newest
+record kept), read parent shards before their children. Valid events are written
 to one parquet file and scored by `flightdeck.batch.scoring.score_file_to`, the batch
 path, so replayed scores are batch scores of the same artifact; invalid events are
 counted with their reasons, not dropped silently.
@@ -40,13 +42,31 @@ def replay(redis_url: str, stream: str, start: str, end: str, model, output_dir:
 
     `model` is a `flightdeck.batch.scoring.ModelArtifact`. Returns counts and the file.
     """
-    from flightdeck import runtime
-    from flightdeck.batch.scoring import ScoringJob, score_file_to
     from flightdeck.streaming.redis_streams import connect
 
     client = connect(redis_url)
     records = read_range(client, stream, start, end)
     client.close()
+    return _replay_records(records, stream, start, end, model, output_dir, run_id, threshold)
+
+
+def replay_kinesis(stream: str, start: str, end: str, model, output_dir: Path, run_id: str, threshold: float,
+                   kinesis=None, region: str | None = None) -> dict:
+    """`replay` for a Kinesis stream: the records that arrived between `start` and `end` (epoch ms)."""
+    from flightdeck.streaming import kinesis as kinesis_adapter
+
+    if kinesis is None:
+        kinesis, _ = kinesis_adapter.clients(region)
+    kinesis_adapter.check_stream_name("stream", stream)
+    records = kinesis_adapter.read_range(kinesis, stream, start, end)
+    return _replay_records(records, stream, start, end, model, output_dir, run_id, threshold)
+
+
+def _replay_records(records: list[Record], stream: str, start: str, end: str, model, output_dir: Path, run_id: str,
+                    threshold: float) -> dict:
+    from flightdeck import runtime
+    from flightdeck.batch.scoring import ScoringJob, score_file_to
+
     events, reasons = [], Counter()
     for record in records:
         try:
