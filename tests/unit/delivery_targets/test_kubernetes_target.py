@@ -147,9 +147,12 @@ def test_each_deployment_serves_its_own_pinned_version():
         assert (variant.model, variant.version) == ("flightdeck-classifier", version)
         (deployment,) = [d for d in by_kind(documents, "Deployment") if d["metadata"]["name"] == f"credit-v{version}"]
         (container,) = deployment["spec"]["template"]["spec"]["containers"]
-        env = {e["name"]: e["value"] for e in container["env"]}
+        env = {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
         assert env["FLIGHTDECK_MODEL_NAME"] == "flightdeck-classifier"
         assert env["FLIGHTDECK_ROUTES_FILE"] == "/etc/flightdeck/routes.yaml"
+        assert env["FLIGHTDECK_MLFLOW_TRACKING_URI"] == "http://mlflow.ml-serving:5000"
+        # Each version keeps its own route store: the base's shared database URL is not taken.
+        assert "FLIGHTDECK_GATEWAY_DATABASE_URL" not in env
         # Every variable is one the settings object reads.
         assert {name.removeprefix("FLIGHTDECK_").lower() for name in env} <= settings_fields
         (service,) = [d for d in by_kind(documents, "Service") if d["metadata"]["name"] == f"credit-v{version}"]

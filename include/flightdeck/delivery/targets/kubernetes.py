@@ -3,6 +3,17 @@ Gateway API `HTTPRoute`.
 
 Each model version gets a ConfigMap (a gateway route table pinned to that version), a
 Deployment of the `flightdeck-gateway` image and a Service, all named `<app>-v<version>`.
+The Deployment and Service are not a second rendering: they are the platform's own gateway
+manifests (deploy/k8s/base: gateway-deployment.yaml, gateway-service.yaml, and the settings of
+gateway-configmap.yaml inlined as environment variables), loaded and patched per version: name,
+namespace, labels and selector, replicas, image, model and route table (plus resources, the
+tracking URI and `env` when given). Probes, resources, security contexts, volumes, strategy and
+scrape annotations are the base's, so an edit of the base reaches every rollout. Two things of
+the base are not taken: its `envFrom` of the settings ConfigMap (inlined instead, so the
+namespace needs no ConfigMap of that name) and FLIGHTDECK_GATEWAY_DATABASE_URL (a route store
+shared by every version would seed only the first one's table; each pod keeps its own store in
+its home). The base's Secret references stay: the namespace needs the `flightdeck-gateway`
+Secret (`admin-tokens`) the base's pods read.
 One `HTTPRoute` named `<app>` splits traffic between the baseline's and the candidate's
 Services with backendRef weights (100 - p, p). Objects are named by model version, so
 promotion renames nothing: the candidate's objects simply become the next rollout's baseline.
@@ -57,12 +68,15 @@ RouteReader = Callable[[str, str], "dict | None"]
 GATEWAY_API = "gateway.networking.k8s.io"
 GATEWAY_API_VERSION = f"{GATEWAY_API}/v1"
 ROUTES_DIR = "/etc/flightdeck"
-HOME_DIR = "/opt/flightdeck"  # the image's FLIGHTDECK_HOME, owned by uid 50002
-GATEWAY_UID = 50002  # docker/gateway/Dockerfile
-HTTP_PORT = 8000
-GRPC_PORT = 8081
-DEFAULT_RESOURCES = {"requests": {"cpu": "250m", "memory": "512Mi"},
-                     "limits": {"cpu": "1", "memory": "1Gi"}}
+BASE_DIR = Path(__file__).resolve().parents[4] / "deploy" / "k8s" / "base"
+"""The platform's Kustomize base: its gateway Deployment, Service and settings are what each version runs."""
+BASE_FILES = {"ConfigMap": "gateway-configmap.yaml", "Deployment": "gateway-deployment.yaml",
+              "Service": "gateway-service.yaml"}
+BASE_NAME = "flightdeck-gateway"
+BASE_CONTAINER = "gateway"
+NOT_FROM_BASE = frozenset({"FLIGHTDECK_GATEWAY_DATABASE_URL"})
+"""Base variables a version's pods do not take: a route store shared by every version would seed
+only the first version's table, so each pod keeps its store (and prediction log) in its home."""
 LABEL_PREFIX = "flightdeck.io"
 
 _DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -97,6 +111,51 @@ def _default_image() -> str:
         return f"flightdeck-gateway:{metadata.version('flightdeck')}"
     except metadata.PackageNotFoundError:  # running from a source tree that is not installed
         return "flightdeck-gateway:local"
+
+
+def load_base(base_dir: Path) -> dict[str, dict]:
+    """The gateway's ConfigMap, Deployment and Service of a Kustomize base, by kind.
+
+    Each is the document named `flightdeck-gateway` in its file (BASE_FILES), which the base's
+    kustomization.yaml must list; the Deployment must have a container named `gateway`.
+    """
+    where = Path(base_dir)
+    fix = ("Fix: pass base_dir= (target_options) naming a copy of deploy/k8s/base, or ship that folder "
+           "beside the package (the Airflow image copies it)")
+    try:
+        listed = (yaml.safe_load((where / "kustomization.yaml").read_text()) or {}).get("resources") or []
+    except (OSError, yaml.YAMLError) as exc:
+        raise KubernetesTargetError(f"cannot read the Kustomize base at {where}: {exc}. {fix}.") from exc
+    found: dict[str, dict] = {}
+    for kind, file_name in BASE_FILES.items():
+        if file_name not in listed:
+            raise KubernetesTargetError(f"{where / 'kustomization.yaml'} does not list {file_name}, so the gateway "
+                                        f"{kind} the rollout copies is not the platform's. {fix}.")
+        try:
+            documents = [d for d in yaml.safe_load_all((where / file_name).read_text()) if d]
+        except (OSError, yaml.YAMLError) as exc:
+            raise KubernetesTargetError(f"cannot read {where / file_name}: {exc}. {fix}.") from exc
+        matches = [d for d in documents if d.get("kind") == kind
+                   and (d.get("metadata") or {}).get("name") == BASE_NAME]
+        if len(matches) != 1:
+            raise KubernetesTargetError(f"{where / file_name} holds {len(matches)} {kind} named {BASE_NAME!r}, "
+                                        f"not 1. {fix}.")
+        found[kind] = matches[0]
+    containers = (((found["Deployment"].get("spec") or {}).get("template") or {}).get("spec") or {}).get(
+        "containers") or []
+    if not any(c.get("name") == BASE_CONTAINER for c in containers):
+        raise KubernetesTargetError(f"{where / BASE_FILES['Deployment']}: no container named {BASE_CONTAINER!r} "
+                                    f"to run the model in (found {[c.get('name') for c in containers]}). {fix}.")
+    if not any(p.get("name") == "http" for p in (found["Service"].get("spec") or {}).get("ports") or []):
+        raise KubernetesTargetError(f"{where / BASE_FILES['Service']}: no port named 'http' for the HTTPRoute "
+                                    f"to send traffic to. {fix}.")
+    return found
+
+
+def _patched_metadata(base: dict, name: str, namespace: str, labels: dict[str, str]) -> dict:
+    """The base's metadata renamed into `namespace`, its labels joined by `labels`."""
+    out = {key: value for key, value in base.items() if key not in ("name", "namespace", "labels")}
+    return {"name": name, "namespace": namespace, "labels": {**(base.get("labels") or {}), **labels}, **out}
 
 
 def _check_name(field: str, value: str, pattern: re.Pattern, max_len: int, kind: str) -> str:
@@ -143,7 +202,9 @@ class KubernetesTarget:
         replicas: pods per Deployment while it takes traffic.
         mlflow_tracking_uri: where the gateway loads models from (FLIGHTDECK_MLFLOW_TRACKING_URI).
         env: further environment variables for the gateway container.
-        resources: the container's requests and limits.
+        resources: the container's requests and limits (default: the base Deployment's).
+        base_dir: the Kustomize base whose gateway manifests each version runs (default
+            deploy/k8s/base of this repository).
         applier: applies a list of manifests; `reader`: reads the live HTTPRoute for
             `state()`. `ManifestDirectory` provides both for a directory of YAML (GitOps);
             `flightdeck.airflow.k8s_apply` for a cluster through the Airflow connection.
@@ -154,7 +215,8 @@ class KubernetesTarget:
                  hostnames: Iterable[str] = (), image: str | None = None, replicas: int = 2,
                  mlflow_tracking_uri: str | None = None, env: dict[str, str] | None = None,
                  resources: dict | None = None, applier: Applier | None = None,
-                 reader: RouteReader | None = None, name: str | None = None) -> None:
+                 reader: RouteReader | None = None, name: str | None = None,
+                 base_dir: str | Path | None = None) -> None:
         self.namespace = _check_name("namespace", namespace, _DNS1123_LABEL, 63, "DNS-1123 label")
         self.app = _check_name("app", app, _DNS1035_LABEL, _MAX_APP_CHARS, "DNS-1035 label")
         if not isinstance(model_name, str) or len(model_name) > 63 or not _LABEL_VALUE.match(model_name) \
@@ -184,7 +246,9 @@ class KubernetesTarget:
         for key in self.env:
             if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key):
                 raise ConfigError("env", f"{key!r} is not an environment variable name", "use [A-Za-z_][A-Za-z0-9_]*")
-        self.resources = resources if resources is not None else DEFAULT_RESOURCES
+        self.resources = resources  # None: the base's
+        self.base_dir = None if base_dir is None else str(base_dir)
+        self._base = load_base(BASE_DIR if base_dir is None else Path(base_dir))
         self.applier = applier
         self.reader = reader
         self.name = name or f"kubernetes:{namespace}/{app}"
@@ -199,7 +263,7 @@ class KubernetesTarget:
                 "candidate_version": self.candidate_version, "gateway": self.gateway,
                 "gateway_namespace": self.gateway_namespace, "hostnames": list(self.hostnames),
                 "image": self.image, "replicas": self.replicas, "mlflow_tracking_uri": self.mlflow_tracking_uri,
-                "env": dict(self.env), "resources": self.resources}
+                "env": dict(self.env), "resources": self.resources, "base_dir": self.base_dir}
 
     @classmethod
     def from_dict(cls, data: dict, applier: Applier | None = None,
@@ -278,78 +342,69 @@ class KubernetesTarget:
                                                                        "version": version}}}}}
 
     def _version_objects(self, version: str, replicas: int) -> list[dict]:
+        """One version's ConfigMap (its pinned route table), and the base's gateway Deployment and
+        Service patched for it: name, namespace, labels and selector, replicas, image, settings,
+        the route-table volume (and resources when given). Everything else is the base's."""
         name = self.object_name(version)
-        metadata_ = {"name": name, "namespace": self.namespace, "labels": self._labels(version)}
+        labels = self._labels(version)
         routes_yaml = yaml.safe_dump(self.route_table(version), sort_keys=True)
-        config_map = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata_,
+        config_map = {"apiVersion": "v1", "kind": "ConfigMap",
+                      "metadata": {"name": name, "namespace": self.namespace, "labels": labels},
                       "data": {"routes.yaml": routes_yaml}}
-        env = {"FLIGHTDECK_MODEL_NAME": self.model_name, "FLIGHTDECK_ROUTES_FILE": f"{ROUTES_DIR}/routes.yaml",
-               "FLIGHTDECK_HOME": HOME_DIR, "FLIGHTDECK_GATEWAY_HOST": "0.0.0.0",
-               "FLIGHTDECK_GATEWAY_PORT": str(HTTP_PORT), "FLIGHTDECK_GRPC_PORT": str(GRPC_PORT)}
-        if self.mlflow_tracking_uri:
-            env["FLIGHTDECK_MLFLOW_TRACKING_URI"] = self.mlflow_tracking_uri
-        env.update(self.env)
-        probe = {"httpGet": {"path": "/v2/health/ready", "port": "http"}, "periodSeconds": 5,
-                 "timeoutSeconds": 3, "failureThreshold": 3}
-        container = {
-            "name": "gateway",
-            "image": self.image,
-            "imagePullPolicy": "IfNotPresent",
-            "ports": [{"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"},
-                      {"name": "grpc", "containerPort": GRPC_PORT, "protocol": "TCP"}],
-            "env": [{"name": key, "value": str(value)} for key, value in sorted(env.items())],
-            "readinessProbe": probe,
-            # Loading a model can take a while: liveness only starts once the startup probe passed.
-            "startupProbe": {"httpGet": {"path": "/v2/health/live", "port": "http"}, "periodSeconds": 5,
-                             "timeoutSeconds": 3, "failureThreshold": 36},
-            "livenessProbe": {"httpGet": {"path": "/v2/health/live", "port": "http"}, "periodSeconds": 15,
-                              "timeoutSeconds": 5, "failureThreshold": 4},
-            "resources": self.resources,
-            "securityContext": {"runAsNonRoot": True, "runAsUser": GATEWAY_UID, "runAsGroup": GATEWAY_UID,
-                                "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
-                                "capabilities": {"drop": ["ALL"]}},
-            # The route store, prediction log and metrics files of one pod live in FLIGHTDECK_HOME.
-            "volumeMounts": [{"name": "routes", "mountPath": ROUTES_DIR, "readOnly": True},
-                             {"name": "home", "mountPath": HOME_DIR},
-                             {"name": "tmp", "mountPath": "/tmp"}],
-        }
+        base = json.loads(json.dumps(self._base))  # a private copy to patch
+
+        deployment = base["Deployment"]
+        deployment["metadata"] = _patched_metadata(deployment["metadata"], name, self.namespace, labels)
+        spec = deployment["spec"]
+        spec["replicas"] = replicas
+        spec["selector"] = {"matchLabels": self._selector(version)}
+        template = spec["template"]
+        template.setdefault("metadata", {})
+        template["metadata"]["labels"] = {**(template["metadata"].get("labels") or {}), **labels}
         checksum = hashlib.sha256(routes_yaml.encode()).hexdigest()[:16]  # new route table → new pods
-        deployment = {
-            "apiVersion": "apps/v1", "kind": "Deployment", "metadata": metadata_,
-            "spec": {
-                "replicas": replicas,
-                "revisionHistoryLimit": 3,
-                "selector": {"matchLabels": self._selector(version)},
-                "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
-                "template": {
-                    "metadata": {"labels": self._labels(version),
-                                 "annotations": {f"{LABEL_PREFIX}/routes-checksum": checksum}},
-                    "spec": {
-                        "automountServiceAccountToken": False,
-                        "enableServiceLinks": False,
-                        "securityContext": {"runAsNonRoot": True, "runAsUser": GATEWAY_UID,
-                                            "runAsGroup": GATEWAY_UID, "fsGroup": GATEWAY_UID,
-                                            "seccompProfile": {"type": "RuntimeDefault"}},
-                        "terminationGracePeriodSeconds": 30,
-                        "containers": [container],
-                        "volumes": [{"name": "routes", "configMap": {"name": name}},
-                                    {"name": "home", "emptyDir": {"sizeLimit": "1Gi"}},
-                                    {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}}],
-                    },
-                },
-            },
-        }
-        service = {"apiVersion": "v1", "kind": "Service", "metadata": metadata_,
-                   "spec": {"type": "ClusterIP", "selector": self._selector(version),
-                            "ports": [{"name": "http", "port": HTTP_PORT, "targetPort": "http",
-                                       "protocol": "TCP", "appProtocol": "http"}]}}
+        template["metadata"]["annotations"] = {**(template["metadata"].get("annotations") or {}),
+                                               f"{LABEL_PREFIX}/routes-checksum": checksum}
+        pod = template["spec"]
+        container = next(c for c in pod["containers"] if c["name"] == BASE_CONTAINER)
+        container["image"] = self.image
+        settings_name = base["ConfigMap"]["metadata"]["name"]
+        values = dict(base["ConfigMap"].get("data") or {})  # the base's settings, inlined
+        values.update({"FLIGHTDECK_MODEL_NAME": self.model_name,
+                       "FLIGHTDECK_ROUTES_FILE": f"{ROUTES_DIR}/routes.yaml"})
+        if self.mlflow_tracking_uri:
+            values["FLIGHTDECK_MLFLOW_TRACKING_URI"] = self.mlflow_tracking_uri
+        values.update(self.env)
+        kept = [e for e in container.get("env") or [] if e["name"] not in values and e["name"] not in NOT_FROM_BASE]
+        container["env"] = sorted([*kept, *({"name": k, "value": str(v)} for k, v in values.items())],
+                                  key=lambda e: e["name"])
+        env_from = [e for e in container.get("envFrom") or []
+                    if (e.get("configMapRef") or {}).get("name") != settings_name]
+        if env_from:
+            container["envFrom"] = env_from
+        else:
+            container.pop("envFrom", None)
+        if self.resources is not None:
+            container["resources"] = self.resources
+        container["volumeMounts"] = [*(m for m in container.get("volumeMounts") or [] if m["name"] != "routes"),
+                                     {"name": "routes", "mountPath": ROUTES_DIR, "readOnly": True}]
+        pod["volumes"] = [{"name": "routes", "configMap": {"name": name}},
+                          *(v for v in pod.get("volumes") or [] if v["name"] != "routes")]
+
+        service = base["Service"]
+        service["metadata"] = _patched_metadata(service["metadata"], name, self.namespace, labels)
+        service["spec"]["selector"] = self._selector(version)
         return [config_map, deployment, service]
+
+    @property
+    def http_port(self) -> int:
+        """The base Service's `http` port: the one the HTTPRoute sends traffic to."""
+        return next(p["port"] for p in self._base["Service"]["spec"]["ports"] if p.get("name") == "http")
 
     def _route(self, percent: int) -> dict:
         parent = {"group": GATEWAY_API, "kind": "Gateway", "name": self.gateway}
         if self.gateway_namespace:
             parent["namespace"] = self.gateway_namespace
-        backends = [{"group": "", "kind": "Service", "name": self.object_name(version), "port": HTTP_PORT,
+        backends = [{"group": "", "kind": "Service", "name": self.object_name(version), "port": self.http_port,
                      "weight": weight}
                     for version, weight in ((self.baseline_version, 100 - percent),
                                             (self.candidate_version, percent))]
