@@ -470,7 +470,9 @@ class KinesisBackend:
                               "ExpressionAttributeNames": {"#processed": "processed"},
                               "ExpressionAttributeValues": {":before": _n(self._processed)}}})
         dead = [_dead_json(d) for d in batch.dead_letters]
-        pages = {"results": [r.to_json() for r in batch.results], "dead": dead,
+        encode = getattr(batch.results, "json_lines", None)  # a column batch encodes itself at once
+        results = [line.decode() for line in encode()] if callable(encode) else [r.to_json() for r in batch.results]
+        pages = {"results": results, "dead": dead,
                  "windows": [json.dumps(r) for r in {window_key(r): r for r in batch.window_records}.values()]}
         for kind, lines in pages.items():
             for i, chunk in enumerate(_chunks(lines)):
