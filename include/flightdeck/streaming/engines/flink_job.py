@@ -27,6 +27,10 @@ example reads):
   bins (`stats.score_bin`); an event behind the watermark goes to a late side output, counted,
   never silently lost.
 
+The watermark belongs to the source reader, which takes a folder's files one at a time in no fixed
+order: events of a file read after a later file are late unless `--allowed-lateness` covers the
+gap. Give it one file, or files whose event times do not overlap and a delay that spans them.
+
 The results, windows, dead letters and late events are collected back to this process
 (`execute_and_collect`) and written as JSON lines under `--output`; a deployed job would write
 to a Flink sink (Kafka, files) with checkpointing on instead.
