@@ -541,9 +541,10 @@ class KinesisBackend:
                                          error.get("Message", ""))
                 if "ConditionalCheckFailed" in reasons:
                     raise FencedError(self.consumer) from None
-                if "ValidationError" in reasons:  # pages are bounded: an entity bucket is full
-                    raise FlightdeckError(f"DynamoDB refused the batch ({error.get('Message')}). Fix: an entity "
-                                          "bucket may be full (400 KB): restart with more --entity-buckets.") from None
+                if "ValidationError" in reasons:  # pages are bounded: the state item or an entity bucket is full
+                    raise FlightdeckError(f"DynamoDB refused the batch ({error.get('Message')}): an item is over "
+                                          "400 KB, an entity bucket or the windows' state. Fix: restart with more "
+                                          "--entity-buckets, or fewer or shorter windows.") from None
                 if "TransactionConflict" not in reasons or attempt == 4:
                     raise
                 time.sleep(0.05 * 2 ** attempt)
