@@ -189,3 +189,14 @@ def test_pages_stay_under_the_item_limit_and_dead_letters_are_cut():
     assert sum(len(c) for c in chunks) == 1000 and all(sum(len(x) + 1 for x in c) <= PAGE_BYTES for c in chunks)
     dead = json.loads(_dead_json(DeadLetter("s:1", "not JSON", b"y" * (DEAD_VALUE_CHARS * 3))))
     assert dead["reason"] == "not JSON" and dead["value"].endswith(f"({DEAD_VALUE_CHARS * 3} characters, cut)")
+
+
+def test_stream_replay_params_name_the_broker():
+    from flightdeck.streaming.params import StreamReplayParams
+
+    checked = StreamReplayParams.parse({"broker": "kinesis", "stream": "events", "start": "1700000000000",
+                                        "aws_region": "eu-west-1"})
+    assert (checked.broker, checked.end, checked.aws_region) == ("kinesis", "+", "eu-west-1")
+    assert StreamReplayParams.parse({}).broker == "redis"
+    with pytest.raises(ConfigError, match="'redis' or 'kinesis'"):
+        StreamReplayParams.parse({"broker": "kafka"})
