@@ -1,7 +1,8 @@
 """The cockpit plugin's pages in a real browser (Playwright driving Debian's Chromium), checked
 inside the promotion scenarios of test_release_approvals.py: their runs park at the approval
 (the pending view) and end rolled back (the run's tab, Models, Batch), so the cockpit needs no
-promotion of its own.
+promotion of its own; test_backfill.py looks at Batch once its backfill has written the partitions.
+Pages come from tests/e2e/browser.py.
 
 The standalone signs every visitor in as admin (`simple_auth_manager_all_admins`), so it cannot
 show a refusal; tests/unit/cockpit/test_auth.py proves over plain HTTP that the cockpit's app
@@ -54,7 +55,7 @@ def check_pending_release(page, airflow_url: str, routes: dict, dag_id: str, run
 def check_rolled_back_release(page, airflow_url: str, airflow_home: Path, registry, dag_id: str, run_id: str,
                               shots: Path) -> None:
     """The run's Cockpit tab says rolled back by the rejection; Models shows the aliases and the
-    rollback's audit record; Batch lists exactly the scored days on disk."""
+    rollback's audit record; Batch lists exactly the scored days on disk (`check_batch`)."""
     from playwright.sync_api import expect
 
     page.goto(f"{airflow_url}/dags/{dag_id}/runs/{quote(run_id, safe='')}/plugin/cockpit-release",
@@ -73,6 +74,13 @@ def check_rolled_back_release(page, airflow_url: str, airflow_home: Path, regist
     expect(model).to_contain_text("rolled_back")
     page.screenshot(path=str(shots / "cockpit-models.png"), full_page=True)
 
+    check_batch(page, airflow_url, airflow_home, shots)
+
+
+def check_batch(page, airflow_url: str, airflow_home: Path, shots: Path, name: str = "cockpit-batch.png") -> list[str]:
+    """Batch lists exactly the scored days on disk, newest with its model version; returns the days."""
+    from playwright.sync_api import expect
+
     frame = cockpit_frame(page, airflow_url, "batch")
     reports = airflow_home / "reports"
     days = sorted(p.name.removeprefix("ds=") for p in reports.glob("ds=*") if (p / "report.json").exists())
@@ -84,4 +92,5 @@ def check_rolled_back_release(page, airflow_url: str, airflow_home: Path, regist
             expect(frame.locator("table.days")).to_contain_text(day)
     else:
         expect(frame.locator("body")).to_contain_text("No scored day yet")
-    page.screenshot(path=str(shots / "cockpit-batch.png"), full_page=True)
+    page.screenshot(path=str(shots / name), full_page=True)
+    return days

@@ -15,10 +15,10 @@ the promotion tests name the release world's model in their conf.
 from __future__ import annotations
 
 import uuid
-from pathlib import Path
 
 import pytest
 
+from tests.e2e.browser import launch, screenshots_folder
 from tests.support.airflow import postgres_copy, standalone_airflow
 from tests.support.services import redis_client
 
@@ -54,18 +54,22 @@ def airflow(tmp_path_factory, postgres_admin, airflow_postgres_template, release
         yield instance
 
 
-CHROMIUM = "/usr/bin/chromium"
+@pytest.fixture(scope="package")
+def browser():
+    """Debian's Chromium driven by Playwright (tests/e2e/browser.py), one for the package."""
+    with launch() as chromium:
+        yield chromium
 
 
 @pytest.fixture(scope="package")
-def browser():
-    """Debian's Chromium driven by Playwright (Playwright's own browser download cannot run here)."""
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM,
-                                              args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
-        yield chromium
-        chromium.close()
+def screenshots(tmp_path_factory, request):
+    """The folder every browser check saves its screenshots to (FLIGHTDECK_UI_SCREENSHOTS, or a
+    temporary one), named on the terminal at the end so the pictures can be looked at."""
+    folder = screenshots_folder(tmp_path_factory.mktemp("ui-screenshots"))
+    yield folder
+    line = f"browser screenshots: {folder}"
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(line)
+    else:  # a pytest-xdist worker has no terminal: the line goes to its captured output
+        print(line)

@@ -1,20 +1,28 @@
 """The promotion DAGs under a real scheduler (the session's `airflow standalone`), where the human
-gate is real: approvals are answered through the REST API (PATCH …/hitlDetails), as the UI does.
+gate is real. Two scenarios answer it as an approver does, in a real browser: the approved canary
+is approved and the blue-green rejected on the run's Required Actions page, with the gate report
+in view (tests/e2e/ui_actions.py); the others answer through the REST API (PATCH …/hitlDetails,
+what that page sends). Whatever the browser does, a parked run is answered and finished before the
+test ends (`answered_and_finished`): a run left waiting would hold the model's release lock.
 
 The session's release world (one gateway, one MLflow registry) serves every test; each test
-resets the champion and the route table first. Two scenarios also look at their run in the
-cockpit plugin in a real browser (tests/e2e/cockpit_pages.py): the approved canary while it
-waits for its approval, the rejected blue-green once it has rolled back.
+resets the champion and the route table first. The same two scenarios also look at their run in
+the cockpit plugin (tests/e2e/cockpit_pages.py): the approved canary while it waits for its
+approval, the rejected blue-green once it has rolled back.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 
 import pytest
 
-from flightdeck.devtools.airflow_api import AirflowRest
+from flightdeck.devtools.airflow_api import AirflowApiError, AirflowRest
+from tests.e2e.browser import open_page
 from tests.e2e.cockpit_pages import check_pending_release, check_rolled_back_release
+from tests.e2e.ui_actions import answer_required_action
 from tests.support.models import MODEL
 from tests.support.poll import eventually
 
@@ -25,6 +33,8 @@ FAST = {"model_name": MODEL, "bake_seconds": 3, "max_step_seconds": 60, "look_se
         "gates": {"min_requests": 100, "min_requests_hard_fail": 30, "min_rows_for_distribution": 200},
         "backtest": {"auc_margin": 0.05, "logloss_margin": 1.0, "min_labelled_rows": 200, "max_rows": 2000}}
 FINISHED = {"success", "failed"}
+# What the approver must see of the request's body: the step's verdict and its gate table.
+GATE_REPORT = ["step_1_gate: pass", "confidence sequence", "error_rate"]
 DAGS = ("promote_canary", "promote_blue_green")
 
 
@@ -60,6 +70,37 @@ def respond(api: AirflowRest, dag_id: str, run_id: str, option: str, parked_sinc
     api.respond(dag_id, run_id, option, parked_since=parked_since)
 
 
+@contextmanager
+def answered_and_finished(api: AirflowRest, dag_id: str, run_id: str, option: str, parked_since: datetime,
+                          outcome: dict) -> Iterator[None]:
+    """Around a browser's answer: afterwards, whatever happened in the block, the run's approval is
+    answered (with `option` through the REST API when the browser did not get to it) and the run
+    has finished; its task states go into `outcome`. An error in the block still fails the test."""
+    try:
+        yield
+    finally:
+        if api.pending_approval(dag_id, run_id) is not None:
+            try:
+                respond(api, dag_id, run_id, option, parked_since)
+            except AirflowApiError:  # the browser's answer landed in between
+                if api.pending_approval(dag_id, run_id) is not None:
+                    raise
+        outcome.update(finish(api, dag_id, run_id))
+
+
+def answer_in_browser(browser, api: AirflowRest, airflow, dag_id: str, run_id: str, option: str, parked: datetime,
+                      shots) -> None:
+    """The approver's answer on the run's Required Actions page, given once the scheduler has processed
+    the parking (as `respond` waits), the gate report in view."""
+    with open_page(browser) as page:
+        answer_required_action(page, airflow.url, dag_id, run_id, option, GATE_REPORT,
+                               lambda: api.wait_for_scheduler_loops(parked), shots,
+                               f"ui-required-action-{option.lower()}.png")
+    answered = next(item for item in api.call("GET", f"{api.run_path(dag_id, run_id)}/hitlDetails")["hitl_details"]
+                    if item["task_instance"]["task_id"] == "approve")
+    assert answered["response_received"] and answered["chosen_options"] == [option], answered
+
+
 def champion(world) -> str:
     return world.registry().aliases(MODEL)["champion"]
 
@@ -72,9 +113,10 @@ def served_version(world) -> str:
     return spec["variants"][live]["version"]
 
 
-def test_an_approved_canary_is_promoted(setup, browser, tmp_path):
+def test_an_approved_canary_is_promoted(setup, browser, screenshots):
     world, airflow, api = setup
     world.reset(candidate="2")
+    states: dict[str, str] = {}
     with world.load():
         run_id = api.trigger("promote_canary", {**FAST, "steps": [50]})
         request, parked = awaiting_approval(api, "promote_canary", run_id)
@@ -82,33 +124,30 @@ def test_an_approved_canary_is_promoted(setup, browser, tmp_path):
         assert "step_1_gate: pass" in request["body"] and "error_rate" in request["body"]
         with world.client() as gateway:
             routes = gateway.routes()
-        page = browser.new_page(viewport={"width": 1440, "height": 1000})
-        try:
-            check_pending_release(page, airflow.url, routes, "promote_canary", run_id, tmp_path)
-        finally:  # answered and finished whatever the browser saw: a parked run would hold the release lock
-            page.close()
-            respond(api, "promote_canary", run_id, "Approve", parked)
-            states = finish(api, "promote_canary", run_id)
+        with answered_and_finished(api, "promote_canary", run_id, "Approve", parked, states):
+            with open_page(browser) as page:
+                check_pending_release(page, airflow.url, routes, "promote_canary", run_id, screenshots)
+            answer_in_browser(browser, api, airflow, "promote_canary", run_id, "Approve", parked, screenshots)
     assert api.run_state("promote_canary", run_id) == "success", states
     assert states["post_promotion_gate"] == "success" and states["rollback"] == "skipped"
     assert (champion(world), served_version(world)) == ("2", "2")
 
 
-def test_a_rejected_approval_rolls_back(setup, browser, tmp_path):
+def test_a_rejected_approval_rolls_back(setup, browser, screenshots):
     world, airflow, api = setup
     world.reset(candidate="2")
+    states: dict[str, str] = {}
     with world.load():
         run_id = api.trigger("promote_blue_green", FAST)
         _, parked = awaiting_approval(api, "promote_blue_green", run_id)
-        respond(api, "promote_blue_green", run_id, "Reject", parked)
-        states = finish(api, "promote_blue_green", run_id)
+        with answered_and_finished(api, "promote_blue_green", run_id, "Reject", parked, states):
+            answer_in_browser(browser, api, airflow, "promote_blue_green", run_id, "Reject", parked, screenshots)
     assert states["approve"] == "failed" and states["rollback"] == "success", states
     assert states["cut_over"] != "success"
     assert (champion(world), served_version(world)) == ("1", "1")
-    page = browser.new_page(viewport={"width": 1440, "height": 1000})
-    check_rolled_back_release(page, airflow.url, airflow.home, world.registry(), "promote_blue_green", run_id,
-                              tmp_path)
-    page.close()
+    with open_page(browser) as page:
+        check_rolled_back_release(page, airflow.url, airflow.home, world.registry(), "promote_blue_green", run_id,
+                                  screenshots)
 
 
 def test_an_approval_timeout_rolls_back(setup):
