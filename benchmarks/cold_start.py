@@ -2,9 +2,9 @@
 
     .venv/bin/python benchmarks/cold_start.py [--repeat 7] [--wheel-cache DIR] [--home DIR] [--json [PATH]]
 
-One model, registered in a temporary MLflow store (SQLite + local artifacts): the default
-logistic regression, trained on generated rows and exported to ONNX as `train_register`
-does. Then, alternating, `--repeat` times each (after one untimed run of each, so both
+One model, registered in a temporary MLflow store (SQLite + local artifacts) by the
+train_register stages themselves (`flightdeck.training.pipeline`, which the DAG's tasks call):
+the default logistic regression on generated partitions. Both sides load that very version. Then, alternating, `--repeat` times each (after one untimed run of each, so both
 find the files in the page cache):
 
 * the serverless handlers (HANDLERS), each its package unzipped and driven by the shared
@@ -54,14 +54,14 @@ HANDLERS = ("lambda", "gcf", "azure")  # the serverless handlers, each against t
 MAX_RATIO = 0.1          # packaged cold start / pyfunc cold start
 MAX_PEAK_MB = 128.0      # Lambda's smallest memory setting
 SCORE_TOLERANCE = 1e-6   # both handlers must give the row the same score
+TRAIN_DAYS = 20          # the training window's days (2026-01-01 to 2026-01-20)
 
 # A handler a user would write around MLflow: import, load the pyfunc once, parse the event's
-# MLflow body into a DataFrame, predict. `mode` "tensors" feeds one [1, 1] array per column
-# instead, for when pyfunc cannot feed the ONNX model a DataFrame (docs/ARCHITECTURE.md).
+# MLflow body into a DataFrame, predict.
 _PYFUNC = textwrap.dedent('''
     import json, sys, time
     started = time.perf_counter()
-    model_dir, event, mode = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]
+    model_dir, event = sys.argv[1], json.loads(sys.argv[2])
     import mlflow.pyfunc
     import numpy as np
     import pandas as pd
@@ -69,13 +69,7 @@ _PYFUNC = textwrap.dedent('''
     model = mlflow.pyfunc.load_model(model_dir)
     loaded = time.perf_counter()
     split = json.loads(event["body"])["dataframe_split"]
-    frame = pd.DataFrame(split["data"], columns=split["columns"])
-    if mode == "tensors":
-        data = {c: np.array([[v]], dtype=np.float64 if not isinstance(v, str) else object)
-                for c, v in zip(split["columns"], split["data"][0])}
-    else:
-        data = frame
-    prediction = model.predict(data)
+    prediction = model.predict(pd.DataFrame(split["data"], columns=split["columns"]))
     done = time.perf_counter()
     with open("/proc/self/status") as status:
         hwm_kb = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
@@ -170,25 +164,33 @@ def _run(args: list[str], env: dict | None = None, timeout: float = 300.0) -> di
     return result
 
 
-def _register(home: Path, train_rows: int) -> tuple[object, str]:
-    """The default model, trained, exported and registered in a temporary MLflow store."""
-    from flightdeck import runtime
-    from flightdeck.config import Settings
-    from flightdeck.data.generator import generate_partition
-    from flightdeck.data.schema import CATEGORICAL_FEATURES, NUMERIC_FEATURES
+def _register(home: Path, rows_per_day: int) -> tuple[object, str]:
+    """The default model registered as `train_register` registers it: generated partitions, then
+    the DAG's stages (train, evaluate, log the run, export with the ONNX parity check, register)."""
+    from flightdeck.config import get_settings
+    from flightdeck.data.generator import write_partitions
     from flightdeck.registry import Registry
-    from flightdeck.training.export import to_onnx
-    from flightdeck.training.train import fit_pipeline
+    from flightdeck.training import pipeline
+    from flightdeck.training.params import TrainParams
 
-    registry = Registry.from_settings(Settings(home=home))
-    model = to_onnx(fit_pipeline(generate_partition("2026-01-15", rows=train_rows, seed=1),
-                                 "logistic_regression", seed=1), MODEL_NAME)
-    features = list(NUMERIC_FEATURES) + list(CATEGORICAL_FEATURES)
-    example = generate_partition("2026-02-01", rows=20, seed=2)[features].dropna().head(5).reset_index(drop=True)
-    scores = runtime.score(runtime.load_session(model.SerializeToString()), example)
-    run_id = registry.log_run("cold-start-benchmark", {"model_type": "logistic_regression"}, {}, {}, "cold-start")
-    uri = registry.log_onnx_model(run_id, model, example, scores)
-    return registry, registry.register(MODEL_NAME, uri, run_id, "cold-start-benchmark").version
+    os.environ["FLIGHTDECK_HOME"] = str(home)  # the stages read the process's settings
+    os.environ.setdefault("MLFLOW_REQUIREMENTS_INFERENCE_TIMEOUT", "1")
+    get_settings.cache_clear()
+    settings = get_settings()
+    window = {"window_start": "2026-01-01", "window_end": f"2026-01-{TRAIN_DAYS}", "labels_as_of": "2026-03-31"}
+    write_partitions(settings.raw_dir, window["window_start"], window["window_end"], rows_per_day=rows_per_day,
+                     seed=1)
+    params = TrainParams.parse({**window, "model_type": "logistic_regression", "model_name": MODEL_NAME})
+    registry = Registry.from_settings(settings)
+    validation = pipeline.validate_window(params)
+    staging = pipeline.staging_dir("cold-start-benchmark")
+    pipeline.train(params, staging)
+    evaluation = pipeline.evaluate(params, staging, registry)
+    run_id = pipeline.log_run(params, validation, evaluation, registry, airflow_run_id="cold-start-benchmark")
+    exported = pipeline.export_onnx(params, staging, registry, run_id)
+    registered = pipeline.register(params, registry, run_id, exported["model_uri"], validation["training_key"],
+                                   evaluation["decision"]["reason"])
+    return registry, registered["version"]
 
 
 def _one_row_event(model_path: Path) -> dict:
@@ -201,42 +203,15 @@ def _one_row_event(model_path: Path) -> dict:
     return http_event(split_body(json.loads(row.to_json(orient="records"))))
 
 
-def _pyfunc_command(model_dir: str, event: str, mode: str) -> list[str]:
-    return [sys.executable, "-I", "-c", _PYFUNC, model_dir, event, mode]
-
-
-def _without_signature(model_dir: str) -> None:
-    from mlflow.models import Model
-
-    mlmodel = Path(model_dir) / "MLmodel"
-    model = Model.load(str(mlmodel))
-    model.signature = None
-    model.save(str(mlmodel))
-
-
-def _pyfunc_mode(model_dir: str, event: str, env: dict) -> tuple[str, str | None]:
-    """How the pyfunc handler feeds the row: a DataFrame if pyfunc can; else one [1, 1] array
-    per column; else the same, with the copy's signature removed (docs/ARCHITECTURE.md,
-    pitfalls: the column signature makes pyfunc feed 1-D columns to [n, 1] inputs)."""
-    failures = []
-    for mode in ("dataframe", "tensors"):
-        try:
-            _run(_pyfunc_command(model_dir, event, mode), env)
-            return mode, ("; ".join(failures) or None)
-        except RuntimeError as exc:
-            last = str(exc).strip().splitlines()[-1]
-            failures.append(f"{mode}: {last.rpartition('Error: ')[2][:160]}")
-    _without_signature(model_dir)
-    _run(_pyfunc_command(model_dir, event, "tensors"), env)
-    return "tensors", ("mlflow.pyfunc cannot score the registered version as logged (" + "; ".join(failures)
-                       + "); the pyfunc handler loads the same artifacts with the signature removed from "
-                         "MLmodel and feeds one [1, 1] array per column")
+def _pyfunc_command(model_dir: str, event: str) -> list[str]:
+    return [sys.executable, "-I", "-c", _PYFUNC, model_dir, event]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=7, help="timed runs of each handler")
-    parser.add_argument("--train-rows", type=int, default=2000)
+    parser.add_argument("--train-rows", type=int, default=2000,
+                        help="generated rows over the 20-day training window (before the holdout split)")
     parser.add_argument("--wheel-cache", help="Lambda platform wheels (default FLIGHTDECK_HOME/cache/lambda-wheels)")
     parser.add_argument("--home", help="work folder (default: a temporary one, removed afterwards)")
     parser.add_argument("--json", nargs="?", const="-", metavar="PATH",
@@ -260,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="flightdeck-cold-start-") as tmp:
         home = Path(args.home) if args.home else Path(tmp)
         print(f"load average {os.getloadavg()[0]:.2f}; registering the model in a temporary MLflow store", flush=True)
-        registry, version = _register(home / "flightdeck", args.train_rows)
+        registry, version = _register(home / "flightdeck", max(1, args.train_rows // TRAIN_DAYS))
         built = package_registered_model(registry, MODEL_NAME, version, home / "package", wheel_cache=wheel_cache)
         root = extract(built.zip_path, home / "unzipped")
         print(f"package {Path(built.zip_path).name}: {built.zipped_bytes / 2**20:.1f} MB zipped, "
@@ -280,18 +255,17 @@ def main(argv: list[str] | None = None) -> int:
         body = json.loads(event)["body"]
         env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "FLIGHTDECK_"))}
 
-        # Untimed runs: fill the page cache for all, and find how pyfunc takes the row.
+        # Untimed runs: fill the page cache for all. pyfunc scores the registered version as
+        # logged, from a DataFrame; if it cannot, the run fails here with MLflow's error.
         for platform in HANDLERS:
             _handler_run(platform, roots[platform], body)
-        mode, note = _pyfunc_mode(model_dir, event, env)
-        if note:
-            print(f"note: {note}", flush=True)
+        _run(_pyfunc_command(model_dir, event), env)
 
         samples: dict[str, list[dict]] = {name: [] for name in (*HANDLERS, "pyfunc")}
         for i in range(args.repeat):
             # Rotate the order so slow moments of the machine fall on all of them.
             runs = [*((name, lambda name=name: _handler_run(name, roots[name], body)) for name in HANDLERS),
-                    ("pyfunc", lambda: _run(_pyfunc_command(model_dir, event, mode), env))]
+                    ("pyfunc", lambda: _run(_pyfunc_command(model_dir, event), env))]
             shift = i % len(runs)
             for name, run in runs[shift:] + runs[:shift]:
                 samples[name].append(run())
@@ -303,13 +277,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"the handlers score the row differently (|diff| {diff:.3g}): not the same model", flush=True)
             return 2
         targets = evaluate(handlers, pyfunc)
-        print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores; pyfunc input: {mode}; "
+        print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores; pyfunc input: a DataFrame; "
               f"|score diff| {diff:.2g}", flush=True)
         print(format_report(handlers, pyfunc, targets, args.repeat))
         print(f"load average {os.getloadavg()[0]:.2f}")
         figures = {"packaged": handlers["lambda"], "handlers": handlers, "pyfunc": pyfunc, "targets": targets,
-                   "pyfunc_input": mode,
-                   "note": note, "samples": samples, "package_mb": {"zipped": built.zipped_bytes / 2**20,
+                   "pyfunc_input": "dataframe", "samples": samples, "package_mb": {"zipped": built.zipped_bytes / 2**20,
                                                                     "unzipped": built.unzipped_bytes / 2**20}}
         if args.json == "-":
             print(json.dumps(figures, indent=2))

@@ -437,10 +437,8 @@ def _ensure_model(home: Path, env: dict[str, str]) -> dict:
     bodies.mkdir(exist_ok=True)
     split = bodies / "dataframe_split.json"
     split.write_text(json.dumps({"dataframe_split": {"columns": columns, "data": [row]}}))
-    tensors = bodies / "inputs_tensors.json"  # MLflow's `inputs`: one [1, 1] array per model input
-    tensors.write_text(json.dumps({"inputs": {c: [[v]] for c, v in zip(columns, row, strict=True)}}))
     return {"name": name, "stable": stable, "canary": canary, "onnx": onnx_path, "columns": columns,
-            "row": row, "split_body": split, "tensor_body": tensors, "registry": registry}
+            "row": row, "split_body": split, "registry": registry}
 
 
 def _cli(args: list[str], env: dict[str, str], home: Path) -> dict:
@@ -717,23 +715,17 @@ def _load(name: str, url: str, body: Path, args: argparse.Namespace, threads: in
 
 # ------------------------------------------------------------------------------ the servers
 def _measure_mlflow(home: Path, env: dict, model: dict, args, threads: int) -> ServerResult:
-    """`mlflow models serve` on the registered version; if MLflow cannot score the dataframe_split
-    body with it, on the same ONNX bytes saved without a signature, fed `inputs` tensors."""
+    """`mlflow models serve` on the very version the train_register stages registered (no copy,
+    no re-saved artifact), fed the same `dataframe_split` body as the gateway."""
     result = ServerResult("mlflow")
     uri = f"models:/{model['name']}/{model['stable']}"
     try:
         status, answer = _run_mlflow(home, env, uri, model["split_body"], args, threads, result)
         if not 200 <= status < 300:
-            reason = _mlflow_error(answer)
-            local = _unsigned_copy(home, model)
-            result.notes.append(
-                f"`mlflow models serve -m {uri}` cannot score this model: HTTP {status} ({reason}); "
-                f"the MLflow baseline serves the same ONNX bytes saved with mlflow.onnx.save_model without a "
-                f"signature ({local}), fed {{\"inputs\": {{column: [[value]]}}}} (one [1, 1] tensor per input).")
-            print(f"  note: {result.notes[-1]}", flush=True)
-            status, answer = _run_mlflow(home, env, str(local), model["tensor_body"], args, threads, result)
-            if not 200 <= status < 300:
-                result.failed = f"probe answered HTTP {status}: {_mlflow_error(answer)}"
+            result.failed = (f"`mlflow models serve -m {uri}` answered HTTP {status} ({_mlflow_error(answer)}); a "
+                             "version registered before the registry logged the tensor signature cannot be "
+                             "scored by MLflow: remove the --home folder's mlflow/ to register afresh")
+            print(f"  mlflow failed: {result.failed}", flush=True)
     except ServerFailed as exc:
         result.failed = str(exc)
         print(f"  mlflow failed: {exc}", flush=True)
@@ -763,18 +755,6 @@ def _mlflow_error(answer: bytes) -> str:
         return (trace[-1] if trace else payload.get("message", ""))[:200]
     except (ValueError, AttributeError):
         return answer[:200].decode(errors="replace")
-
-
-def _unsigned_copy(home: Path, model: dict) -> Path:
-    import mlflow.onnx
-    import onnx
-
-    path = home / "mlflow-baseline" / f"{model['name']}-v{model['stable']}"
-    if not (path / "MLmodel").exists():
-        shutil.rmtree(path, ignore_errors=True)
-        mlflow.onnx.save_model(onnx.load(str(model["onnx"])), str(path),
-                               onnx_execution_providers=["CPUExecutionProvider"])
-    return path
 
 
 def _measure_ceiling(home: Path, env: dict, model: dict, args, threads: int, label: str,
