@@ -66,6 +66,7 @@ class Run:
     latency: dict[str, float] = field(default_factory=dict)
     non_2xx: int = 0
     socket_errors: int = 0
+    load: float | None = None  # the machine's 1-minute load average as the run started
 
     @property
     def clean(self) -> bool:
@@ -307,18 +308,25 @@ def main(argv: list[str] | None = None) -> dict:
             for arm in ARMS:
                 _wrk(wrk, urls[arm], body, args.threads, args.connections, args.warmup)
         runs = []
+        load_before = os.getloadavg()[0]
         for round_, arm in schedule(args.rounds):
+            load = os.getloadavg()[0]
             run = parse_wrk(arm, round_, _wrk(wrk, urls[arm], body, args.threads, args.connections, args.duration))
+            run.load = load
             runs.append(run)
             print(f"  round {round_ + 1} {arm:<8} {run.rps:>8,.0f} req/s  p99 {1000 * run.latency.get('99', 0):.1f} ms"
-                  f"  errors {run.non_2xx + run.socket_errors}", flush=True)
+                  f"  errors {run.non_2xx + run.socket_errors}  (load average {load:.1f})", flush=True)
+        load_after = os.getloadavg()[0]
     finally:
         for proc in reversed(started):
             stop_process_group(proc, timeout=20)
     summary = summarise(runs)
     print(report(summary))
+    print(f"note: 1-minute load average {load_before:.1f} before, {load_after:.1f} after on {os.cpu_count()} cores "
+          "(the gateways, nginx and wrk themselves keep about 2 busy); more means other work shared the machine")
     result = {"settings": {"workers": args.workers, "threads": args.threads, "connections": args.connections,
                            "duration_s": args.duration, "rounds": args.rounds, "cache": args.cache},
+              "load_average": {"before": load_before, "after": load_after, "cores": os.cpu_count()},
               "runs": [vars(r) for r in runs], **summary}
     if args.json:
         write_json(args.json, "balancer", argv, result)

@@ -120,7 +120,7 @@ def load_base(base_dir: Path) -> dict[str, dict]:
     kustomization.yaml must list; the Deployment must have a container named `gateway`.
     """
     where = Path(base_dir)
-    fix = ("Fix: pass base_dir= (target_options) naming a copy of deploy/k8s/base, or ship that folder "
+    fix = ("Fix: pass base_dir= naming a copy of deploy/k8s/base, or ship that folder "
            "beside the package (the Airflow image copies it)")
     try:
         listed = (yaml.safe_load((where / "kustomization.yaml").read_text()) or {}).get("resources") or []
