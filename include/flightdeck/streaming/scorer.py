@@ -129,23 +129,28 @@ class StreamScorer:
         overlap = bool(getattr(getattr(self.backend, "sink", None), "overlapping_commits", False))
         pool = ThreadPoolExecutor(1, thread_name_prefix="stream-commit") if overlap else None
         pending: _Pending | None = None
+        records: list[Record] = []  # read, not yet processed
+
+        def room(processed: int = 0) -> int:
+            """Records the next poll may take (`processed`: read ones not yet handed to the sink)."""
+            if max_records is None:
+                return self.config.batch_size
+            taken = stats.records + (len(pending.records) if pending else 0) + len(records) + processed
+            return min(self.config.batch_size, max_records - taken)
         try:
             while not self.stop_event.is_set():
-                taken = stats.records + (len(pending.records) if pending else 0)
-                if max_records is not None and taken >= max_records:
-                    break
-                limit = self.config.batch_size if max_records is None else min(self.config.batch_size,
-                                                                               max_records - taken)
-                records = self.backend.poll(limit, self.config.poll_timeout_s)
                 if not records:
-                    if pending is not None:  # nothing more to overlap with: settle it now
+                    if pending is not None:  # nothing read to overlap with: settle it first
                         self._settle(pending, stats)
                         pending = None
-                        continue
-                    if idle_stop_s is not None and time.monotonic() - idle_since >= idle_stop_s:
+                    if room() <= 0:
                         break
-                    self._report_lag()
-                    continue
+                    records = self.backend.poll(room(), self.config.poll_timeout_s)
+                    if not records:
+                        if idle_stop_s is not None and time.monotonic() - idle_since >= idle_stop_s:
+                            break
+                        self._report_lag()
+                        continue
                 idle_since = started = time.monotonic()
                 self._refresh_models()
                 if pool is None:
@@ -154,19 +159,27 @@ class StreamScorer:
                     except FencedError as exc:
                         log.warning("%s", exc)
                         self.start()  # re-read from the position the other scorer stored
-                        continue
-                    self._count(stats, batch, records, started)
+                    else:
+                        self._count(stats, batch, records, started)
+                    records = []
                     continue
                 batch = self.process(records)  # on top of the state the batch in flight leaves
                 if pending is not None:
                     outcome = self._settle(pending, stats)
                     pending = None
                     if outcome == "fenced":  # this batch was processed on state that is not stored
+                        records = []
                         continue
                     if outcome == "redone":  # the one in flight was split: this one goes the same way
                         self._count(stats, self._commit(records), records, started)
+                        records = []
                         continue
-                pending = _Pending(pool.submit(self.backend.commit, batch), batch, records, started)
+                done, records = records, []
+                # Read the next batch while Redis is idle (without waiting), then hand it this batch:
+                # it applies the commit while Python processes the next one.
+                if room(len(done)) > 0 and not self.stop_event.is_set():
+                    records = self.backend.poll(room(len(done)), 0)
+                pending = _Pending(pool.submit(self.backend.commit, batch), batch, done, started)
                 self._in_flight = batch.entities
                 self._checkpoint = batch.checkpoint  # the next batch continues from it
             if pending is not None:
@@ -188,6 +201,7 @@ class StreamScorer:
             return "fenced"
         except SinkRejectedError:
             # Back to the last stored checkpoint (windows, entity cache) and split that batch.
+            self._in_flight = {}  # its states were never stored
             self._checkpoint = self._confirmed
             self._rewind()
             self._count(stats, self._commit(pending.records), pending.records, pending.started)

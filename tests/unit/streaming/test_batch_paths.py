@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, Histogram
 
 from flightdeck.data.schema import FEATURES, NUMERIC_FEATURES
+from flightdeck.streaming.broker import Backend, Checkpoint, CommitBatch, SinkRejectedError
 from flightdeck.streaming.events import (
     Event,
     EventBatch,
@@ -28,9 +29,18 @@ from flightdeck.streaming.events import (
 )
 from flightdeck.streaming.feature_drift import FeatureReference
 from flightdeck.streaming.metrics import LATENCY_BUCKETS, observe_many
+from flightdeck.streaming.models import ModelRouter, StaticModel
+from flightdeck.streaming.scorer import ScorerConfig, StreamScorer
 from flightdeck.streaming.windows import Windows
+from tests.support.models import onnx_model
 from tests.unit.streaming.test_events_property import ANY_JSON, _dumps, valid_events
 from tests.unit.streaming.test_feature_drift import _profile, _rows
+
+
+@pytest.fixture(scope="module")
+def model_file_bytes() -> bytes:
+    return onnx_model(1)
+
 
 SETTINGS = settings(derandomize=True, max_examples=40, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -178,3 +188,64 @@ def test_feature_columns_of_a_batch_keep_the_features_order():
     (event,) = [parse_event(Record("1-0", _dumps({"customer_id": "c", "event_time": 5, **_rows(1)[0]})))]
     batch, _ = parse_batch([Record("1-0", _dumps({"customer_id": "c", "event_time": 5, **_rows(1)[0]}))])
     assert list(batch.columns) == list(FEATURES) and batch.event(0) == event
+
+
+class _RefusingMemory:
+    """An in-memory source and a sink that overlaps commits (as the Redis sink does) and refuses any
+    batch holding a result of entity "poison" (as a database refuses a value it cannot store)."""
+
+    overlapping_commits = True
+
+    def __init__(self, records: list[Record]) -> None:
+        self.records, self.read, self.batches, self.stored = records, 0, [], {}
+        self.sink = self
+
+    def seek(self, position, processed=0):
+        self.read = processed
+
+    def poll(self, max_records, timeout_s):
+        out = self.records[self.read:self.read + max_records]
+        self.read += len(out)
+        return out
+
+    def lag(self):
+        return len(self.records) - self.read
+
+    def load(self):
+        return self.batches[-1].checkpoint if self.batches else Checkpoint()
+
+    def entities(self, ids):
+        return {i: self.stored[i] for i in ids if i in self.stored}
+
+    def commit(self, batch: CommitBatch):
+        if any(r.entity_id == "poison" for r in batch.results):
+            raise SinkRejectedError("the sink cannot store entity 'poison'")
+        self.batches.append(batch)
+        self.stored.update(batch.entities)
+
+    def close(self):
+        pass
+
+
+def test_a_refused_batch_in_flight_is_split_and_the_batch_read_meanwhile_still_committed(model_file_bytes):
+    rows = _reference_rows()[1]
+    records = [Record(f"{i}-0", _dumps({"customer_id": "poison" if i == 130 else f"c{i % 7}",
+                                        "event_time": 1_700_000_000 + i, "event_id": f"e{i}", **rows[i % len(rows)]}),
+                      1_700_000_000.0 + i) for i in range(400)]
+    memory = _RefusingMemory(records)
+    scorer = StreamScorer(Backend(memory, memory), ModelRouter(StaticModel(model_file_bytes, "1"), "m"),
+                          [Windows("tumbling", 60)], ScorerConfig(batch_size=100, poll_timeout_s=0))
+    stats = scorer.run(idle_stop_s=0)
+    results = [r for b in memory.batches for r in b.results]
+    dead = [d for b in memory.batches for d in b.dead_letters]
+    assert stats.records == 400 and memory.batches[-1].checkpoint.processed == 400
+    assert sorted(int(r.event_id[1:]) for r in results) == [i for i in range(400) if i != 130]
+    assert [d.offset for d in dead] == ["130-0"] and "cannot store entity 'poison'" in dead[0].reason
+    # Entity state went on from the split batch's committed parts, as without the overlap.
+    per_entity = {}
+    for r in sorted(results, key=lambda r: int(r.event_id[1:])):
+        per_entity[r.entity_id] = per_entity.get(r.entity_id, 0) + 1
+        assert r.entity_events == per_entity[r.entity_id]
+    windows = {(w["start"], w["model_version"]): w for b in memory.batches for w in b.window_records}
+    assert sum(w["count"] for w in windows.values()) + sum(
+        a.count for a in scorer.windows[0]._open.values()) == 399
