@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 
 from flightdeck.data.schema import ENTITY_ID, FEATURES
+from flightdeck.streaming.engines.flink_job import OUTPUTS, read_output
 from tests.integration.streaming.conftest import events
 from tests.support.models import onnx_model
 from tests.support.services import require_service
@@ -80,8 +81,8 @@ def flink_run(base_events, tmp_path_factory):
         capture_output=True, text=True, timeout=200, cwd=REPO)
     assert done.returncode == 0, (done.stdout[-3000:], done.stderr[-3000:])
     summary = json.loads(done.stdout.strip().splitlines()[-1])
-    read = {name: [json.loads(line) for line in (out / f"{name}.jsonl").read_text().splitlines()]
-            for name in ("results", "windows", "dead_letters", "late_events")}
+    read = {name: [json.loads(line) for line in read_output(out, name)] for name in OUTPUTS}
+    assert {name: summary[name] for name in OUTPUTS} == {name: len(lines) for name, lines in read.items()}
     return {"summary": summary, "values": values, "lateness": lateness, **read}
 
 
@@ -157,7 +158,7 @@ def test_flink_keyed_state_follows_each_entity(flink_run):
     assert len(seen) <= 60 and max(n for n, _ in seen.values()) > 3
 
 
-def test_flink_job_refuses_a_missing_input_folder_with_a_clear_error(tmp_path):
+def test_flink_job_refuses_bad_options_with_a_clear_error_before_starting_flink(tmp_path):
     python = flink_python()
     model = tmp_path / "model.onnx"
     model.write_bytes(b"")
@@ -170,3 +171,10 @@ def test_flink_job_refuses_a_missing_input_folder_with_a_clear_error(tmp_path):
                            "--output", str(tmp_path / "out"), "--model-file", str(model)],
                           capture_output=True, text=True, timeout=120, cwd=REPO)
     assert done.returncode == 2 and "--model-file: not an ONNX model" in done.stderr, done.stderr
+    model.write_bytes(onnx_model(1))
+    (tmp_path / "out" / "results").mkdir(parents=True)
+    (tmp_path / "out" / "results" / "results-old.jsonl").write_text("{}\n")
+    done = subprocess.run([python, "-m", "flightdeck.streaming.engines.flink_job", "--input", str(tmp_path / "in"),
+                           "--output", str(tmp_path / "out"), "--model-file", str(model)],
+                          capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert done.returncode == 2 and "--output" in done.stderr and "already holds results" in done.stderr, done.stderr
