@@ -86,10 +86,22 @@ local n_res, n_dead, n_ent, n_win, n_alert = tonumber(ARGV[1]), tonumber(ARGV[2]
 if (redis.call('GET', KEYS[5]) or '') ~= ARGV[7] then
     return redis.error_reply('FENCED the stored checkpoint is not the expected one')
 end
-local i = 8
-for _ = 1, n_res do redis.call('XADD', KEYS[1], '*', 'data', ARGV[i]); i = i + 1 end
+-- ARGV[8]: the results, ARGV[9]: entity id and state pairs, each joined with NUL (which neither
+-- JSON text nor a valid entity id holds): two arguments instead of thousands.
+local function split(s, n)
+    local out, pos = {}, 1
+    for k = 1, n do
+        local stop = string.find(s, '\\0', pos, true) or (#s + 1)
+        out[k] = string.sub(s, pos, stop - 1)
+        pos = stop + 1
+    end
+    return out
+end
+for _, result in ipairs(split(ARGV[8], n_res)) do redis.call('XADD', KEYS[1], '*', 'data', result) end
+local states = split(ARGV[9], n_ent)
+for s = 1, n_ent, 1000 do redis.call('HSET', KEYS[3], unpack(states, s, math.min(s + 999, n_ent))) end
+local i = 10
 for _ = 1, n_dead do redis.call('XADD', KEYS[2], '*', 'data', ARGV[i], 'reason', ARGV[i + 1]); i = i + 2 end
-for _ = 1, n_ent, 2 do redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1]); i = i + 2 end
 for _ = 1, n_win, 2 do redis.call('HSET', KEYS[4], ARGV[i], ARGV[i + 1]); i = i + 2 end
 for _ = 1, n_alert do redis.call('XADD', KEYS[6], '*', 'data', ARGV[i]); i = i + 1 end
 redis.call('SET', KEYS[5], ARGV[6])
@@ -159,16 +171,16 @@ class RedisSink:
                    else [dumps(r) for r in batch.results])
         dead = [d.to_json() for d in batch.dead_letters]
         reasons = [d.storable_reason for d in batch.dead_letters]
-        entities = [x for k, v in batch.entities.items() for x in (k, dumps(v))]
+        entities = [x for k, v in batch.entities.items() for x in (k.encode(), dumps(v))]
         windows = [x for r in batch.window_records for x in (window_key(r), dumps(r))]
         alerts = [dumps(a) for a in batch.alerts] if self.alerts else []
         counts = [len(results), len(dead), len(entities), len(windows), len(alerts)]
         try:
             self._script(keys=[self.output, self.dead, self._entities, self.windows_key, self._checkpoint,
                                self.alerts or self.output],
-                         args=[*counts, checkpoint, self._stored, *results,
+                         args=[*counts, checkpoint, self._stored, b"\0".join(results), b"\0".join(entities),
                                *[x for pair in zip(dead, reasons, strict=True) for x in pair],
-                               *entities, *windows, *alerts])
+                               *windows, *alerts])
         except redis.ResponseError as exc:
             if str(exc).startswith("FENCED"):
                 raise FencedError(self._checkpoint.removesuffix(":checkpoint")) from None
