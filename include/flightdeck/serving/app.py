@@ -236,6 +236,7 @@ def create_app(settings: Settings | None = None, gateway: Gateway | None = None)
     # ---- observability ---------------------------------------------------------------------
     @app.get("/metrics", tags=["observability"])
     async def metrics(request: Request) -> Response:
+        gw(request).metrics.flush()  # this worker's histograms counted since the last flush
         body, content_type = exposition(gw(request).metrics.registry)
         return Response(body, media_type=content_type)
 

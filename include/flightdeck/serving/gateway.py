@@ -21,15 +21,15 @@ import asyncio
 import functools
 import gc
 import hashlib
+import itertools
 import logging
+import os
 import random
 import sys
 import time
-import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 import numpy as np
 import orjson
@@ -46,7 +46,7 @@ from flightdeck.serving.errors import (
     VariantFailedError,
     VersionConflictError,
 )
-from flightdeck.serving.metrics import GatewayMetrics
+from flightdeck.serving.metrics import FLUSH_SECONDS, GatewayMetrics
 from flightdeck.serving.models import ModelPool, ServedModel, TensorSpec
 from flightdeck.serving.policies import CircuitBreaker, Router, override_disabled
 from flightdeck.serving.predlog import PredictionLogWriter, PredictionRecord
@@ -73,6 +73,8 @@ log = logging.getLogger(__name__)
 INLINE_ROWS = 64
 # Threads for the blocking work that is not live scoring (see Gateway.in_background).
 BACKGROUND_THREADS = 2
+# At most this many mirrored requests are scored in one model call.
+SHADOW_BATCH = 64
 
 
 # A worker whose heartbeat (every stats_flush_seconds) is older than this many flushes, and at least
@@ -81,6 +83,8 @@ LIVE_FLUSHES = 5
 MIN_LIVE_S = 5.0
 # How often a worker whose push connection is down tries to open it again.
 LISTEN_RETRY_S = 2.0
+# While the push is up, the poll (its fallback) looks this much less often.
+POLL_WHILE_PUSHED = 10
 
 
 class InjectedFault(Exception):
@@ -133,8 +137,8 @@ class Endpoint:
     router: Router
     variants: dict[str, Variant]
     breakers: dict[str, CircuitBreaker] = field(default_factory=dict)
-    # Every variant's model inputs: the only columns logged (a caller's extra columns are not).
-    input_names: frozenset[str] = frozenset()
+    # Every variant's model inputs, in name order: the only columns logged (a caller's extra columns are not).
+    input_names: tuple[str, ...] = ()
 
     @property
     def fallback(self) -> Variant | None:
@@ -200,6 +204,7 @@ class Gateway:
         # Route versions pushed by the database (PostgreSQL); `push=False` leaves only the poll.
         self._push = push and RouteListener.supported(self.engine)
         self._pushed = asyncio.Event()
+        self._listening = False  # the push is connected: the poll may look less often
         self.stats = RunningStats()
         self.predlog = PredictionLogWriter(self.engine, settings.predlog_queue_size,
                                            settings.predlog_batch_size, settings.predlog_flush_seconds,
@@ -225,7 +230,8 @@ class Gateway:
         db.check_schema(self.engine)
         self.predlog.start()
         await self.refresh_routes()
-        loops = (self._poll_routes, self._publish_stats, self._refresh_aliases, self._drain_shadow)
+        loops = (self._poll_routes, self._publish_stats, self._refresh_aliases, self._drain_shadow,
+                 self._flush_metrics)
         if self._push:
             loops += (self._follow_pushes,)
         self._tasks = [asyncio.create_task(loop(), name=loop.__name__) for loop in loops]
@@ -239,6 +245,7 @@ class Gateway:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        self.metrics.flush()
         try:
             await self.in_background(self._publish_once)
             await self.in_background(self.workers.forget, self.worker_id)
@@ -330,7 +337,7 @@ class Gateway:
                 resolved[(model_name, variant.ref)] = model.version
                 variants[variant_name] = Variant(variant_name, model, variant.faults)
             endpoint = Endpoint(name, spec, Router(name, spec, self._rng), variants,
-                                input_names=frozenset(t.name for v in variants.values() for t in v.model.inputs))
+                                input_names=tuple(sorted({t.name for v in variants.values() for t in v.model.inputs})))
             if spec.fallback:
                 endpoint.breakers = {v: CircuitBreaker(spec.fallback.failure_threshold, spec.fallback.reset_seconds)
                                      for v in variants if v != spec.fallback.variant}
@@ -401,17 +408,23 @@ class Gateway:
             if version != self.route_version:
                 self._pushed.set()
 
+        def listening() -> None:
+            self._listening = True
+            self._pushed.set()  # look once: a version may have been stored while nobody listened
+
         listener = RouteListener(self.engine, pushed)
         applying = asyncio.create_task(self._apply_pushes(), name="apply_pushes")
         try:
             while True:
-                try:  # on (re)connecting, look once: a version may have been stored while nobody listened
-                    await listener.run(on_listening=self._pushed.set)
+                try:
+                    await listener.run(on_listening=listening)
                 except Exception as exc:
                     log.warning("not listening for route changes (%s); polling every %s s until reconnected",
                                 exc, self.settings.route_poll_seconds)
+                self._listening = False
                 await asyncio.sleep(LISTEN_RETRY_S)
         finally:
+            self._listening = False
             applying.cancel()
 
     async def _apply_pushes(self) -> None:
@@ -424,8 +437,10 @@ class Gateway:
                 log.exception("route refresh after a push failed; serving route table v%s", self.route_version)
 
     async def _poll_routes(self) -> None:
-        while True:
+        for tick in itertools.count(1):
             await asyncio.sleep(self.settings.route_poll_seconds)
+            if self._listening and tick % POLL_WHILE_PUSHED:
+                continue  # the push brings changes; the poll is the fallback
             try:
                 if self._routes is None or await self.in_background(self.route_store.current_version) \
                         != self._routes.version:
@@ -490,7 +505,7 @@ class Gateway:
             raise
         latency = time.perf_counter() - started
         # The gateway's own id: the caller's may be reused or shared, and shadow rows join on this one.
-        request_id = uuid.uuid4().hex
+        request_id = _next_request_id()
         scores = _assemble(answers, len(next(iter(columns.values()))))
         inputs, digests = _row_inputs(columns, ep.input_names)
         for answer in answers:
@@ -604,18 +619,23 @@ class Gateway:
                                                                              answer.model_version)
                 requests.inc()
                 latencies.observe(latency)
-                for value in scores:
-                    score_histogram.observe(value)
+                score_histogram.observe_many(scores)
             self.stats.record(StatsKey(ep.name, answer.variant, answer.model_version, route_version, role),
-                              latency, answer.scores, answer.error, disagreements)
-        now = datetime.now(UTC)
-        rows = answer.rows if answer.rows is not None else range(len(answer.scores))
+                              latency, answer.scores, answer.error, disagreements, values=scores)
         latency_ms = latency * 1000
-        self.predlog.submit([
+        # created_at None: the log stamps the time of submission, once for all of this answer's rows.
+        if answer.rows is None and len(scores) == 1:  # a single row, the common case
+            self.predlog.submit((PredictionRecord(
+                request_id, 0, unit_id, ep.name, answer.variant, answer.model_version, route_version, role,
+                digests[0], scores[0], latency_ms, answer.fallback, None,
+                inputs[0] if inputs is not None else None, forced, client_request_id),))
+            return
+        rows = answer.rows if answer.rows is not None else range(len(scores))
+        self.predlog.submit(tuple(
             PredictionRecord(request_id, row, unit_id, ep.name, answer.variant, answer.model_version, route_version,
-                             role, digests[row], score, latency_ms, answer.fallback, now,
+                             role, digests[row], score, latency_ms, answer.fallback, None,
                              inputs[row] if inputs is not None else None, forced, client_request_id)
-            for row, score in zip(rows, scores, strict=True)])
+            for row, score in zip(rows, scores, strict=True)))
 
     def _mirror(self, ep: Endpoint, columns: dict, live_scores: np.ndarray, request_id: str,
                 unit_id: str | None, route_version: int, digests: list[str], answered: str) -> None:
@@ -629,13 +649,61 @@ class Gateway:
             self.metrics.child(self.metrics.shadow_dropped, ep.name).inc()
 
     async def _drain_shadow(self) -> None:
-        """Score mirrored requests after their live answers went out; results are only recorded."""
+        """Score mirrored requests after their live answers went out; results are only recorded.
+
+        Whatever waits in the queue is taken at once, and the jobs of one variant are scored in
+        one model call (one row or fifty cost about the same), then recorded one by one."""
+        queue = self._shadow_queue
         while True:
-            job = await self._shadow_queue.get()
-            try:
+            jobs = [await queue.get()]
+            while len(jobs) < SHADOW_BATCH and not queue.empty():
+                jobs.append(queue.get_nowait())
+            groups: dict[int, list[_Shadow]] = {}
+            for job in jobs:
+                groups.setdefault(id(job.variant), []).append(job)
+            for group in groups.values():
+                try:
+                    await self._score_shadows(group)
+                except Exception:
+                    log.exception("shadow scoring failed for endpoint %s", group[0].endpoint.name)
+
+    async def _score_shadows(self, jobs: list[_Shadow]) -> None:
+        """Score the mirrored requests of one variant together; one by one when the variant has
+        drill faults (each request draws its own) or a request does not fit the batch."""
+        variant = jobs[0].variant
+        if len(jobs) == 1 or variant.faults is not None:
+            for job in jobs:
                 await self._score_shadow(job)
-            except Exception:
-                log.exception("shadow scoring failed for endpoint %s", job.endpoint.name)
+            return
+        started = time.perf_counter()
+        try:
+            names = [spec.name for spec in variant.model.inputs]
+            merged = {name: [value for job in jobs for value in job.columns[name]] for name in names}
+            feeds = variant.model.feeds(merged)
+        except Exception:  # a request the model refuses: each one scored (and failed) on its own
+            for job in jobs:
+                await self._score_shadow(job)
+            return
+        try:
+            scores = await self._score_rows(variant.model, feeds)
+        except Exception as exc:
+            latency = time.perf_counter() - started
+            for job in jobs:
+                self._shadow_failed(job, exc, latency)
+            return
+        latency = time.perf_counter() - started  # each request waited for the whole batch
+        start = 0
+        for job in jobs:
+            n = len(job.live_scores)
+            self._shadow_scored(job, scores[start:start + n], latency)
+            start += n
+
+    async def _score_rows(self, model: ServedModel, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        """Scores in the loop for small inputs (a thread switch costs more than the model), else
+        on the background threads."""
+        if len(next(iter(feeds.values()))) > INLINE_ROWS:
+            return await self.in_background(model.score, feeds)
+        return model.score(feeds)
 
     async def _score_shadow(self, job: _Shadow) -> None:
         ep, variant = job.endpoint, job.variant
@@ -649,19 +717,37 @@ class Gateway:
                 await asyncio.sleep(faults.latency_ms / 1000)
             if faults is not None and faults.error_rate and self._rng() < faults.error_rate:
                 raise InjectedFault(f"injected failure in shadow variant {variant.name!r}")
-            scores = await self.in_background(variant.model.score, feeds)
+            scores = await self._score_rows(variant.model, feeds)
         except Exception as exc:
-            self._failed(ep, variant, exc)
-            self.stats.record(StatsKey(ep.name, variant.name, variant.model.version, job.route_version, "shadow"),
-                              time.perf_counter() - started, np.empty(0), True)
+            self._shadow_failed(job, exc, time.perf_counter() - started, counted=True)
             return
+        self._shadow_scored(job, scores, time.perf_counter() - started, counted=True)
+
+    def _shadow_failed(self, job: _Shadow, exc: Exception, latency: float, counted: bool = False) -> None:
+        ep, variant = job.endpoint, job.variant
+        if not counted:
+            self.metrics.child(self.metrics.shadow_requests, ep.name, variant.name, variant.model.version).inc()
+        self._failed(ep, variant, exc)
+        self.stats.record(StatsKey(ep.name, variant.name, variant.model.version, job.route_version, "shadow"),
+                          latency, _NO_SCORES, True)
+
+    def _shadow_scored(self, job: _Shadow, scores: np.ndarray, latency: float, counted: bool = False) -> None:
+        ep, variant = job.endpoint, job.variant
+        labels = (ep.name, variant.name, variant.model.version)
+        if not counted:
+            self.metrics.child(self.metrics.shadow_requests, *labels).inc()
         threshold = self.settings.decision_threshold
         disagreements = int(((scores >= threshold) != (job.live_scores >= threshold)).sum())
         if disagreements:
             self.metrics.child(self.metrics.shadow_disagreements, *labels).inc(disagreements)
-        self._record(ep, _Answer(variant.name, variant.model.version, scores), job.route_version,
-                     time.perf_counter() - started, job.request_id, job.unit_id, job.digests, "shadow",
-                     disagreements=disagreements)
+        self._record(ep, _Answer(variant.name, variant.model.version, scores), job.route_version, latency,
+                     job.request_id, job.unit_id, job.digests, "shadow", disagreements=disagreements)
+
+    async def _flush_metrics(self) -> None:
+        """Export the histograms counted in process (in the loop, where they are counted)."""
+        while True:
+            await asyncio.sleep(FLUSH_SECONDS)
+            self.metrics.flush()
 
     async def _publish_stats(self) -> None:
         while True:
@@ -714,13 +800,38 @@ def _row_labels(answers: list[_Answer], n_rows: int) -> list[str]:
     return labels
 
 
-def _row_inputs(columns: dict[str, list], keep: frozenset[str]) -> tuple[list[str], list[str]]:
-    """Per input row: its JSON object of the `keep` columns (keys in name order), logged for
-    replay, and that text's hash, the prediction log's input_hash."""
-    names = sorted(name for name in columns if name in keep)
+def _row_inputs(columns: dict[str, list], keep: tuple[str, ...]) -> tuple[list[str], list[str]]:
+    """Per input row: its JSON object of the `keep` columns (`keep` is in name order, and so are
+    the keys), logged for replay, and that text's hash, the prediction log's input_hash."""
+    names = [name for name in keep if name in columns]
+    blake2b = hashlib.blake2b
+    if len(columns[names[0]] if names else next(iter(columns.values()))) == 1:  # one row: no transposing
+        blob = orjson.dumps({name: columns[name][0] for name in names})
+        return [blob.decode()], [blake2b(blob, digest_size=16).hexdigest()]
     ordered = [columns[n] for n in names]
-    texts = [orjson.dumps(dict(zip(names, values, strict=True))).decode() for values in zip(*ordered, strict=True)]
-    return texts, [hashlib.blake2b(text.encode(), digest_size=16).hexdigest() for text in texts]
+    blobs = [orjson.dumps(dict(zip(names, values, strict=True))) for values in zip(*ordered, strict=True)]
+    return [blob.decode() for blob in blobs], [blake2b(blob, digest_size=16).hexdigest() for blob in blobs]
+
+
+class _RequestIds:
+    """Request ids: a random 64-bit prefix per process (drawn again in a forked child) and a
+    counter, 32 hex digits like a UUID's hex; unique without a system call per request (uuid4
+    reads os.urandom each time)."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.prefix = os.urandom(8).hex()
+        self.counter = itertools.count()
+
+    def next(self) -> str:
+        return f"{self.prefix}{next(self.counter):016x}"
+
+
+_request_ids = _RequestIds()
+os.register_at_fork(after_in_child=_request_ids.reset)
+_next_request_id = _request_ids.next
 
 
 def _request_digest(columns: dict[str, list]) -> str:

@@ -75,8 +75,8 @@ class PredictionLogWriter:
         self.flush_seconds = flush_seconds
         self.retries = retries
         self.retry_backoff_s = retry_backoff_s
-        # (submitted_at, records) chunks, as submitted: appending a chunk is O(1).
-        self._chunks: deque[tuple[datetime, Sequence[PredictionRecord]]] = deque()
+        # (submitted_at, records, their record_bytes) chunks, as submitted: appending a chunk is O(1).
+        self._chunks: deque[tuple[datetime, Sequence[PredictionRecord], int]] = deque()
         self._lock = threading.Lock()
         self._settled = threading.Condition(self._lock)  # notified when rows are written or failed
         self._wake = threading.Event()
@@ -135,16 +135,16 @@ class PredictionLogWriter:
             # which keeps a long backlog from lengthening GC pauses in the event loop.
             records = tuple(records)
         submitted_at = utcnow()
-        sizes = [record_bytes(r) for r in records]
+        sizes = [record_bytes(records[0])] if n == 1 else [record_bytes(r) for r in records]
         with self._lock:
             room = 0 if self._closing else self.queue_size - self._buffered - self._in_flight
             accepted = n if n <= room else max(room, 0)
-            size = sum(sizes[:accepted])
+            size = sizes[0] if accepted == 1 else sum(sizes[:accepted])
             while accepted and self._bytes + size > self.queue_bytes:
                 accepted -= 1
                 size -= sizes[accepted]
             if accepted:
-                self._chunks.append((submitted_at, records if accepted == n else records[:accepted]))
+                self._chunks.append((submitted_at, records if accepted == n else records[:accepted], size))
                 self._buffered += accepted
                 self._bytes += size
             self._dropped += n - accepted
@@ -188,40 +188,43 @@ class PredictionLogWriter:
             if not self._stop.is_set() and self._buffered < self.batch_size:
                 self._wake.wait(self.flush_seconds)
                 self._wake.clear()
-            taken = self._take()
+            taken, size = self._take()
             if taken:
                 self._write(taken)
-                size = sum(record_bytes(r) for _, chunk in taken for r in chunk)
                 with self._lock:
                     self._bytes -= size
             elif self._stop.is_set():
                 return
 
-    def _take(self) -> list[tuple[datetime, Sequence[PredictionRecord]]]:
-        """Up to `batch_size` waiting rows, as chunks (the conversion happens outside the lock)."""
+    def _take(self) -> tuple[list[tuple[datetime, Sequence[PredictionRecord]]], int]:
+        """Up to `batch_size` waiting rows, as chunks (the conversion happens outside the lock),
+        and their estimated memory."""
         with self._lock:
             if self._deadline is not None and time.monotonic() > self._deadline:
                 if self._buffered:
                     log.warning("prediction log closing: %d rows not written before the deadline",
                                 self._buffered)
                 self._dropped += self._buffered
-                self._bytes -= sum(record_bytes(r) for _, chunk in self._chunks for r in chunk)
+                self._bytes -= sum(size for _, _, size in self._chunks)
                 self._buffered = 0
                 self._chunks.clear()
                 self._settled.notify_all()
-                return []
-            taken, rows = [], 0
+                return [], 0
+            taken, rows, taken_size = [], 0, 0
             while self._chunks and rows < self.batch_size:
-                submitted_at, chunk = self._chunks.popleft()
+                submitted_at, chunk, size = self._chunks.popleft()
                 room = self.batch_size - rows
-                if len(chunk) > room:
-                    self._chunks.appendleft((submitted_at, chunk[room:]))
-                    chunk = chunk[:room]
+                if len(chunk) > room:  # split a large chunk (its parts' sizes counted again)
+                    rest = chunk[room:]
+                    rest_size = sum(record_bytes(r) for r in rest)
+                    self._chunks.appendleft((submitted_at, rest, rest_size))
+                    chunk, size = chunk[:room], size - rest_size
                 taken.append((submitted_at, chunk))
                 rows += len(chunk)
+                taken_size += size
             self._buffered -= rows
             self._in_flight += rows
-        return taken
+        return taken, taken_size
 
     def _write(self, taken: list[tuple[datetime, Sequence[PredictionRecord]]]) -> None:
         """Write `taken`; rows the database refuses as data are split off and counted as failed,

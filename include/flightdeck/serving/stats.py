@@ -86,17 +86,22 @@ class RunningStats:
         self._lock = threading.Lock()
 
     def record(self, key: StatsKey, latency_s: float, scores: np.ndarray, error: bool = False,
-               disagreements: int = 0) -> None:
+               disagreements: int = 0, values: list[float] | None = None) -> None:
         """Count one request of `key`: its latency, its scores (float64, may be empty), failed or
-        not, and for a shadow how many of its rows disagreed with the live answer."""
+        not, and for a shadow how many of its rows disagreed with the live answer. `values`:
+        `scores.tolist()` when the caller has it already."""
         n = scores.size
         if n > _NUMPY_FROM:
             score_sum = float(scores.sum())
             score_sumsq = float(np.dot(scores, scores))
             bins = score_bin_counts(scores)
             bin_items = [(i, int(c)) for i, c in enumerate(bins.tolist()) if c]
-        elif n:  # small requests, the common case: numpy's per-call overhead would dominate
-            values = scores.tolist()
+        elif n == 1:  # one row, the common case
+            value = values[0] if values is not None else float(scores[0])
+            score_sum, score_sumsq, bin_items = value, value * value, ((score_bin(value), 1),)
+        elif n:  # small requests: numpy's per-call overhead would dominate
+            if values is None:
+                values = scores.tolist()
             score_sum = sum(values)
             score_sumsq = sum([v * v for v in values])
             bin_items = [(score_bin(v), 1) for v in values]
