@@ -2,6 +2,10 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
+# Prerequisites build side by side (the venvs and npm tools `make test` needs); each recipe's own
+# lines still run in order.
+MAKEFLAGS += --jobs=3
+
 PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(CURDIR)/$(VENV)/bin
