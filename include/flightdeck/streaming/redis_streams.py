@@ -172,7 +172,9 @@ class RedisSink:
         dead = [d.to_json() for d in batch.dead_letters]
         reasons = [d.storable_reason for d in batch.dead_letters]
         entities = [x for k, v in batch.entities.items() for x in (k.encode(), dumps(v))]
-        windows = [x for r in batch.window_records for x in (window_key(r), dumps(r))]
+        # A window re-emitted by several late events is one record (the same state): written once.
+        latest = {window_key(r): r for r in batch.window_records}
+        windows = [x for key, r in latest.items() for x in (key, dumps(r))]
         alerts = [dumps(a) for a in batch.alerts] if self.alerts else []
         counts = [len(results), len(dead), len(entities), len(windows), len(alerts)]
         try:
