@@ -5,8 +5,9 @@ day's partition is scored by the champion through every way flightdeck serves it
 batch scoring on Dask, the gateway over real HTTP on loopback (MLflow `/invocations`, OIP v2
 REST and gRPC, the WebSocket), the stream scorer on a real Redis stream, the packaged Lambda
 handler in a fresh interpreter (HTTP API event and direct invoke), the edge agent on a signed
-`onnx_float` bundle it installs from a folder store, and `mlflow.pyfunc` loaded from
-`models:/<name>@champion`. Each surface gets the rows in its own shuffled order and its scores
+`onnx_float` bundle it installs from a folder store, `mlflow.pyfunc` loaded from
+`models:/<name>@champion`, and a real `mlflow models serve` process on that URI (`dataframe_split`
+and `dataframe_records`): MLflow's own tools score the version as the DAG registers it. Each surface gets the rows in its own shuffled order and its scores
 are joined back by `customer_id`, so a surface that mixed rows up cannot pass by position.
 """
 
@@ -33,7 +34,7 @@ ROWS = 1000
 TOLERANCE = 1e-9  # absolute, on every row, for every pair of surfaces
 SURFACES = ("batch", "gateway /invocations", "gateway OIP v2 REST", "gateway OIP v2 gRPC", "gateway WebSocket",
             "stream scorer", "Lambda HTTP API event", "Lambda direct invoke", "edge agent (onnx_float)",
-            "mlflow.pyfunc")
+            "mlflow.pyfunc", "mlflow models serve (dataframe_split)", "mlflow models serve (dataframe_records)")
 ROUTES = {"endpoints": {"credit": {"policy": "single", "variants": {"champion": {"alias": "champion"}}}}}
 
 
@@ -237,6 +238,54 @@ def pyfunc_scores(world: World) -> dict[str, pd.Series]:
     return {"mlflow.pyfunc": by_id(shuffled[ENTITY_ID].tolist(), predicted)}
 
 
+def mlflow_serve_scores(world: World) -> dict[str, pd.Series]:
+    """`mlflow models serve -m models:/<name>@champion` on a free loopback port, both pandas formats."""
+    import os
+    import subprocess
+    import sys
+
+    import httpx
+
+    from flightdeck.config import get_settings
+    from flightdeck.devtools.launch import free_port, stop_process_group
+    from tests.support.poll import eventually
+
+    port, bin_dir = free_port(), Path(sys.executable).parent
+    env = {**os.environ, "MLFLOW_TRACKING_URI": get_settings().tracking_uri,
+           "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}  # it execs `uvicorn` from PATH
+    log_path = world.home / f"mlflow-serve-{port}.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [str(bin_dir / "mlflow"), "models", "serve", "-m", f"models:/{MODEL}@champion", "--env-manager",
+             "local", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        def pinged() -> bool:
+            if process.poll() is not None:
+                raise RuntimeError(f"mlflow models serve exited {process.returncode}:\n{log_path.read_text()[-3000:]}")
+            try:
+                return httpx.get(f"{base}/ping", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        eventually(pinged, 120, interval=0.5, what="mlflow models serve to answer /ping",
+                   detail=lambda: log_path.read_text()[-3000:])
+        ids, rows = world.records(seed=9)
+        frame = pd.DataFrame(rows)
+        bodies = {"dataframe_split": {"columns": list(frame.columns), "data": frame.to_numpy().tolist()},
+                  "dataframe_records": rows}
+        scores = {}
+        for name, body in bodies.items():
+            answer = httpx.post(f"{base}/invocations", json={name: body}, timeout=60)
+            assert answer.status_code == 200, f"{name}: {answer.text[:500]}"
+            probabilities = np.asarray(answer.json()["predictions"]["probabilities"])[:, 1]
+            scores[f"mlflow models serve ({name})"] = by_id(ids, probabilities)
+        return scores
+    finally:
+        stop_process_group(process, 20)
+
+
 @pytest.fixture(scope="module")
 def wheel_cache(pytestconfig, world):
     """The Lambda platform wheels, cached across runs as the serverless tests cache them."""
@@ -248,7 +297,8 @@ def wheel_cache(pytestconfig, world):
 def scored(world, wheel_cache) -> dict[str, pd.Series]:
     """Every surface's scores of the day, by customer id (the world's settings are in force)."""
     return {**batch_scores(world), **gateway_scores(world), **stream_scores(world),
-            **lambda_scores(world, wheel_cache), **edge_scores(world), **pyfunc_scores(world)}
+            **lambda_scores(world, wheel_cache), **edge_scores(world), **pyfunc_scores(world),
+            **mlflow_serve_scores(world)}
 
 
 def test_every_surface_scores_every_row_of_the_day(world, scored):
