@@ -9,6 +9,7 @@ them with the same rows and scores."""
 
 from __future__ import annotations
 
+import subprocess
 from datetime import UTC, date, datetime, timedelta
 
 import pandas as pd
@@ -22,6 +23,7 @@ from tests.e2e import ui_actions as ui
 from tests.e2e.browser import open_page
 from tests.e2e.cockpit_pages import check_batch
 from tests.e2e.conftest import BATCH_MODEL
+from tests.support.airflow import BIN, REPO
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1500)]
 
@@ -52,6 +54,13 @@ def _run_succeeded(airflow, dag_id: str, run_id: str):
     return succeeded
 
 
+def _airflow_cli(airflow, *args: str) -> subprocess.Popen:
+    """`airflow <args>` started in the background (an interpreter start costs tens of seconds on a
+    busy machine); `communicate()` waits for it."""
+    return subprocess.Popen([str(BIN / "airflow"), *args], env=airflow.env, cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
 def _january(root) -> list[str]:
     return [d.isoformat() for d in list_partitions(root) if d.isoformat() < "2026-02-01"]
 
@@ -71,6 +80,7 @@ def test_train_backfill_schedule_reprocess_from_the_ui(airflow, browser, screens
         write_partitions(settings.raw_dir, start, end, rows_per_day=300, seed=settings.seed)
     predictions = airflow.home / "data" / "predictions"
     api = AirflowRest(airflow.url)
+    reprocess = None
     try:
         with open_page(browser) as page:
             # Training, from the trigger form: a model name the Param's pattern refuses first.
@@ -95,36 +105,40 @@ def test_train_backfill_schedule_reprocess_from_the_ui(airflow, browser, screens
             assert {key: conf[key] for key in TRAINING} == TRAINING and conf["model_name"] == BATCH_MODEL, conf
 
             ui.unpause(page, airflow.url, "batch_score", screenshots, "ui-batch-unpaused.png")
-            airflow.wait_until(_backfill_done(airflow, DAYS), 900, f"{len(DAYS)} successful backfill runs")
-            assert _january(predictions) == DAYS
-
-            # The nightly schedule: the run created on unpause, and the next one in the header.
             scheduled = airflow.wait_until(
                 lambda: [r for r in airflow.runs("batch_score") if r["run_type"] == "scheduled"], 120,
                 "the nightly run created on unpause")[0]
+            airflow.wait_until(_backfill_done(airflow, DAYS), 900, f"{len(DAYS)} successful backfill runs")
+            airflow.wait_until(_run_succeeded(airflow, "batch_score", scheduled["run_id"]), 300,
+                               "the nightly run to succeed")
+            # Every batch run has ended: the cockpit's Batch page lists the three days and the nightly one.
+            assert _january(predictions) == DAYS
+            nightly = datetime.fromisoformat(scheduled["logical_date"]).date().isoformat()
+            assert check_batch(page, airflow.url, airflow.home, screenshots,
+                               "ui-backfill-partitions.png") == [*DAYS, nightly]
+            first = {ds: _scores(predictions, ds) for ds in DAYS}
+            assert all(len(frame) == 300 for frame in first.values())
+            untouched = (predictions / f"ds={DAYS[0]}").stat().st_mtime_ns
+
+            # Two days reprocessed with the CLI; the nightly schedule is looked at meanwhile.
+            since = max(r["end_date"] for r in airflow.runs("batch_score") if r["run_type"] == "backfill")
+            reprocess = _airflow_cli(airflow, "backfill", "create", "--dag-id", "batch_score", "--from-date",
+                                     REPROCESSED[0], "--to-date", f"{REPROCESSED[-1]}T02:00:00",
+                                     "--max-active-runs", "2", "--reprocess-behavior", "completed")
             upcoming = api.call("GET", "/dags/batch_score")["next_dagrun_run_after"]
             assert datetime.fromisoformat(upcoming) > datetime.now(UTC), upcoming
             assert ui.next_run_shown(page, airflow.url, "batch_score", screenshots,
                                      "ui-batch-next-run.png") == upcoming.replace("+00:00", "Z")
-            airflow.wait_until(_run_succeeded(airflow, "batch_score", scheduled["run_id"]), 300,
-                               "the nightly run to succeed")
             ui.check_run_row(page, airflow.url, "batch_score", scheduled["run_id"], "Scheduled", "Success",
                              screenshots, "ui-batch-scheduled-run.png")
-            # Every batch run has ended: the cockpit's Batch page lists the three days and the nightly one.
-            nightly = datetime.fromisoformat(scheduled["logical_date"]).date().isoformat()
-            assert check_batch(page, airflow.url, airflow.home, screenshots,
-                               "ui-backfill-partitions.png") == [*DAYS, nightly]
-
-        first = {ds: _scores(predictions, ds) for ds in DAYS}
-        assert all(len(frame) == 300 for frame in first.values())
-        untouched = (predictions / f"ds={DAYS[0]}").stat().st_mtime_ns
-        since = max(r["end_date"] for r in airflow.runs("batch_score") if r["run_type"] == "backfill")
-        airflow.cli("backfill", "create", "--dag-id", "batch_score", "--from-date", REPROCESSED[0],
-                    "--to-date", f"{REPROCESSED[-1]}T02:00:00", "--max-active-runs", "2",
-                    "--reprocess-behavior", "completed")
+        out, err = reprocess.communicate(timeout=180)
+        assert reprocess.returncode == 0, f"airflow backfill create failed:\n{out[-2000:]}\n{err[-3000:]}"
         airflow.wait_until(_backfill_done(airflow, REPROCESSED, since), 900,
                            f"{len(REPROCESSED)} reprocessed backfill runs")
     finally:
+        if reprocess is not None and reprocess.poll() is None:  # the browser step failed meanwhile
+            reprocess.kill()
+            reprocess.communicate()
         api.close()
         airflow.set_paused("batch_score", True)
         airflow.set_paused("train_register", True)  # the trigger form unpauses the DAG it triggers
