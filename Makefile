@@ -45,6 +45,18 @@ DOCS_PORT ?= 8000
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
+# uv reads none of pip's configuration. Where pip is pointed at package mirrors (extra indexes,
+# find-links), uv is given them too and looks at every index for a pinned version; the lock's
+# hashes still decide which files are accepted.
+EMPTY :=
+SPACE := $(EMPTY) $(EMPTY)
+COMMA := ,
+PIP_MIRRORS := $(strip $(or $(PIP_EXTRA_INDEX_URL),$(shell $(PYTHON) -m pip config get global.extra-index-url 2>/dev/null)))
+PIP_LINKS := $(strip $(or $(PIP_FIND_LINKS),$(shell $(PYTHON) -m pip config get global.find-links 2>/dev/null)))
+export UV_EXTRA_INDEX_URL ?= $(PIP_MIRRORS)
+export UV_FIND_LINKS ?= $(subst $(SPACE),$(COMMA),$(PIP_LINKS))
+export UV_INDEX_STRATEGY ?= unsafe-best-match
+
 # Every venv is installed by uv (about a third of pip's CPU time, in parallel), itself bootstrapped
 # by pip from a hashed one-line lock. The locks are complete and hashed: no resolution, every file
 # checked against its sha256. Bytecode is compiled on first import, for the modules used.
