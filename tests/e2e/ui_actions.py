@@ -19,7 +19,9 @@ RUN_PAGE = "/runs/"
 
 
 def _modal(page):
-    return page.get_by_role("dialog")
+    """The open modal. A date-time picker is a popover with role "dialog" as well, and may still
+    be on screen while it closes."""
+    return page.locator("[role=dialog]:not([data-scope=popover])")
 
 
 def _away_from_toasts(page) -> None:
