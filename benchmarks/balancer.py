@@ -40,6 +40,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from flightdeck.devtools.bench import parse_duration, recreate_database
 from flightdeck.devtools.launch import free_port, stop_process_group
 from flightdeck.devtools.results import write_json
 
@@ -52,7 +53,6 @@ DATA_START, DATA_END, ROWS_PER_DAY = "2026-01-01", "2026-01-31", 300
 DEFAULT_DATABASE_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/flightdeck_bench_balancer"
 ROUTES = {"default_endpoint": "default",
           "endpoints": {"default": {"policy": "single", "variants": {"live": {"alias": "champion"}}}}}
-_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
 # ------------------------------------------------------------------------------ pure helpers
@@ -71,14 +71,6 @@ class Run:
     @property
     def clean(self) -> bool:
         return self.non_2xx == 0 and self.socket_errors == 0
-
-
-def parse_duration(text: str) -> float:
-    """wrk's durations ("850.00us", "22.61ms", "1.02s") in seconds."""
-    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*(us|ms|s|m|h)\s*", text)
-    if not match:
-        raise ValueError(f"not a wrk duration: {text!r}")
-    return float(match.group(1)) * _UNITS[match.group(2)]
 
 
 def parse_wrk(arm: str, round_: int, output: str) -> Run:
@@ -205,17 +197,7 @@ def prepare(home: Path, env: dict[str, str]) -> Path:
 
 # ------------------------------------------------------------------------------ processes
 def _recreate_database(url: str) -> None:
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
-    target = make_url(url)
-    engine = create_engine(target.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    try:
-        with engine.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{target.database}" WITH (FORCE)'))
-            conn.execute(text(f'CREATE DATABASE "{target.database}"'))
-    finally:
-        engine.dispose()
+    recreate_database(url)
     from flightdeck.serving import db
 
     db.upgrade(url)  # once, so the two instances starting together do not race on the schema

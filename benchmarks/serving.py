@@ -44,6 +44,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from flightdeck.devtools.bench import parse_duration, recreate_database
 from flightdeck.devtools.results import write_json
 
 HERE = Path(__file__).resolve().parent
@@ -70,7 +71,6 @@ DATA_START, DATA_END, ROWS_PER_DAY = "2026-01-01", "2026-02-28", 500
 SECOND_SEED = "43"  # the second version: same data and model type, another seed
 DEFAULT_DATABASE_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/flightdeck_bench"
 READY_TIMEOUT = 180.0
-_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
 # ------------------------------------------------------------------------------ results
@@ -133,14 +133,6 @@ class RouteChangeResult:
 
 
 # ------------------------------------------------------------------------------ pure helpers
-def parse_duration(text: str) -> float:
-    """wrk's durations ("850.00us", "22.61ms", "1.02s", "2.00m") in seconds."""
-    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*(us|ms|s|m|h)\s*", text)
-    if not match:
-        raise ValueError(f"not a wrk duration: {text!r}")
-    return float(match.group(1)) * _UNITS[match.group(2)]
-
-
 def parse_wrk(output: str) -> WrkResult:
     """Parse the text wrk prints with --latency; raise ValueError if it has no summary."""
     result = WrkResult()
@@ -782,7 +774,7 @@ def _gateway(home: Path, env: dict, model: dict, args, cache: bool, label: str):
     """`flightdeck serve` on a fresh PostgreSQL database with the canary route table; yields (url, token)."""
     import yaml
 
-    _recreate_database(args.database_url)
+    recreate_database(args.database_url)
     routes = home / "routes.yaml"
     routes.write_text(yaml.safe_dump(canary_table(model["name"], model["stable"], model["canary"]),
                                      sort_keys=False))
@@ -827,20 +819,6 @@ def _measure_flightdeck(home: Path, env: dict, model: dict, args, threads: int, 
 def _gateway_available() -> bool:
     done = subprocess.run([str(BIN / "flightdeck"), "serve", "--help"], capture_output=True, text=True)
     return done.returncode == 0
-
-
-def _recreate_database(url: str) -> None:
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
-    target = make_url(url)
-    engine = create_engine(target.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    try:
-        with engine.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{target.database}" WITH (FORCE)'))
-            conn.execute(text(f'CREATE DATABASE "{target.database}"'))
-    finally:
-        engine.dispose()
 
 
 def _database_rows(url: str) -> list[str]:
