@@ -31,6 +31,9 @@ log = logging.getLogger(__name__)
 ALERT_STREAM = get_settings().stream_alerts
 DRIFT_ALERT_ASSET = "flightdeck_stream_drift_alerts"
 _LAST_ID = "last_id"
+# How much longer than an XREAD's block the watcher waits for its answer before it takes the
+# connection for dead (a busy server, a slow network).
+READ_MARGIN_S = 10.0
 
 
 class RedisStreamTrigger(BaseEventTrigger):
@@ -46,6 +49,11 @@ class RedisStreamTrigger(BaseEventTrigger):
         super().__init__()
         self.redis_url, self.stream, self.last_id, self.block_ms = redis_url, stream, last_id, block_ms
 
+    @property
+    def client_name(self) -> str:
+        """The name of the watcher's Redis connection (CLIENT LIST shows it)."""
+        return f"flightdeck-watcher:{self.stream}"
+
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (f"{type(self).__module__}.{type(self).__qualname__}",
                 {"redis_url": self.redis_url, "stream": self.stream, "last_id": self.last_id,
@@ -54,7 +62,11 @@ class RedisStreamTrigger(BaseEventTrigger):
     async def run(self):
         from redis import asyncio as aioredis
 
-        client = aioredis.Redis.from_url(self.redis_url)
+        # redis-py's default read timeout (5 s) is no longer than the default block: every quiet
+        # block period would end in "Timeout reading from ..." and the triggerer would restart the
+        # watcher. Reads wait for the whole block, plus a margin that still catches a dead server.
+        client = aioredis.Redis.from_url(self.redis_url, client_name=self.client_name,
+                                         socket_timeout=self.block_ms / 1000 + READ_MARGIN_S)
         try:
             last = await self._resume_from(client)
             while True:

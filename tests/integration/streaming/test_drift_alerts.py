@@ -202,3 +202,48 @@ def test_the_investigation_dag_is_scheduled_on_the_watched_alert_asset():
     # What the dag-processor stores and the triggerer later instantiates from the classpath.
     serialized = json.dumps(DagSerialization.serialize_dag(dag))
     assert "flightdeck.airflow.streaming.RedisStreamTrigger" in serialized and ALERT_STREAM in serialized
+
+
+def _connection_ids(client: redis.Redis, name: str) -> set[int]:
+    """The ids of the server's connections named `name` (a reconnect shows up as a new id)."""
+    return {c["id"] for c in client.client_list() if c.get("name") == name}
+
+
+def test_the_watcher_waits_through_quiet_block_periods_on_one_connection_then_fires_once(redis_prefix):
+    # An XREAD block longer than redis-py's default read timeout (5 s): before the trigger sized its
+    # read timeout to the block, every quiet block period ended in "Timeout reading from ..." and the
+    # triggerer restarted the watcher.
+    client = redis.Redis.from_url(REDIS_URL)
+    stream = f"{redis_prefix}:alerts"
+    trigger = RedisStreamTrigger(REDIS_URL, stream, block_ms=6000)
+
+    async def watch() -> tuple[list, set[int]]:
+        events, ids = [], set()
+
+        async def collect() -> None:
+            async for event in trigger.run():
+                events.append(event)
+
+        runner = asyncio.ensure_future(collect())
+        try:
+            deadline = asyncio.get_running_loop().time() + 13  # two whole empty block periods and more
+            while asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(0.5)
+                assert not runner.done(), runner.exception()
+                ids |= _connection_ids(client, trigger.client_name)
+            client.xadd(stream, {"data": "one"})
+            for _ in range(50):
+                if events:
+                    break
+                await asyncio.sleep(0.1)
+            await asyncio.sleep(0.5)  # room for a second (wrong) event
+            assert not runner.done(), runner.exception()
+            ids |= _connection_ids(client, trigger.client_name)
+        finally:
+            runner.cancel()
+        return events, ids
+
+    events, ids = asyncio.run(watch())
+    assert [e.payload["data"]["data"] for e in events] == ["one"]
+    assert len(ids) == 1  # the same connection all along: no reconnect
+    client.close()
