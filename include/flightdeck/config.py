@@ -115,6 +115,11 @@ class Settings(BaseSettings):
     experiments_dir: Path | None = Field(
         None, description="Experiment definitions (YAML); default include/config/experiments/ of this repository.")
 
+    # The self-running pipeline (flightdeck.pipeline).
+    pipeline_config: Path | None = Field(
+        None, description="Which links of the self-running pipeline are on, per model (YAML); default "
+                          "home/pipeline.yaml. No file: every link off.")
+
     def check_admin_tokens(self) -> None:
         """ConfigError unless every admin token is at least `MIN_ADMIN_TOKEN_CHARS` long and not
         a placeholder from .env.example; the gateway calls this before it starts."""
@@ -158,6 +163,10 @@ class Settings(BaseSettings):
     @property
     def experiment_definitions_dir(self) -> Path:
         return (self.experiments_dir or Path(__file__).resolve().parents[1] / "config" / "experiments").expanduser()
+
+    @property
+    def pipeline_file(self) -> Path:
+        return (self.pipeline_config or self.home / "pipeline.yaml").expanduser()
 
     @property
     def tracking_uri(self) -> str:
