@@ -6,7 +6,9 @@ resolve the model once → wait for `raw/ds={{ ds }}` (deferrable) → validate 
 Expectations and quarantine bad rows → score on Dask with the ONNX artifact →
 `predictions/ds={{ ds }}` written atomically → check the output → drift, volume and
 throughput monitoring, logged to MLflow with an HTML report; alerts go to the
-`flightdeck_alerts` connection.
+`flightdeck_alerts` connection → on a drift verdict, **request a retrain** (asset
+`flightdeck_retrain_requests`, which starts `train_register` on a sliding window) if the
+pipeline file turns that link on for the model; otherwise nothing is emitted.
 
 Backfill history with `airflow backfill create --dag-id batch_score --from-date … --to-date …`
 (add `--dag-run-conf '{"model_ref": "3"}'` to reproduce history with one version).
@@ -17,7 +19,7 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import DAG, chain
 
-from flightdeck.airflow import batch
+from flightdeck.airflow import batch, pipeline
 from flightdeck.airflow.defaults import DEFAULT_ARGS
 from flightdeck.airflow.notify import alert_on_failure
 
@@ -41,4 +43,6 @@ with DAG(
     checked = batch.check_output(model, validation)
     monitored = batch.monitor_partition(model, validation, scoring)
 
-    chain(model, batch.wait_for_input_partition(), validation, scoring, checked, monitored)
+    retrain = pipeline.request_retrain(model, monitored)
+
+    chain(model, batch.wait_for_input_partition(), validation, scoring, checked, monitored, retrain)

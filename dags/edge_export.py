@@ -12,6 +12,10 @@ most 0.5 % of the champion's AUC; a miss fails the run naming the artifact and t
 sign the chosen artifact (Ed25519) and publish the bundle with its rollout percentage.
 
 Devices run `flightdeck edge-agent` against the same store with the public key.
+
+It also runs by itself when train_register registers a new version and the pipeline file turns
+this link on for the model (asset `flightdeck_registered_edge_export`): model and version come from
+the registration, the other Params from the pipeline file.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import DAG, chain
 
-from flightdeck.airflow import edge
+from flightdeck.airflow import edge, pipeline
 from flightdeck.airflow.defaults import DEFAULT_ARGS
 
 DAG_ID = "edge_export"
@@ -28,7 +32,7 @@ with DAG(
     dag_id=DAG_ID,
     description="ONNX int8 + distilled TFLite exports, gates, signed OTA bundle.",
     doc_md=__doc__,
-    schedule=None,
+    schedule=pipeline.release_schedule(DAG_ID),
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,

@@ -13,6 +13,10 @@ post-switch bake against the old colour's numbers → done.
 
 Any failure, rejection or approval timeout runs **rollback**: one switch back to the old
 colour, aliases as they were, an audit tag, an alert.
+
+It also runs by itself when train_register registers a new version and the pipeline file turns
+this link on for the model (asset `flightdeck_registered_promote_blue_green`): model and version come from
+the registration, the other Params from the pipeline file, and the approval gate stays.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import DAG, chain
 
-from flightdeck.airflow import release
+from flightdeck.airflow import pipeline, release
 from flightdeck.airflow.defaults import DEFAULT_ARGS, branch_end
 from flightdeck.airflow.sensors import MetricGateSensor
 
@@ -30,7 +34,7 @@ with DAG(
     dag_id=DAG_ID,
     description="Blue-green promotion: shadow gate, human approval, instant cut-over and rollback.",
     doc_md=__doc__,
-    schedule=None,
+    schedule=pipeline.release_schedule(DAG_ID),
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,

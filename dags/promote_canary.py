@@ -14,6 +14,10 @@ becomes `previous` → post-promotion bake with the same gates → done.
 Any failure, rejection or approval timeout runs **rollback**: all traffic to the baseline,
 aliases as they were, an audit tag on the model version, an alert. Every task is safe to
 clear and re-run.
+
+It also runs by itself when train_register registers a new version and the pipeline file turns
+this link on for the model (asset `flightdeck_registered_promote_canary`): model and version come from
+the registration, the other Params from the pipeline file, and the approval gate stays.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import DAG, chain
 
-from flightdeck.airflow import release
+from flightdeck.airflow import pipeline, release
 from flightdeck.airflow.defaults import DEFAULT_ARGS, branch_end
 from flightdeck.airflow.sensors import MetricGateSensor
 
@@ -31,7 +35,7 @@ with DAG(
     dag_id=DAG_ID,
     description="Canary promotion with metric gates, human approval and automatic rollback.",
     doc_md=__doc__,
-    schedule=None,
+    schedule=pipeline.release_schedule(DAG_ID),
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,

@@ -59,10 +59,11 @@ def signing_key():
 def resolve_export(params=None, dag_run=None) -> dict:
     """Check the Params and resolve the model reference to its version number before any work."""
     from flightdeck.airflow.params import validated
+    from flightdeck.airflow.pipeline import with_asset_conf
     from flightdeck.edge.params import EdgeExportParams
     from flightdeck.edge.store import open_store
 
-    checked = validated(EdgeExportParams, params, dag_run)
+    checked = validated(EdgeExportParams, with_asset_conf("edge_export", params), dag_run)
     with fail_fast_on_user_error():
         open_store(checked.store or "unused")
         resolved = registry().resolve(checked.model_name, checked.model_ref)

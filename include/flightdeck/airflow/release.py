@@ -135,11 +135,13 @@ def gate_outcome(rollout_data: dict, event: dict, task_log) -> dict:
 def resolve_rollout(strategy: str, params=None, dag_run=None) -> dict:
     """Validate the Params, pin baseline (champion) and candidate to versions, and take the
     model's release lock (one rollout per model at a time, across both promotion DAGs)."""
+    from flightdeck.airflow.pipeline import with_asset_conf
     from flightdeck.delivery.plan import RolloutPlan
     from flightdeck.delivery.release import acquire_release_lock, resolve
     from flightdeck.delivery.targets.factory import pin_target
 
-    values = {**params, **(dag_run.conf or {}), "strategy": strategy}
+    # A run started by a registration takes model, version and the pipeline's Params from it.
+    values = {**with_asset_conf(f"promote_{strategy}", params), **(dag_run.conf or {}), "strategy": strategy}
     with fail_fast_on_user_error():
         rollout = resolve(RolloutPlan.parse(values), registry())
         rollout = pin_target(rollout, make_target(rollout))

@@ -76,9 +76,10 @@ def verify(built: dict, run_id=None) -> dict:
 
 def _params(params: dict, dag_run) -> dict:
     from flightdeck.airflow.params import validated
+    from flightdeck.airflow.pipeline import with_asset_conf
     from flightdeck.serverless.params import ServerlessPackageParams
 
-    return validated(ServerlessPackageParams, params, dag_run).model_dump()
+    return validated(ServerlessPackageParams, with_asset_conf("serverless_package", params), dag_run).model_dump()
 
 
 @task

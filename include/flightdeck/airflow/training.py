@@ -11,12 +11,25 @@ from flightdeck.airflow.defaults import fail_fast_on_user_error, registry
 log = logging.getLogger(__name__)
 
 
+# Filled in by a retrain request when the run is asset-triggered: Airflow validates a DAG's
+# Params when it creates any run, and a run the scheduler starts has no conf to carry them.
+WINDOW_PARAMS = ("window_start", "window_end")
+
+
 def train_params() -> dict:
-    """The DAG's Params: the fields of `TrainParams`."""
+    """The DAG's Params: the fields of `TrainParams`; the window may be left empty in the form
+    (then `check_params` fails at once naming it, unless a retrain request supplies it)."""
+    from airflow.sdk import Param
+
     from flightdeck.airflow.params import params_from_model
     from flightdeck.training.params import TrainParams
 
-    return params_from_model(TrainParams)
+    params = params_from_model(TrainParams)
+    for name in WINDOW_PARAMS:
+        schema = {**params[name].schema, "type": [params[name].schema["type"], "null"]}
+        params[name] = Param(None, description=f"{params[name].description} Required when triggered by hand; "
+                                               "a retrain request sets it.", **schema)
+    return params
 
 
 def _params(values: dict):
@@ -33,11 +46,13 @@ def _staging(run_id: str):
 
 @task
 def check_params(params=None, dag_run=None) -> dict:
-    """Reject unknown or malformed Params (including extra run-conf keys) before any work."""
-    from flightdeck.airflow.params import validated
+    """Reject unknown or malformed Params (including extra run-conf keys) before any work; a run
+    started by a retrain request (or a stream drift alert) takes model and window from it."""
+    from flightdeck.airflow.pipeline import train_values
     from flightdeck.training.params import TrainParams
 
-    return validated(TrainParams, params, dag_run).model_dump(mode="json")
+    with fail_fast_on_user_error():
+        return TrainParams.parse(train_values(params, dag_run)).model_dump(mode="json")
 
 
 @task
