@@ -59,10 +59,11 @@ def retrain_schedule():
         stream_models = []
     if not stream_models:
         return [retrain_asset()]
+    from airflow.sdk import AssetAny
+
     from flightdeck.airflow.streaming import drift_alert_schedule
 
-    (alerts,) = drift_alert_schedule()
-    return retrain_asset() | alerts
+    return AssetAny(retrain_asset(), *drift_alert_schedule())
 
 
 def release_schedule(consumer: str) -> list[Asset]:
