@@ -105,6 +105,10 @@ class Settings(BaseSettings):
     stream_redis_url: str = Field(
         "redis://127.0.0.1:6379/0", description="Redis holding the event, result and alert streams and the "
         "scorer's checkpoint: run it with maxmemory-policy noeviction and AOF persistence, never the cache's.")
+    stream_broker: str = Field(
+        "redis", pattern="^(redis|kinesis)$", description="The stream scorer's broker, for the drift investigation: "
+        "redis (alerts watched on stream_redis_url), or kinesis (stream_alerts names the Kinesis alert stream, "
+        "watched with the aws_default connection; results and windows read from the scorer's DynamoDB table).")
 
     # Releases (flightdeck.delivery.policy).
     release_policy_file: Path | None = Field(
