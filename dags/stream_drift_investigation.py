@@ -9,7 +9,13 @@ results from the scorer's output stream and its reference window from the scorer
 state, writes `reports/stream-drift/drift-<alert id>.json`, and sends a short summary with
 `send_alert` (connection `flightdeck_alerts`; logged when it is not defined).
 
-Re-investigate an old alert by hand: trigger with `{"alert_id": "<entry id in the alert stream>"}`.
+With a Kinesis scorer (setting `stream_broker` = `kinesis`, `stream_alerts` = its `--alerts`
+stream) the watcher is the Amazon provider's `KinesisTrigger` (connection `aws_default`), and
+the window's results and reference are read from the scorer's DynamoDB table (Params
+`dynamodb_table`, `consumer`, `aws_region`).
+
+Re-investigate an old alert by hand: trigger with `{"alert_id": "<entry id in the alert stream>"}`
+(Kinesis: `<shard id>:<sequence number>`).
 """
 
 from __future__ import annotations

@@ -7,8 +7,9 @@ alert. None of the installed providers offers a message-queue trigger for Redis 
 (apache-airflow-providers-common-messaging is not installed), hence this small one.
 
 A Kinesis scorer's alert stream is watched with the Amazon provider's own `KinesisTrigger`
-(`kinesis_drift_alert_asset`); its events carry a batch of base64 records, which
-`alerts_from_context` turns into one alert payload each, in the Redis trigger's shape.
+(`kinesis_drift_alert_asset`, the schedule when the setting `stream_broker` is kinesis); its
+events carry a batch of base64 records, which `alerts_from_context` turns into one alert payload
+each, in the Redis trigger's shape; the investigation then reads the scorer's DynamoDB table.
 """
 
 from __future__ import annotations
@@ -125,9 +126,12 @@ def kinesis_drift_alert_asset(stream: str, aws_conn_id: str | None = "aws_defaul
 
 def kinesis_alert_payloads(payload: dict, stream: str = "kinesis") -> list[dict]:
     """A KinesisTrigger event (`message_batch` of base64 records) as one payload per alert, shaped as the
-    Redis trigger's (`{"stream", "id", "data": {"data": <alert JSON>}}`) for `parse_alert`."""
-    return [{"stream": stream, "id": f"{m['ShardId']}:{m['SequenceNumber']}",
-             "data": {"data": base64.b64decode(m["Data"]).decode("utf-8", "replace")}}
+    Redis trigger's (`{"stream", "id", "data": {"data": <alert JSON>}}`) for `parse_alert`, with the
+    record's partition key (which names the scorer's commit that holds the alert)."""
+    from flightdeck.streaming.drift import kinesis_alert_payload
+
+    return [kinesis_alert_payload(stream, m["ShardId"], m["SequenceNumber"], base64.b64decode(m["Data"]),
+                                  m.get("PartitionKey"))
             for m in payload.get("message_batch") or []]
 
 
@@ -149,8 +153,16 @@ def alerts_from_context(context) -> list[dict]:
 
 
 def drift_alert_schedule() -> list[Asset]:
-    """stream_drift_investigation's schedule: the drift-alert asset on the configured Redis."""
-    return [drift_alert_asset(get_settings().stream_redis_url, ALERT_STREAM)]
+    """stream_drift_investigation's schedule: the drift-alert asset of the configured stream broker,
+    watched on Redis (`stream_redis_url`) or, with `stream_broker` kinesis, on the Kinesis stream
+    `stream_alerts` (the aws_default connection)."""
+    settings = get_settings()
+    if settings.stream_broker == "kinesis":
+        from flightdeck.streaming.kinesis import check_stream_name
+
+        check_stream_name("FLIGHTDECK_STREAM_ALERTS", settings.stream_alerts)
+        return [kinesis_drift_alert_asset(settings.stream_alerts)]
+    return [drift_alert_asset(settings.stream_redis_url, ALERT_STREAM)]
 
 
 def replay_params() -> dict:
@@ -197,28 +209,22 @@ def investigate(params=None, dag_run=None) -> list[dict]:
     """Investigate every alert that started the run (or the one named by `alert_id`): a report
     per alert and a short summary sent as an alert."""
     from flightdeck.airflow.params import validated
-    from flightdeck.streaming.drift import InvalidAlertError, investigate_payload, read_alert
+    from flightdeck.streaming.drift import InvalidAlertError, alert_source
     from flightdeck.streaming.params import DriftInvestigationParams
-    from flightdeck.streaming.redis_streams import connect
 
     settings = get_settings()
     checked = validated(DriftInvestigationParams, params, dag_run)
-    redis_url = checked.redis_url or settings.stream_redis_url
     with fail_fast_on_user_error():
         payloads = alerts_from_context(get_current_context())
+        source = alert_source(checked, settings.stream_redis_url)
         if checked.alert_id:
-            client = connect(redis_url)
-            try:
-                payloads.append(read_alert(client, checked.alert_stream, checked.alert_id))
-            finally:
-                client.close()
+            payloads.append(source.read(checked.alert_id))
         if not payloads:
             raise InvalidAlertError("this run has no alert: it was neither started by an alert nor given one. "
                                     "Fix: trigger it with {\"alert_id\": \"<entry id in the alert stream>\"}.")
         done = []
         for payload in payloads:
-            outcome = investigate_payload(redis_url, payload, checked.output_stream, checked.state_prefix,
-                                          settings.home / "reports" / "stream-drift")
+            outcome = source.investigate(payload, settings.home / "reports" / "stream-drift")
             send_alert(f"flightdeck: stream score drift (PSI {outcome['score_psi']:.2f})",
                        f"{outcome['summary']}\nreport: {outcome['report']}")
             done.append(outcome)

@@ -7,14 +7,15 @@ when only the PSI of some features against the version's training reference prof
 when the version has no profile) and `drifted_features`. Alerts written before per-feature
 PSI existed have neither and are read as before. An investigation reads the alert, pulls that
 window's results from the scorer's output stream and its reference window from the scorer's
-window state, and writes a short report: score distribution then and now, the features that
-drifted and their PSI, the features whose means moved most, and the entities with the highest
-scores in the window.
+window state (a Kinesis scorer's both from its DynamoDB table), and writes a short report: score
+distribution then and now, the features that drifted and their PSI, the features whose means
+moved most, and the entities with the highest scores in the window.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,25 +70,39 @@ def parse_alert(payload: dict) -> DriftAlert:
 
 
 def window_results(client, output_stream: str, alert: DriftAlert, max_scan: int = 200_000) -> list[dict]:
-    """The results of the alert's window (event time in [start, end), same model version).
+    """The results of the alert's window in a Redis scorer's output stream (see `collect_window`):
+    scanned backwards from the alert's append time."""
+    return collect_window(_redis_pages(client, output_stream, alert), alert, max_scan)
 
-    The alert was written in the same atomic commit as the batch that closed its window, so
-    every result of the window precedes the alert: scan the output stream backwards from the
-    alert's append time until a whole page lies before the window (events arrive roughly in
-    event-time order; a straggler older than one page is missed, which a report can bear).
-    """
-    found, cursor, scanned = [], f"{alert.entry_id.split('-')[0]}-18446744073709551615", 0
-    while scanned < max_scan:
+
+def _redis_pages(client, output_stream: str, alert: DriftAlert) -> Iterator[list[dict]]:
+    cursor = f"{alert.entry_id.split('-')[0]}-18446744073709551615"
+    while True:
         page = client.xrevrange(output_stream, max=cursor, min="-", count=SCAN_PAGE)
         if not page:
-            break
-        rows = [json.loads(fields[b"data"]) for _, fields in page]
+            return
+        yield [json.loads(fields[b"data"]) for _, fields in page]
+        if len(page) < SCAN_PAGE:
+            return
+        cursor = f"({page[-1][0].decode()}"
+
+
+def collect_window(pages: Iterable[list[dict]], alert: DriftAlert, max_scan: int = 200_000) -> list[dict]:
+    """The results of the alert's window (event time in [start, end), same model version), oldest first,
+    from pages of results newest first that begin at the alert.
+
+    The alert was written in the same atomic commit as the batch that closed its window, so
+    every result of the window precedes the alert: read back until a whole page lies before the
+    window (events arrive roughly in event-time order; a straggler older than one page is missed,
+    which a report can bear).
+    """
+    found, scanned = [], 0
+    for rows in pages:
         found += [r for r in rows if alert.start <= r["event_time"] < alert.end
                   and r["model_version"] == alert.model_version]
-        scanned += len(page)
-        if all(r["event_time"] < alert.start for r in rows) or len(page) < SCAN_PAGE:
+        scanned += len(rows)
+        if scanned >= max_scan or all(r["event_time"] < alert.start for r in rows):
             break
-        cursor = f"({page[-1][0].decode()}"
     return found[::-1]
 
 
@@ -180,6 +195,96 @@ def investigate_payload(redis_url: str, payload: dict, output_stream: str, state
         records = [json.loads(v) for v in client.hvals(f"{state_prefix}:windows")]
     finally:
         client.close()
+    return _outcome(alert, results, records, folder)
+
+
+def _outcome(alert: DriftAlert, results: list[dict], records: list[dict], folder: Path) -> dict:
     report = investigate(alert, results, reference_window(records, alert))
     return {"report": str(write_report(report, folder)), "summary": summary(report), "alert_id": alert.entry_id,
             "score_psi": alert.score_psi, "drifted_features": list(alert.drifted_features)}
+
+
+# -- a Kinesis scorer's alerts (flightdeck stream --broker kinesis --alerts STREAM) -----------------
+def kinesis_alert_payload(stream: str, shard_id: str, sequence: str, data: bytes, partition_key: str | None) -> dict:
+    """A record of a Kinesis alert stream as a payload in the Redis trigger's shape (for `parse_alert`),
+    plus its partition key, which names the scorer's commit that holds the alert."""
+    return {"stream": stream, "id": f"{shard_id}:{sequence}", "data": {"data": data.decode("utf-8", "replace")},
+            "partition_key": partition_key}
+
+
+def read_kinesis_alert(kinesis, stream: str, alert_id: str) -> dict:
+    """The payload of one alert still in a Kinesis alert stream (`<shard id>:<sequence number>`)."""
+    from flightdeck.streaming.kinesis import read_record
+
+    data, key = read_record(kinesis, stream, alert_id)
+    shard_id, _, sequence = alert_id.rpartition(":")
+    return kinesis_alert_payload(stream, shard_id, sequence, data, key)
+
+
+def investigate_kinesis_payload(reader, payload: dict, folder: Path) -> dict:
+    """`investigate_payload` for a Kinesis scorer's alert: the window's results and the reference
+    window come from the scorer's DynamoDB table (`reader`, a `kinesis.DynamoReader`)."""
+    alert = parse_alert(payload)
+    results = collect_window(reader.results_newest_first(_alert_commit(payload, reader.consumer)), alert)
+    return _outcome(alert, results, reader.window_records(), folder)
+
+
+def _alert_commit(payload: dict, consumer: str) -> str | None:
+    """The scorer's commit that holds the alert (None, without a partition key: read from the newest)."""
+    from flightdeck.streaming.kinesis import alert_commit
+
+    parsed = alert_commit(payload.get("partition_key") or "")
+    if parsed is None:
+        return None
+    if parsed[0] != consumer:
+        raise InvalidAlertError(f"alert {payload.get('id')} was published by the scorer {parsed[0]!r}, not "
+                                f"{consumer!r}. Fix: run the investigation with consumer {parsed[0]!r} (the "
+                                "scorer's --consumer).")
+    return parsed[1]
+
+
+# -- where a run reads alerts, results and windows: the scorer's broker ---------------------------
+class RedisAlerts:
+    """A Redis scorer's alert stream, output stream and window state."""
+
+    def __init__(self, redis_url: str, alert_stream: str, output_stream: str, state_prefix: str) -> None:
+        self.redis_url, self.alert_stream = redis_url, alert_stream
+        self.output_stream, self.state_prefix = output_stream, state_prefix
+
+    def read(self, alert_id: str) -> dict:
+        from flightdeck.streaming.redis_streams import connect
+
+        client = connect(self.redis_url)
+        try:
+            return read_alert(client, self.alert_stream, alert_id)
+        finally:
+            client.close()
+
+    def investigate(self, payload: dict, folder: Path) -> dict:
+        return investigate_payload(self.redis_url, payload, self.output_stream, self.state_prefix, folder)
+
+
+class KinesisAlerts:
+    """A Kinesis scorer's alert stream, and the results and windows in its DynamoDB table."""
+
+    def __init__(self, alert_stream: str, table: str, consumer: str, region: str | None = None,
+                 clients: tuple | None = None) -> None:
+        from flightdeck.streaming import kinesis
+
+        kinesis.check_stream_name("alert_stream", alert_stream)
+        self.kinesis, dynamodb = clients or kinesis.clients(region)
+        self.alert_stream = alert_stream
+        self.reader = kinesis.DynamoReader(dynamodb, table, consumer)
+
+    def read(self, alert_id: str) -> dict:
+        return read_kinesis_alert(self.kinesis, self.alert_stream, alert_id)
+
+    def investigate(self, payload: dict, folder: Path) -> dict:
+        return investigate_kinesis_payload(self.reader, payload, folder)
+
+
+def alert_source(params, redis_url: str) -> RedisAlerts | KinesisAlerts:
+    """Where the investigation of `params` (a `DriftInvestigationParams`) reads: its broker's stores."""
+    if params.broker == "kinesis":
+        return KinesisAlerts(params.alert_stream, params.dynamodb_table, params.consumer, params.aws_region)
+    return RedisAlerts(params.redis_url or redis_url, params.alert_stream, params.output_stream, params.state_prefix)

@@ -132,6 +132,19 @@ def publish(kinesis, stream: str, values: Iterable[bytes], partition_key: Callab
     return sent
 
 
+def alert_key(consumer: str, commit: str, i: int) -> str:
+    """The partition key of a forwarded alert: its consumer, the commit that holds it, its place in it."""
+    return f"{consumer}:{commit}:{i}"
+
+
+def alert_commit(key: str) -> tuple[str, str] | None:
+    """(consumer, commit) of an `alert_key`; None when `key` is not one."""
+    parts = key.rsplit(":", 2)
+    if len(parts) != 3 or not parts[1].isdigit() or not parts[2].isdigit():
+        return None
+    return parts[0], parts[1]
+
+
 def _entity_key(value: bytes, i: int) -> str:
     try:
         entity = json.loads(value).get("customer_id")
@@ -296,7 +309,7 @@ class KinesisBackend:
     def _forward(self, sk: str, data: dict) -> None:
         if self.alert_stream and data.get("alerts"):
             publish(self.kinesis, self.alert_stream, [a.encode() for a in data["alerts"]],
-                    lambda _v, i: f"{self.consumer}:{sk}:{i}")
+                    lambda _v, i: alert_key(self.consumer, sk, i))
         if self.dead_letter_stream and data.get("dead"):
             offsets = [json.loads(d)["offset"] for d in data["dead"]]
             publish(self.kinesis, self.dead_letter_stream, [d.encode() for d in data["dead"]],
@@ -590,20 +603,35 @@ class DynamoReader:
     def __init__(self, dynamodb, table: str, consumer: str) -> None:
         self.dynamodb, self.table, self.consumer = dynamodb, table, consumer
 
-    def _pages(self, kind: str) -> Iterator[str]:
+    def _items(self, kind: str, newest_first: bool = False, upto: str | None = None) -> Iterator[dict]:
+        """The page items of `kind` in commit order (or newest first), up to sort key `upto`."""
         kwargs = {"TableName": self.table, "KeyConditionExpression": "pk = :pk",
-                  "ExpressionAttributeValues": {":pk": _s(f"{self.consumer}#{kind}")}, "ConsistentRead": True}
+                  "ExpressionAttributeValues": {":pk": _s(f"{self.consumer}#{kind}")}, "ConsistentRead": True,
+                  "ScanIndexForward": not newest_first}
+        if upto is not None:
+            kwargs["KeyConditionExpression"] += " AND sk <= :upto"
+            kwargs["ExpressionAttributeValues"][":upto"] = _s(upto)
         while True:
             page = self.dynamodb.query(**kwargs)
-            for item in page["Items"]:
-                yield from item["lines"]["S"].split("\n")
+            yield from page["Items"]
             if "LastEvaluatedKey" not in page:
                 return
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
+    def _pages(self, kind: str) -> Iterator[str]:
+        for item in self._items(kind):
+            yield from item["lines"]["S"].split("\n")
+
     def results(self) -> list[dict]:
         """Every committed result, in commit order."""
         return [json.loads(line) for line in self._pages("results")]
+
+    def results_newest_first(self, upto_commit: str | None = None) -> Iterator[list[dict]]:
+        """Committed results one page at a time, newest first (within a page too), from the pages of
+        commit `upto_commit` (an alert's, see `alert_commit`; None: the newest) back to the first."""
+        upto = None if upto_commit is None else f"{upto_commit}.999"  # a commit's pages are <commit>.000, .001, ...
+        for item in self._items("results", newest_first=True, upto=upto):
+            yield [json.loads(line) for line in reversed(item["lines"]["S"].split("\n"))]
 
     def dead_letters(self) -> list[dict]:
         """Every committed dead letter (`offset`, `reason`, `value`), in commit order."""
@@ -630,6 +658,24 @@ class DynamoReader:
         for s in self.dynamodb.query(**kwargs)["Items"]:
             shards[s["sk"]["S"]] = {k: next(iter(v.values())) for k, v in s.items() if k not in ("pk", "sk")}
         return {"processed": int(item["processed"]["N"]) if item else 0, "shards": shards}
+
+
+def read_record(kinesis, stream: str, record_id: str) -> tuple[bytes, str]:
+    """(data, partition key) of one record of `stream`, named `<shard id>:<sequence number>`."""
+    shard_id, _, seq = record_id.rpartition(":")
+    if not shard_id or not seq.isdigit():
+        raise ConfigError("record id", repr(record_id), "use <shard id>:<sequence number>, "
+                          "e.g. shardId-000000000000:49660000000000000000000000000000000000000000000000000002")
+    try:
+        iterator = kinesis.get_shard_iterator(StreamName=stream, ShardId=shard_id, StartingSequenceNumber=seq,
+                                              ShardIteratorType="AT_SEQUENCE_NUMBER")["ShardIterator"]
+        records = kinesis.get_records(ShardIterator=iterator, Limit=1)["Records"]
+    except (kinesis.exceptions.ResourceNotFoundException, kinesis.exceptions.InvalidArgumentException):
+        records = []
+    if not records or records[0]["SequenceNumber"] != seq:
+        raise ConfigError("record id", f"{stream} has no record {record_id!r} (any more)",
+                          "name a record the stream still keeps (its retention is 24 h by default)")
+    return records[0]["Data"], records[0]["PartitionKey"]
 
 
 def read_range(kinesis, stream: str, start: str = "-", end: str = "+", page: int = 1000) -> list[Record]:

@@ -31,10 +31,17 @@ class DriftInvestigationParams(RunParams):
 
     what: ClassVar[str] = "drift investigation parameters"
 
+    broker: Literal["redis", "kinesis"] = Field(default_factory=lambda: get_settings().stream_broker,
+                                                description="Where the scorer runs (default: the configured "
+                                                            "stream_broker).")
     redis_url: str | None = Field(None, description="Default: the configured redis_url.")
     alert_stream: str = Field(default_factory=lambda: get_settings().stream_alerts, min_length=1,
                               description="The stream the scorer publishes drift alerts to.")
-    alert_id: str | None = Field(None, description="Investigate this alert entry by hand.")
-    output_stream: str = Field("flightdeck:scores", min_length=1, description="The scorer's --output.")
+    alert_id: str | None = Field(None, description="Investigate this alert entry by hand (Kinesis: "
+                                                   "<shard id>:<sequence number>).")
+    output_stream: str = Field("flightdeck:scores", min_length=1, description="Redis: the scorer's --output.")
     state_prefix: str = Field("flightdeck:stream:stream-scorer", min_length=1,
-                              description="flightdeck:stream:<the scorer's --consumer>.")
+                              description="Redis: flightdeck:stream:<the scorer's --consumer>.")
+    dynamodb_table: str = Field("flightdeck-stream", min_length=3, description="Kinesis: the scorer's --dynamodb-table.")
+    consumer: str = Field("stream-scorer", min_length=1, description="Kinesis: the scorer's --consumer.")
+    aws_region: str | None = Field(None, description="Kinesis: the region (default: the AWS configuration's).")

@@ -231,13 +231,14 @@ def test_replay_scores_a_kinesis_range_with_the_batch_path(aws, names, base_even
                        kinesis=kinesis)
 
 
-def test_a_drift_alert_reaches_the_alert_stream_and_the_watchers_kinesis_trigger_fires(aws, names, base_events):
+def test_a_drift_alert_reaches_the_alert_stream_the_watchers_kinesis_trigger_fires_and_the_investigation_explains(
+        aws, names, base_events, redis_prefix, tmp_path):
     from flightdeck.airflow.streaming import (
         alerts_from_context,
         kinesis_alert_payloads,
         kinesis_drift_alert_asset,
     )
-    from flightdeck.streaming.drift import parse_alert
+    from flightdeck.streaming.drift import InvalidAlertError, KinesisAlerts, parse_alert
     from tests.integration.streaming.test_drift_alerts import T0, _drifting_events
 
     kinesis, dynamodb = aws
@@ -275,6 +276,45 @@ def test_a_drift_alert_reaches_the_alert_stream_and_the_watchers_kinesis_trigger
     assert alert.score_psi > 0.2 and alert.record["count"] == 200
     assert len(_read_stream(kinesis, alerts)) == 1  # the reference window itself raises nothing
 
+    # The investigation reads the window's results and its reference from the scorer's DynamoDB table,
+    # and reports what the investigation of the same alert from a Redis scorer reports.
+    source = KinesisAlerts(alerts, names["table"], names["consumer"], clients=aws)
+    assert source.read(payload["id"]) == payload  # a manual re-investigation (alert_id) reads the same alert
+    outcome = source.investigate(payload, tmp_path / "kinesis")
+    report = json.loads(open(outcome["report"]).read())
+    assert report["alert_id"] == payload["id"] and report["results_found"] == 200
+    assert report["reference"]["start"] == T0 and report["feature_shifts"][0]["feature"] == "credit_score"
+    redis_report = _redis_investigation(redis_prefix, base_events, tmp_path / "redis")
+    assert {k: v for k, v in report.items() if k != "alert_id"} == {
+        k: v for k, v in redis_report.items() if k != "alert_id"}
+    with pytest.raises(InvalidAlertError, match=f"Fix: run the investigation with consumer '{names['consumer']}'"):
+        KinesisAlerts(alerts, names["table"], "another-scorer", clients=aws).investigate(payload, tmp_path)
+    with pytest.raises(ConfigError, match="has no record"):
+        source.read(f"{payload['id'].rpartition(':')[0]}:999999")  # past the stream's last record
+
+
+def _redis_investigation(prefix: str, base_events, folder) -> dict:
+    """The report of the drift alert a Redis scorer publishes for the same events."""
+    import redis
+
+    from flightdeck.streaming.broker import Backend
+    from flightdeck.streaming.drift import RedisAlerts
+    from flightdeck.streaming.redis_streams import RedisSink, RedisStreamSource
+    from tests.integration.streaming.conftest import REDIS_URL
+    from tests.integration.streaming.conftest import publish as publish_redis
+    from tests.integration.streaming.test_drift_alerts import _drifting_events
+
+    publish_redis(prefix, _drifting_events(base_events))
+    client = redis.Redis.from_url(REDIS_URL)
+    sink = RedisSink(client, f"{prefix}:out", f"{prefix}:dead", f"{prefix}:state", alert_stream=f"{prefix}:alerts")
+    StreamScorer(Backend(RedisStreamSource(client, f"{prefix}:in"), sink), ModelRouter(StaticModel(_model(), "7"), "m"),
+                 [Windows("tumbling", 60)], ScorerConfig(batch_size=100, poll_timeout_s=0.1, drift_alert_psi=0.2)
+                 ).run(idle_stop_s=0.3)
+    ((alert_id, _),) = client.xrange(f"{prefix}:alerts")
+    client.close()
+    source = RedisAlerts(REDIS_URL, f"{prefix}:alerts", f"{prefix}:out", f"{prefix}:state")
+    return json.loads(open(source.investigate(source.read(alert_id.decode()), folder)["report"]).read())
+
 
 async def _first_event(trigger):
     runner = trigger.run().__aiter__()
@@ -282,3 +322,42 @@ async def _first_event(trigger):
         return await asyncio.wait_for(runner.__anext__(), 20)
     finally:
         await runner.aclose()
+
+
+def test_the_investigation_dag_on_a_kinesis_broker_explains_an_alert_named_by_hand(aws, names, base_events,
+                                                                                    sqlite_sandbox, tmp_path):
+    import shutil
+
+    from tests.integration.conftest import REPO
+    from tests.integration.streaming.test_drift_alerts import T0, _drifting_events
+
+    kinesis, dynamodb = aws
+    alerts = f"alerts-{names['consumer']}"
+    _create(kinesis, names["stream"], 1)
+    _create(kinesis, alerts, 1)
+    publish(kinesis, names["stream"], _drifting_events(base_events))
+    backend = KinesisBackend(kinesis, dynamodb, names["stream"], names["table"], names["consumer"], "i1",
+                             alert_stream=alerts)
+    StreamScorer(backend, ModelRouter(StaticModel(_model(), "7"), "m"), [Windows("tumbling", 60)],
+                 ScorerConfig(batch_size=100, poll_timeout_s=0.1, drift_alert_psi=0.2)).run(idle_stop_s=0.3)
+    (shard,) = kinesis.list_shards(StreamName=alerts)["Shards"]
+    iterator = kinesis.get_shard_iterator(StreamName=alerts, ShardId=shard["ShardId"],
+                                          ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+    (record,) = kinesis.get_records(ShardIterator=iterator)["Records"]
+    alert_id = f"{shard['ShardId']}:{record['SequenceNumber']}"
+
+    dags = tmp_path / "dags"  # only this DAG: a broken DAG elsewhere in the folder cannot fail this test
+    dags.mkdir()
+    shutil.copy(REPO / "dags" / "stream_drift_investigation.py", dags)
+    home = tmp_path / "flightdeck"
+    env = {**{k: v for k, v in os.environ.items() if k.startswith("AWS_")}, "FLIGHTDECK_HOME": str(home),
+           "AIRFLOW__CORE__DAGS_FOLDER": str(dags), "FLIGHTDECK_STREAM_BROKER": "kinesis",
+           "FLIGHTDECK_STREAM_ALERTS": alerts}
+    outcome = sqlite_sandbox.dag_test("stream_drift_investigation", {
+        "alert_id": alert_id, "dynamodb_table": names["table"], "consumer": names["consumer"]}, env=env)
+    assert outcome.get("state") == "success", outcome["log"][-5000:]
+    (written,) = (home / "reports" / "stream-drift").glob("drift-*.json")
+    report = json.loads(written.read_text())
+    assert report["alert_id"] == alert_id and report["results_found"] == 200
+    assert (report["start"], report["reference"]["start"]) == (T0 + 60.0, T0)
+    assert report["feature_shifts"][0]["feature"] == "credit_score"
