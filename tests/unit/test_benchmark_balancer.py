@@ -3,13 +3,9 @@ paired ratios and the verdict. No server is started here (the benchmark needs a 
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 
-BENCHMARK = Path(__file__).resolve().parents[2] / "benchmarks" / "balancer.py"
+from tests.support.benchmarks import load_benchmark
 
 WRK_OUTPUT = """\
 Running 10s test @ http://127.0.0.1:40123/invocations
@@ -29,14 +25,8 @@ Transfer/sec:    320.00KB
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("balancer_benchmark", BENCHMARK)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    try:
-        spec.loader.exec_module(module)
+    with load_benchmark("balancer") as module:
         yield module
-    finally:
-        sys.modules.pop(spec.name, None)
 
 
 def test_parse_wrk_reads_rate_p99_and_failures(bench):

@@ -3,22 +3,15 @@ status, on made-up measurements (the benchmark itself takes a minute: run it by 
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 
-BENCHMARK = Path(__file__).resolve().parents[2] / "benchmarks" / "cold_start.py"
+from tests.support.benchmarks import load_benchmark
 
 
 @pytest.fixture
-def bench(monkeypatch):
-    spec = importlib.util.spec_from_file_location("cold_start_benchmark", BENCHMARK)
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, spec.name, module)
-    spec.loader.exec_module(module)
-    return module
+def bench():
+    with load_benchmark("cold_start") as module:
+        yield module
 
 
 def sample(cold: float, peak: float) -> dict:

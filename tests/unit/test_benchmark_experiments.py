@@ -4,26 +4,17 @@ mean nothing here and the targets' outcomes are not checked)."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 
-BENCHMARK = Path(__file__).resolve().parents[2] / "benchmarks" / "experiments.py"
+from tests.support.benchmarks import load_benchmark
+
 ARGS = ["--experiments", "40", "--days", "4", "--units-per-day", "60", "--power-sims", "50", "--seed", "3"]
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("experiments_benchmark", BENCHMARK)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    try:
-        spec.loader.exec_module(module)
+    with load_benchmark("experiments") as module:
         yield module
-    finally:
-        sys.modules.pop(spec.name, None)
 
 
 def test_benchmark_reports_every_figure_and_is_deterministic(bench, capsys):

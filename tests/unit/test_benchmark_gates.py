@@ -4,25 +4,21 @@ and neither the targets nor the timing are checked)."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
+import pytest
 
-BENCHMARK = Path(__file__).resolve().parents[2] / "benchmarks" / "gates.py"
+from tests.support.benchmarks import load_benchmark
+
 ARGS = ["--runs", "25", "--seed", "3", "--bake-seconds", "120", "--max-seconds", "360", "--look-seconds", "20",
         "--replay-runs", "3"]
 
 
-def _load_benchmark(monkeypatch):
-    spec = importlib.util.spec_from_file_location("gates_benchmark", BENCHMARK)
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, spec.name, module)  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+@pytest.fixture
+def bench():
+    with load_benchmark("gates") as module:
+        yield module
 
 
-def test_benchmark_reports_every_scenario_and_is_deterministic(capsys, monkeypatch):
-    bench = _load_benchmark(monkeypatch)
+def test_benchmark_reports_every_scenario_and_is_deterministic(bench, capsys):
     report = bench.main(ARGS)
     printed = capsys.readouterr().out
 

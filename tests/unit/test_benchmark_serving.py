@@ -3,13 +3,9 @@ the route-version bookkeeping of the route-change run. No servers are started he
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 
-BENCHMARK = Path(__file__).resolve().parents[2] / "benchmarks" / "serving.py"
+from tests.support.benchmarks import load_benchmark
 
 WRK_OUTPUT = """\
 Running 20s test @ http://127.0.0.1:40123/invocations
@@ -32,14 +28,8 @@ Transfer/sec:     35.63KB
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("serving_benchmark", BENCHMARK)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    try:
-        spec.loader.exec_module(module)
+    with load_benchmark("serving") as module:
         yield module
-    finally:
-        sys.modules.pop(spec.name, None)
 
 
 @pytest.mark.parametrize(("text", "seconds"), [

@@ -3,30 +3,18 @@ so the figures themselves mean nothing here and the targets are not checked)."""
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
-from pathlib import Path
 
-BENCHMARK = Path(__file__).resolve().parents[3] / "benchmarks" / "batch_scoring.py"
+from tests.support.benchmarks import load_benchmark
 
 
-def _load_benchmark(monkeypatch):
-    spec = importlib.util.spec_from_file_location("batch_scoring_benchmark", BENCHMARK)
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, spec.name, module)  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_benchmark_reports_every_ratio_on_tiny_data(tmp_path, capsys, monkeypatch):
+def test_benchmark_reports_every_ratio_on_tiny_data(tmp_path, capsys):
     import mlflow
 
     tracking_uri = mlflow.get_tracking_uri()
-    bench = _load_benchmark(monkeypatch)
-
-    report = bench.main(["--rows", "10000,20000", "--rows-per-file", "10000", "--workers", "2",
-                         "--repeat", "1", "--train-rows", "2000", "--data-dir", str(tmp_path)])
+    with load_benchmark("batch_scoring") as bench:
+        report = bench.main(["--rows", "10000,20000", "--rows-per-file", "10000", "--workers", "2",
+                             "--repeat", "1", "--train-rows", "2000", "--data-dir", str(tmp_path)])
 
     ratios = {(r["name"], r["model"], str(r["rows"])): r for r in report["ratios"]}
     expected = {(name, model, rows)
