@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from flightdeck.delivery.targets.base import TrafficState
+from flightdeck.delivery.targets.rest import ApiError, BearerRest
 from flightdeck.errors import ConfigError, FlightdeckError
 
 API_BASE = "https://management.azure.com"
@@ -41,7 +42,7 @@ class AzureNotFoundError(AzureSlotsError):
     pass
 
 
-class AzureSlotsTarget:
+class AzureSlotsTarget(BearerRest):
     """Production and one deployment slot of a function app as a `DeliveryTarget`.
 
     Args:
@@ -95,19 +96,9 @@ class AzureSlotsTarget:
 
     # -- HTTP ------------------------------------------------------------------------------
 
-    @property
-    def session(self) -> Any:
-        if self._session is None:
-            import requests
-
-            self._session = requests.Session()
-        return self._session
-
-    def _bearer(self) -> str:
-        if self.token is None:
-            raise ConfigError("token", "no ARM token given", "pass a bearer token for https://management.azure.com/ "
-                              "(e.g. from azure.identity's DefaultAzureCredential) or a callable returning one")
-        return self.token() if callable(self.token) else self.token
+    def default_token(self) -> str:
+        raise ConfigError("token", "no ARM token given", "pass a bearer token for https://management.azure.com/ "
+                          "(e.g. from azure.identity's DefaultAzureCredential) or a callable returning one")
 
     @property
     def site_path(self) -> str:
@@ -120,24 +111,17 @@ class AzureSlotsTarget:
     def _request(self, method: str, path_or_url: str, **kwargs: Any) -> Any:
         url = path_or_url if path_or_url.startswith("http") else f"{self.api_base}{path_or_url}"
         params = kwargs.pop("params", None) or ({} if "api-version=" in url else {"api-version": self.api_version})
-        response = self.session.request(method, url, params=params, timeout=30,
-                                        headers={"Authorization": f"Bearer {self._bearer()}"}, **kwargs)
-        if response.status_code < 300:
-            return response
-        try:
-            error = response.json().get("error", {})
-        except ValueError:
-            error = {}
-        message = error.get("message") or response.text[:300]
-        code = error.get("code")
-        if response.status_code == 404:
-            raise AzureNotFoundError(f"{path_or_url} does not exist ({code}: {message}). Fix: create the function app "
-                                     f"and its {self.slot!r} slot first (terraform module azure_function) or correct "
-                                     "the subscription, resource group, app and slot names.")
-        if response.status_code in (401, 403):
-            raise AzureSlotsError(f"ARM refused {method} {path_or_url} ({response.status_code} {code}: {message}). "
-                                  "Fix: give the caller the Website Contributor role on the function app.")
-        raise AzureSlotsError(f"ARM answered {response.status_code} to {method} {path_or_url}: {code}: {message}")
+        return self.send(method, url, lambda e: self._error(method, path_or_url, e), params=params, **kwargs)
+
+    def _error(self, method: str, path_or_url: str, error: ApiError) -> AzureSlotsError:
+        if error.status == 404:
+            return AzureNotFoundError(f"{path_or_url} does not exist ({error.code}: {error.message}). Fix: create the "
+                                      f"function app and its {self.slot!r} slot first (terraform module "
+                                      "azure_function) or correct the subscription, resource group, app and slot names.")
+        if error.status in (401, 403):
+            return AzureSlotsError(f"ARM refused {method} {path_or_url} ({error.status} {error.code}: {error.message}). "
+                                   "Fix: give the caller the Website Contributor role on the function app.")
+        return AzureSlotsError(f"ARM answered {error.status} to {method} {path_or_url}: {error.code}: {error.message}")
 
     def _settings(self, slot: str | None) -> dict[str, str]:
         return self._request("POST", f"{self._slot_path(slot)}/config/appsettings/list").json().get("properties") or {}

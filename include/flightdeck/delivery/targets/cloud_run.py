@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from flightdeck.delivery.targets.base import TrafficState
+from flightdeck.delivery.targets.rest import ApiError, BearerRest
 from flightdeck.errors import ConfigError, FlightdeckError
 
 API_BASE = "https://run.googleapis.com"
@@ -59,7 +60,7 @@ def _whole_percent(percent: float) -> int:
     return int(percent)
 
 
-class CloudRunTarget:
+class CloudRunTarget(BearerRest):
     """Two revisions of a Cloud Run service as a `DeliveryTarget`.
 
     Args:
@@ -112,53 +113,39 @@ class CloudRunTarget:
 
     # -- HTTP ------------------------------------------------------------------------------
 
-    @property
-    def session(self) -> Any:
-        if self._session is None:
-            import requests
-
-            self._session = requests.Session()
-        return self._session
-
-    def _bearer(self) -> str:
-        token = self.token
-        if token is None:
-            try:
-                import google.auth
-                import google.auth.transport.requests
-            except ImportError:  # pragma: no cover - google-auth is in the lock
-                raise ConfigError("token", "no token given and google-auth is not installed",
-                                  "pass an access token or install google-auth") from None
-            credentials, _ = google.auth.default(scopes=[SCOPE])
-            credentials.refresh(google.auth.transport.requests.Request())
-            return credentials.token
-        return token() if callable(token) else token
+    def default_token(self) -> str:
+        """google-auth's application default credentials, refreshed."""
+        try:
+            import google.auth
+            import google.auth.transport.requests
+        except ImportError:  # pragma: no cover - google-auth is in the lock
+            raise ConfigError("token", "no token given and google-auth is not installed",
+                              "pass an access token or install google-auth") from None
+        credentials, _ = google.auth.default(scopes=[SCOPE])
+        credentials.refresh(google.auth.transport.requests.Request())
+        return credentials.token
 
     @property
     def service_path(self) -> str:
         return f"projects/{self.project}/locations/{self.location}/services/{self.service}"
 
     def _call(self, method: str, path: str, **kwargs: Any) -> dict:
-        response = self.session.request(method, f"{self.api_base}/v2/{path}", timeout=30,
-                                        headers={"Authorization": f"Bearer {self._bearer()}"}, **kwargs)
-        if response.status_code < 300:
-            return response.json()
-        try:
-            error = response.json().get("error", {})
-        except ValueError:
-            error = {}
-        message = error.get("message") or response.text[:300]
-        if response.status_code == 404:
-            raise CloudRunNotFoundError(f"{path} does not exist ({message}). Fix: deploy the function / service first "
-                                        "(terraform module cloud_function) or correct project, location and service.")
-        if response.status_code in (409, 412):
-            raise CloudRunConflictError(f"{self.service_path} changed while this rollout was updating it ({message}). "
-                                        "Fix: make sure one rollout at a time owns the service, then retry the task.")
-        if response.status_code in (401, 403):
-            raise CloudRunTargetError(f"Cloud Run refused {method} {path} ({response.status_code}: {message}). Fix: "
-                                      "grant the caller roles/run.developer on the service (and "
-                                      "roles/iam.serviceAccountUser on its runtime service account).")
-        raise CloudRunTargetError(f"Cloud Run answered {response.status_code} to {method} {path}: {message}")
+        return self.send(method, f"{self.api_base}/v2/{path}", lambda e: self._error(method, path, e), **kwargs).json()
+
+    def _error(self, method: str, path: str, error: ApiError) -> CloudRunTargetError:
+        if error.status == 404:
+            return CloudRunNotFoundError(f"{path} does not exist ({error.message}). Fix: deploy the function / service "
+                                         "first (terraform module cloud_function) or correct project, location and "
+                                         "service.")
+        if error.status in (409, 412):
+            return CloudRunConflictError(f"{self.service_path} changed while this rollout was updating it "
+                                         f"({error.message}). Fix: make sure one rollout at a time owns the service, "
+                                         "then retry the task.")
+        if error.status in (401, 403):
+            return CloudRunTargetError(f"Cloud Run refused {method} {path} ({error.status}: {error.message}). Fix: "
+                                       "grant the caller roles/run.developer on the service (and "
+                                       "roles/iam.serviceAccountUser on its runtime service account).")
+        return CloudRunTargetError(f"Cloud Run answered {error.status} to {method} {path}: {error.message}")
 
     def _get_service(self) -> dict:
         return self._call("GET", self.service_path)
