@@ -155,3 +155,23 @@ def test_dag_files_are_wiring_only(path):
     assert any(getattr(n.func, "id", None) == "chain" for n in ast.walk(tree) if isinstance(n, ast.Call)), \
         f"{path.name} has no chain(...)"
     assert not problems, f"{path.name}: " + "; ".join(problems)
+
+
+RELEASE_DAGS = ("edge_export", "serverless_package", "promote_canary", "promote_blue_green")
+
+
+def _scheduled_on(dag) -> list[str] | None:
+    condition = getattr(dag.timetable, "asset_condition", None)
+    return sorted(asset.name for asset in condition.objects) if condition is not None else None
+
+
+def test_the_pipeline_links_are_asset_schedules_of_their_own(dagbag):
+    """train_register listens to retrain requests (and the stream drift alerts only while a
+    pipeline file turns that link on: tests/integration/pipeline); each release DAG listens to
+    the registrations meant for it alone, so a link that is off starts nothing."""
+    assert "flightdeck_retrain_requests" in _scheduled_on(dagbag.dags["train_register"])
+    for dag_id in RELEASE_DAGS:
+        assert _scheduled_on(dagbag.dags[dag_id]) == [f"flightdeck_registered_{dag_id}"]
+    assert _scheduled_on(dagbag.dags["batch_score"]) is None  # still its nightly timetable
+    assert "request_retrain" in dagbag.dags["batch_score"].task_ids
+    assert "request_releases" in dagbag.dags["train_register"].task_ids
