@@ -42,18 +42,25 @@ class RedisStreamSource:
 
     def poll(self, max_records: int, timeout_s: float) -> list[Record]:
         block = max(int(timeout_s * 1000), 1) if timeout_s > 0 else None
-        answer = self._reader.xread({self.stream: self._last}, count=max_records, block=block)
+        return self.take(self._reader.xread({self.stream: self._last}, count=max_records, block=block))
+
+    def read_command(self, max_records: int) -> tuple:
+        """The XREAD of `poll(max_records, 0)` as a command to send along another one
+        (`RedisSink.send_commit`); its reply goes to `take`."""
+        return ("XREAD", "COUNT", max_records, "STREAMS", self.stream, self._last)
+
+    def take(self, answer) -> list[Record]:
+        """The records of an XREAD reply (as the server sent it), continuing after them."""
         if not answer:
             return []
         # RESP2: [[stream, entries]]; RESP3: {stream: entries}. An entry is [id, [field, value, ...]].
         entries = answer[0][1] if isinstance(answer, list) else next(iter(answer.values()))
-        field, make = self.field, Record
+        field, make, cls = self.field, tuple.__new__, Record  # a Record without NamedTuple's __new__ in Python
         records = []
         for entry_id, fields in entries:
-            offset = entry_id.decode()
+            millis, _, _ = entry_id.partition(b"-")  # an entry id starts with the ms at which Redis appended it
             value = fields[1] if fields[0] == field else _field(fields, field)
-            # An entry id starts with the milliseconds at which Redis appended it.
-            records.append(make(offset, value, int(offset[:offset.index("-")]) / 1000))
+            records.append(make(cls, (entry_id.decode(), value, int(millis) / 1000)))
         self._last = records[-1].offset
         self._read += len(records)
         return records
@@ -137,6 +144,7 @@ class RedisSink:
         self._entities = f"{state_prefix}:entities"
         self.windows_key = f"{state_prefix}:windows"
         self._script = client.register_script(_COMMIT)
+        self._script_loaded = False
         self._stored = b""  # the checkpoint as last loaded or written: what a commit expects to find
 
     def load(self) -> Checkpoint:
@@ -160,6 +168,42 @@ class RedisSink:
         return {k.decode(): json.loads(v) for k, v in self.client.hgetall(self._entities).items()}
 
     def commit(self, batch: CommitBatch) -> None:
+        keys, args, checkpoint = self._commit_arguments(batch)
+        try:
+            self._script(keys=keys, args=args)
+        except redis.ResponseError as exc:
+            self._raise_fenced(exc)
+            raise
+        self._stored = checkpoint
+
+    def send_commit(self, batch: CommitBatch, source: RedisStreamSource | None = None, read: int = 0) -> SentCommit:
+        """Send the batch's commit and, with a `source` on the same client, the read of up to `read`
+        records after it, in one write, without waiting for the replies: Redis applies the commit
+        and prepares the next records while the caller works on. `result()` of the answer waits for
+        both and returns the records read, or raises FencedError as `commit` does (then nothing was
+        written and the records read are dropped: the caller re-reads from the stored position).
+        One commit at a time: call `result()` before sending another."""
+        keys, args, checkpoint = self._commit_arguments(batch)
+        if not self._script_loaded:  # EVALSHA needs the script in the server's cache
+            self._script.sha = self.client.script_load(_COMMIT)
+            self._script_loaded = True
+        joined = (source is not None and read > 0 and isinstance(source, RedisStreamSource)
+                  and source.client.connection_pool is self.client.connection_pool)
+        commands = [("EVALSHA", self._script.sha, len(keys), *keys, *args)]
+        if joined:
+            commands.append(source.read_command(read))
+        pool = self.client.connection_pool
+        connection = pool.get_connection()
+        try:
+            connection.send_packed_command(connection.pack_commands(commands))
+        except BaseException:
+            pool.release(connection)
+            raise
+        return SentCommit(self, batch, checkpoint, pool, connection, source if joined else None,
+                          source, read)
+
+    def _commit_arguments(self, batch: CommitBatch) -> tuple[list, list, bytes]:
+        """The commit script's keys and arguments, and the checkpoint it stores."""
         # One Lua call instead of a MULTI/EXEC of one XADD per result: equally atomic (Redis
         # runs a script alone and all of it), and one reply instead of thousands (3x faster).
         # orjson: the results, entity states and the checkpoint (with the window state) of a batch
@@ -177,17 +221,14 @@ class RedisSink:
         windows = [x for key, r in latest.items() for x in (key, dumps(r))]
         alerts = [dumps(a) for a in batch.alerts] if self.alerts else []
         counts = [len(results), len(dead), len(entities), len(windows), len(alerts)]
-        try:
-            self._script(keys=[self.output, self.dead, self._entities, self.windows_key, self._checkpoint,
-                               self.alerts or self.output],
-                         args=[*counts, checkpoint, self._stored, b"\0".join(results), b"\0".join(entities),
-                               *[x for pair in zip(dead, reasons, strict=True) for x in pair],
-                               *windows, *alerts])
-        except redis.ResponseError as exc:
-            if str(exc).startswith("FENCED"):
-                raise FencedError(self._checkpoint.removesuffix(":checkpoint")) from None
-            raise
-        self._stored = checkpoint
+        keys = [self.output, self.dead, self._entities, self.windows_key, self._checkpoint, self.alerts or self.output]
+        args = [*counts, checkpoint, self._stored, b"\0".join(results), b"\0".join(entities),
+                *[x for pair in zip(dead, reasons, strict=True) for x in pair], *windows, *alerts]
+        return keys, args, checkpoint
+
+    def _raise_fenced(self, exc: redis.ResponseError) -> None:
+        if str(exc).startswith("FENCED"):
+            raise FencedError(self._checkpoint.removesuffix(":checkpoint")) from None
 
     def window_records(self) -> list[dict]:
         """Every window record written so far."""
@@ -195,3 +236,47 @@ class RedisSink:
 
     def close(self) -> None:
         pass
+
+
+class SentCommit:
+    """A commit `RedisSink.send_commit` sent (with, perhaps, the read after it), its replies not yet read."""
+
+    def __init__(self, sink: RedisSink, batch: CommitBatch, checkpoint: bytes, pool, connection,
+                 joined: RedisStreamSource | None, source, read: int) -> None:
+        self._sink, self._batch, self._checkpoint = sink, batch, checkpoint
+        self._pool, self._connection, self._joined, self._source, self._read = pool, connection, joined, source, read
+
+    def result(self) -> list:
+        """Wait for the replies: the records read after the commit; FencedError when it was fenced."""
+        connection, self._connection = self._connection, None
+        if connection is None:
+            raise RuntimeError("the replies of this commit were already read")
+        error, answer = None, None
+        try:
+            try:
+                connection.read_response()
+            except redis.ResponseError as exc:  # the read after it ran all the same: its reply comes next
+                error = exc
+            if self._joined is not None:
+                answer = connection.read_response()
+        finally:
+            self._pool.release(connection)
+        if error is not None:
+            self._sink._raise_fenced(error)
+            if not isinstance(error, redis.exceptions.NoScriptError):
+                raise error
+            # The server lost its script cache (a restart): nothing was written; commit the usual way.
+            self._sink._script_loaded = False
+            self._sink.commit(self._batch)
+            return self._source.poll(self._read, 0) if self._source is not None and self._read > 0 else []
+        self._sink._stored = self._checkpoint
+        if self._joined is not None:
+            return self._joined.take(answer)
+        return self._source.poll(self._read, 0) if self._source is not None and self._read > 0 else []
+
+    def close(self) -> None:
+        """Give the connection back unread (the scorer stops without settling): it is reconnected."""
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            connection.disconnect()
+            self._pool.release(connection)

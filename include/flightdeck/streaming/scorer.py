@@ -8,6 +8,7 @@ loses at most an uncommitted batch, which is re-read from the stored position on
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 import threading
@@ -15,6 +16,8 @@ import time
 from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from operator import itemgetter
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -32,6 +35,9 @@ from flightdeck.streaming.feature_drift import ALERT_KINDS, FeatureReference, dr
 from flightdeck.streaming.metrics import StreamMetrics, observe_many
 from flightdeck.streaming.models import ModelRouter
 from flightdeck.streaming.windows import Windows
+
+if TYPE_CHECKING:
+    from flightdeck.streaming.redis_streams import SentCommit
 
 log = logging.getLogger(__name__)
 
@@ -57,9 +63,9 @@ class ScorerConfig:
 
 @dataclass
 class _Pending:
-    """A batch whose commit is in flight on the commit thread."""
+    """A batch whose commit is in flight: sent (`RedisSink.send_commit`) or on the commit thread."""
 
-    future: Future
+    future: Future | SentCommit  # result(): the records read after the commit
     batch: CommitBatch
     records: list[Record]
     started: float
@@ -118,16 +124,33 @@ class StreamScorer:
     def run(self, max_records: int | None = None, idle_stop_s: float | None = None) -> RunStats:
         """Process until stopped, `max_records` processed, or no record for `idle_stop_s`.
 
-        With a sink that allows it (`overlapping_commits`, the Redis sink), a batch's commit runs on a
-        second thread while the next batch is polled and processed: Redis applies one script while
-        Python parses and scores. At most one commit is in flight, and the next one is sent only once
-        it has succeeded, so a crash still loses at most uncommitted work. If it was fenced, the
-        batch processed meanwhile is dropped and the scorer re-reads from the stored position."""
+        With a sink that allows it, a batch's commit is in flight while the next batch is processed,
+        and the batch after that is read behind the commit: Redis applies one script and prepares the
+        next records while Python parses and scores. The Redis sink sends the commit and the read in
+        one write and the scorer reads both replies once the next batch is processed (`send_commit`,
+        no thread); another sink with `overlapping_commits` commits and reads on a second thread. At
+        most one commit is in flight, and the next one is sent only once it has succeeded, so a crash
+        still loses at most uncommitted work. If it was fenced (or refused), nothing read after it is
+        used: the batch processed meanwhile is dropped and the scorer re-reads from the stored
+        position (or splits the refused batch and commits the one processed meanwhile alone)."""
         self.start()
+        # What is loaded by now (libraries, model sessions, references, the entity cache) lives as long
+        # as the run: kept out of the collector's full passes, which otherwise walk all of it each time
+        # the new objects have grown by a quarter of it (a pause of 0.1-0.5 s); back at the end, unless
+        # the process had frozen objects itself (as the gateway does).
+        thaw = gc.get_freeze_count() == 0
+        gc.freeze()
         stats = RunStats()
         idle_since = time.monotonic()
-        overlap = bool(getattr(getattr(self.backend, "sink", None), "overlapping_commits", False))
-        pool = ThreadPoolExecutor(1, thread_name_prefix="stream-commit") if overlap else None
+        sink = getattr(self.backend, "sink", None)
+        send = getattr(sink, "send_commit", None)  # the commit sent, its reply read later (no thread)
+        if callable(send):
+            source = getattr(self.backend, "source", None)
+            pool = None
+        elif getattr(sink, "overlapping_commits", False):
+            pool = ThreadPoolExecutor(1, thread_name_prefix="stream-commit")
+        else:
+            pool = send = None
         pending: _Pending | None = None
         records: list[Record] = []  # read, not yet processed
 
@@ -141,8 +164,9 @@ class StreamScorer:
             while not self.stop_event.is_set():
                 if not records:
                     if pending is not None:  # nothing read to overlap with: settle it first
-                        self._settle(pending, stats)
+                        _, records = self._settle(pending, stats)
                         pending = None
+                        continue
                     if room() <= 0:
                         break
                     records = self.backend.poll(room(), self.config.poll_timeout_s)
@@ -153,7 +177,7 @@ class StreamScorer:
                         continue
                 idle_since = started = time.monotonic()
                 self._refresh_models()
-                if pool is None:
+                if pool is None and send is None:
                     try:
                         batch = self._commit(records)
                     except FencedError as exc:
@@ -164,53 +188,71 @@ class StreamScorer:
                     records = []
                     continue
                 batch = self.process(records)  # on top of the state the batch in flight leaves
+                done, records = records, []
                 if pending is not None:
-                    outcome = self._settle(pending, stats)
+                    outcome, records = self._settle(pending, stats)  # and what it read after its commit
                     pending = None
                     if outcome == "fenced":  # this batch was processed on state that is not stored
-                        records = []
                         continue
                     if outcome == "redone":  # the one in flight was split: this one goes the same way
-                        self._count(stats, self._commit(records), records, started)
-                        records = []
+                        self._count(stats, self._commit(done), done, started)
                         continue
-                done, records = records, []
-                # Read the next batch while Redis is idle (without waiting), then hand it this batch:
-                # it applies the commit while Python processes the next one.
-                if room(len(done)) > 0 and not self.stop_event.is_set():
+                if not records and room(len(done)) > 0 and not self.stop_event.is_set():
+                    # Nothing read ahead (the first batch, or the stream was drained): read the next batch
+                    # now, while Redis is idle, without waiting.
                     records = self.backend.poll(room(len(done)), 0)
-                pending = _Pending(pool.submit(self.backend.commit, batch), batch, done, started)
+                # Send this batch's commit and the read of the one after the next (or hand both to the
+                # commit thread); meanwhile Python processes the next batch.
+                ahead = room(len(done)) if not self.stop_event.is_set() else 0
+                sent = (send(batch, source, ahead) if send is not None
+                        else pool.submit(self._commit_and_read, batch, ahead))
+                pending = _Pending(sent, batch, done, started)
                 self._in_flight = batch.entities
                 self._checkpoint = batch.checkpoint  # the next batch continues from it
             if pending is not None:
                 self._settle(pending, stats)
+                pending = None
         finally:
             if pool is not None:
                 pool.shutdown(wait=True)
+            elif pending is not None:  # stopped by an error with a commit's replies unread
+                pending.future.close()
+            if thaw:
+                gc.unfreeze()
         self.backend.close()
         return stats
 
-    def _settle(self, pending: _Pending, stats: RunStats) -> str:
-        """Wait for the commit in flight: "ok"; "fenced" (the scorer has re-read the stored position);
-        or "redone" when the sink refused the batch's content and it was committed again in parts."""
+    def _commit_and_read(self, batch: CommitBatch, ahead: int) -> list[Record]:
+        """On the commit thread: commit `batch`, then read up to `ahead` records without waiting (none
+        when the commit failed, or the scorer is stopping). The source is only ever polled by one
+        thread at a time: the scorer waits for this before it polls or seeks again."""
+        self.backend.commit(batch)
+        if ahead <= 0 or self.stop_event.is_set():
+            return []
+        return self.backend.poll(ahead, 0)
+
+    def _settle(self, pending: _Pending, stats: RunStats) -> tuple[str, list[Record]]:
+        """Wait for the commit in flight: "ok" with the records read after it; "fenced" (the scorer has
+        re-read the stored position); or "redone" when the sink refused the batch's content and it was
+        committed again in parts. Only "ok" reads ahead."""
         try:
-            pending.future.result()
+            ahead = pending.future.result()
         except FencedError as exc:
             log.warning("%s", exc)
             self.start()
-            return "fenced"
+            return "fenced", []
         except SinkRejectedError:
             # Back to the last stored checkpoint (windows, entity cache) and split that batch.
             self._in_flight = {}  # its states were never stored
             self._checkpoint = self._confirmed
             self._rewind()
             self._count(stats, self._commit(pending.records), pending.records, pending.started)
-            return "redone"
+            return "redone", []
         finally:
             self._in_flight = {}
         self._confirmed = pending.batch.checkpoint
         self._count(stats, pending.batch, pending.records, pending.started)
-        return "ok"
+        return "ok", ahead
 
     def _count(self, stats: RunStats, batch: CommitBatch, records: list[Record], started: float) -> None:
         """Account a committed batch in the run's stats and the metrics."""
@@ -270,8 +312,11 @@ class StreamScorer:
         events, dead = parse_batch(records)
         events, variants, scores = self._score(events, dead)
         now = time.time()
-        appended = {r.offset: r.timestamp for r in records}
-        arrivals = [appended[o] if appended[o] is not None else now for o in events.offsets]
+        if len(events) == len(records):  # every record scored: the events are the records, in order
+            arrivals = [now if r.timestamp is None else r.timestamp for r in records]
+        else:
+            appended = {r.offset: r.timestamp for r in records}
+            arrivals = [appended[o] if appended[o] is not None else now for o in events.offsets]
         versions_of = {v: self.models.model(v).model.version for v in set(variants)}
         versions = [versions_of[v] for v in variants]
         states = self._entity_states(events.entity_ids)
@@ -306,31 +351,26 @@ class StreamScorer:
             closed = w.close_ready()
             window_records.extend(closed)
             alerts.extend(a for r in closed if (a := drift_alert(r, self.config.drift_alert_psi)) is not None)
-        for entity, state in changed.items():
-            self._remember(entity, state)
+        self._remember(changed)
         return CommitBatch(results, dead, changed, window_records, self._next_checkpoint(records), alerts)
 
     def _feature_buckets(self, events: EventBatch, variants: list[str]) -> tuple[np.ndarray | None, np.ndarray | None]:
         """Each event's feature buckets on its model version's reference (one block, found once per
         batch and variant) and which events have them (a version without a reference has none)."""
-        groups: dict[str, list[int]] = {}
-        for i, variant in enumerate(variants):
-            groups.setdefault(variant, []).append(i)
+        groups = _positions(variants)
         buckets = has = None
         for variant, positions in groups.items():
             loaded = self.models.model(variant)
             if loaded.reference is None:
                 continue
             self.feature_references[loaded.model.version] = loaded.reference
+            if len(positions) == len(variants):  # the only variant
+                return loaded.reference.bucket_columns(events.columns), np.ones(len(variants), dtype=bool)
             if buckets is None:
                 buckets = np.zeros((len(variants), len(loaded.reference.names)), dtype=np.int64)
                 has = np.zeros(len(variants), dtype=bool)
-            if len(positions) == len(variants):
-                buckets[:] = loaded.reference.bucket_columns(events.columns)
-                has[:] = True
-            else:
-                buckets[positions] = loaded.reference.bucket_columns(events.take(positions).columns)
-                has[positions] = True
+            buckets[positions] = loaded.reference.bucket_columns(events.take(positions).columns)
+            has[positions] = True
         return buckets, has
 
     def _score(self, events: EventBatch, dead: list[DeadLetter]) -> tuple[EventBatch, list[str], np.ndarray]:
@@ -343,9 +383,7 @@ class StreamScorer:
             variants = [next(iter(only))] * len(events)
         else:
             variants = [self.models.variant_for(entity) for entity in events.entity_ids]
-        groups: dict[str, list[int]] = {}
-        for i, variant in enumerate(variants):
-            groups.setdefault(variant, []).append(i)
+        groups = _positions(variants)
         scores = np.full(len(events), np.nan)
         refused_at: list[int] = []
         for variant, positions in groups.items():
@@ -401,11 +439,17 @@ class StreamScorer:
             states.update(self.backend.entities(missing))
         return states
 
-    def _remember(self, entity: str, state: dict) -> None:
-        self._entities[entity] = state
-        self._entities.move_to_end(entity)
-        while len(self._entities) > self.config.entity_cache:
-            self._entities.popitem(last=False)
+    def _remember(self, states: dict[str, dict]) -> None:
+        """Put the states in the cache as the most recently used, then evict the least recently used
+        beyond `entity_cache`."""
+        cache = self._entities
+        move = cache.move_to_end
+        for entity, state in states.items():
+            cache[entity] = state
+            move(entity)
+        if len(cache) > self.config.entity_cache:
+            for _ in range(len(cache) - self.config.entity_cache):
+                cache.popitem(last=False)
             self._complete = False  # an evicted state is only in the sink now
 
     # -- metrics -----------------------------------------------------------------------------
@@ -425,8 +469,10 @@ class StreamScorer:
         for kind in ALERT_KINDS:  # every kind's series exists from the first batch, at zero
             m.drift_alerts.labels(label, kind).inc(sum(a.get("alert") == kind for a in batch.alerts))
         m.throughput.labels(label).set(len(records) / seconds if seconds > 0 else 0.0)
-        observe_many(m.latency.labels(label),
-                     [max(done - r.timestamp, 0.0) for r in records if r.timestamp is not None])
+        stamps = list(map(_timestamp, records))
+        if None in stamps:
+            stamps = [t for t in stamps if t is not None]
+        observe_many(m.latency.labels(label), np.maximum(done - np.array(stamps, dtype=np.float64), 0.0))
         self._report_lag()
 
     def _report_lag(self) -> None:
@@ -437,3 +483,16 @@ class StreamScorer:
         lag = self.backend.lag()
         if lag is not None:
             self.metrics.lag.labels(self.config.endpoint).set(lag)
+
+
+_timestamp = itemgetter(2)  # a Record's append time
+
+
+def _positions(variants: list[str]) -> dict[str, list[int]]:
+    """Each variant's positions in `variants`, in order (one list per variant)."""
+    if variants and variants.count(variants[0]) == len(variants):
+        return {variants[0]: list(range(len(variants)))}
+    groups: dict[str, list[int]] = {}
+    for i, variant in enumerate(variants):
+        groups.setdefault(variant, []).append(i)
+    return groups

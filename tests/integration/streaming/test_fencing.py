@@ -67,3 +67,39 @@ def test_two_scorers_racing_on_one_consumer_give_each_event_one_result(redis_pre
     assert len(ids) == n and len(set(ids)) == n
     stored = json.loads(redis.Redis.from_url(REDIS_URL).get(f"{redis_prefix}:state:checkpoint"))
     assert stored["processed"] == n
+
+
+def test_a_fenced_sent_commit_writes_nothing_and_hands_over_none_of_the_records_read_after_it(
+        redis_prefix, base_events, model_file):
+    publish(redis_prefix, events(base_events, 1500))
+    model = model_file.read_bytes()
+    a, b = _scorer(redis_prefix, model), _scorer(redis_prefix, model)
+    a.run(max_records=500)
+    b.start()
+    stale = b.process(b.backend.poll(250, 0.1))
+    position = b.backend.source._last
+    a.stop_event.clear()
+    a.run(max_records=500)
+    sent = b.backend.sink.send_commit(stale, b.backend.source, 250)  # the commit, then the read after it
+    with pytest.raises(FencedError):
+        sent.result()
+    assert b.backend.source._last == position  # the read ran on the server, but its records were dropped
+    assert len(_result_ids(redis_prefix)) == 1000
+    assert b.run(idle_stop_s=0.3).records == 500  # the connection went back to the pool in a usable state
+    ids = _result_ids(redis_prefix)
+    assert len(ids) == 1500 and len(set(ids)) == 1500
+
+
+def test_a_sent_commit_the_server_has_no_script_for_is_committed_the_usual_way(redis_prefix, base_events, model_file):
+    publish(redis_prefix, events(base_events, 750))
+    scorer = _scorer(redis_prefix, model_file.read_bytes())
+    scorer.start()
+    sink, source = scorer.backend.sink, scorer.backend.source
+    first = source.poll(250, 0.1)
+    assert sink.send_commit(scorer.process(first), source, 0).result() == []  # nothing asked to read after it
+    batch = scorer.process(source.poll(250, 0))
+    sink._script.sha = "0" * 40  # as after a server restart: EVALSHA answers NOSCRIPT and writes nothing
+    ahead = sink.send_commit(batch, source, 250).result()
+    ids = [i.decode() for i, _ in redis.Redis.from_url(REDIS_URL).xrange(f"{redis_prefix}:in")]
+    assert [r.offset for r in ahead] == ids[500:750] and source._last == ids[749]
+    assert len(_result_ids(redis_prefix)) == 500 and sink.load().position == ids[499]

@@ -249,3 +249,27 @@ def test_a_refused_batch_in_flight_is_split_and_the_batch_read_meanwhile_still_c
     windows = {(w["start"], w["model_version"]): w for b in memory.batches for w in b.window_records}
     assert sum(w["count"] for w in windows.values()) + sum(
         a.count for a in scorer.windows[0]._open.values()) == 399
+
+
+def test_a_run_keeps_what_was_loaded_out_of_full_collections_and_gives_it_back_after(model_file_bytes):
+    import gc
+
+    rows = _reference_rows()[1]
+    records = [Record(f"{i}-0", _dumps({"customer_id": f"c{i % 7}", "event_time": 1_700_000_000 + i,
+                                        "event_id": f"e{i}", **rows[i % len(rows)]}), 1_700_000_000.0 + i)
+               for i in range(300)]
+    memory = _RefusingMemory(records)
+    frozen_during = []
+    commit = memory.commit
+    memory.commit = lambda batch: (frozen_during.append(gc.get_freeze_count()), commit(batch))
+    scorer = StreamScorer(Backend(memory, memory), ModelRouter(StaticModel(model_file_bytes, "1"), "m"),
+                          [Windows("tumbling", 60)], ScorerConfig(batch_size=100, poll_timeout_s=0))
+    gc.unfreeze()  # nothing frozen before the run
+    assert scorer.run(idle_stop_s=0).records == 300
+    assert len(frozen_during) == 3 and min(frozen_during) > 1000 and gc.get_freeze_count() == 0
+    gc.freeze()  # a process that froze its own objects (as the gateway does) keeps them frozen
+    try:
+        scorer.run(idle_stop_s=0)
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()

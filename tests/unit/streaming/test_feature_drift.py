@@ -16,6 +16,7 @@ from flightdeck.errors import ConfigError
 from flightdeck.streaming.broker import Backend, Checkpoint, CommitBatch
 from flightdeck.streaming.drift import investigate, parse_alert, summary
 from flightdeck.streaming.events import Record
+from flightdeck.streaming.feature_drift import FeatureReference, drift_alert
 from flightdeck.streaming.models import ModelRouter, StaticModel
 from flightdeck.streaming.scorer import ScorerConfig, StreamScorer
 from flightdeck.streaming.windows import Windows
@@ -143,8 +144,6 @@ def test_the_window_psi_of_each_feature_is_batch_monitorings_psi_of_the_same_row
 
 
 def test_window_state_keeps_the_feature_counts_across_a_restart():
-    from flightdeck.streaming.feature_drift import FeatureReference
-
     reference = FeatureReference(_profile())
     rows = _rows(400)
     buckets = reference.bucket_rows(rows)
@@ -191,8 +190,6 @@ def test_a_version_without_a_reference_profile_alerts_on_the_score_only(caplog):
 
 
 def test_a_malformed_reference_profile_is_refused_naming_the_problem():
-    from flightdeck.streaming.feature_drift import FeatureReference
-
     broken = json.loads(json.dumps(_profile()))
     del broken["features"]["age"]
     with pytest.raises(ConfigError, match="lacks features age"):
@@ -236,3 +233,27 @@ def test_the_reference_profile_option_goes_with_model_file_and_must_be_a_profile
         model_router(StreamOptions(model_file=model, reference_profile=bad))
     with pytest.raises(ConfigError, match="without --model-file"):
         model_router(StreamOptions(reference_profile=good))
+
+
+def test_window_feature_psi_is_each_features_psi_rounded_to_six_decimals():
+    import numpy as np
+
+    from flightdeck.stats import psi
+
+    reference = FeatureReference(_profile())
+    counts = np.random.default_rng(3).integers(0, 40, size=(25, reference.size))
+    got = reference.feature_psi_many(counts)
+    for row, window in zip(counts, got, strict=True):
+        for k, name in enumerate(reference.names):
+            share = reference._expected[k][:reference.sizes[k]]
+            part = row[reference.offsets[k]:reference.offsets[k] + reference.sizes[k]]
+            assert window[name] == round(float(psi(share, part)), 6), name
+
+
+def test_a_drift_alert_names_the_features_over_the_threshold_largest_first_and_ties_by_name():
+    record = {"score_psi": 0.01, "feature_psi": {"b": 0.5, "a": 0.5, "c": 0.9, "d": 0.1, "e": float("nan")}}
+    assert drift_alert(record, 0.2)["drifted_features"] == ["c", "a", "b"]
+    assert drift_alert(record, 0.2)["alert"] == "feature_drift"
+    assert drift_alert(record, 0.95) is None and drift_alert({**record, "score_psi": 0.96}, 0.95) == {
+        "alert": "score_drift", **record, "score_psi": 0.96, "drifted_features": []}
+    assert drift_alert({"score_psi": None, "feature_psi": None}, 0.2) is None
