@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 import yaml
@@ -165,6 +165,7 @@ def test_a_drifted_day_retrains_registers_and_parks_a_promotion_at_its_approval(
         "asset-triggered edge_export, serverless_package and promote_blue_green runs")
     assert all(runs[0]["run_type"] == "asset_triggered" for runs in started.values()), started
     edge_run, lambda_run, promotion_run = (started[dag_id][0]["run_id"] for dag_id in RELEASES)
+    parked_since = None
     try:
         # The promotion of version 2 over the champion parks at its human approval.
         def parked():
@@ -173,18 +174,19 @@ def test_a_drifted_day_retrains_registers_and_parks_a_promotion_at_its_approval(
             return api.pending_approval("promote_blue_green", promotion_run) if states.get("approve") == \
                 "awaiting_input" else None
         approval = eventually(parked, 300, 2, "the promotion's approval")
+        parked_since = datetime.now(UTC)
         assert "v2 over v1" in approval["body"], approval["body"][:500]
         rollout = api.xcom("promote_blue_green", promotion_run, "resolve_rollout")
         assert (rollout["plan"]["model_name"], rollout["plan"]["endpoint"]) == (PIPELINE_MODEL, ENDPOINT)
 
         # edge_export and serverless_package resolved the same version from the registration.
         edge = eventually(lambda: api.xcom("edge_export", edge_run, "resolve_export"), 120, 2, "edge_export's resolve")
-        assert (edge["model_name"], edge["version"], edge["publish_format"]) == (PIPELINE_MODEL, "2", "onnx_int8")
+        assert (edge["model_name"], str(edge["version"]), edge["publish_format"]) == (PIPELINE_MODEL, "2", "onnx_int8")
     finally:
         # Nothing left waiting: the approval rejected (the rollback restores route and aliases),
         # the Lambda and edge runs ended.
         if api.pending_approval("promote_blue_green", promotion_run) is not None:
-            api.respond("promote_blue_green", promotion_run, "Reject")
+            api.respond("promote_blue_green", promotion_run, "Reject", parked_since=parked_since)
         for dag_id, run_id in (("serverless_package", lambda_run), ("edge_export", edge_run)):
             if api.run_state(dag_id, run_id) not in FINISHED:
                 api.call("PATCH", api.run_path(dag_id, run_id), json={"state": "failed"})
@@ -203,7 +205,7 @@ def _registry(airflow):
 
 def _versions(airflow) -> list[str]:
     found = _registry(airflow).client.search_model_versions(f"name = '{PIPELINE_MODEL}'")
-    return sorted((v.version for v in found), key=int)
+    return sorted((str(v.version) for v in found), key=int)
 
 
 def _aliases(airflow) -> dict:
