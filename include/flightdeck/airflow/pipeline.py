@@ -113,13 +113,13 @@ def train_values(params: dict | None, dag_run: Any, context: Any = None) -> dict
     from flightdeck.pipeline import conf_from_events
 
     values = {**(params or {}), **((getattr(dag_run, "conf", None) or {}) if dag_run is not None else {})}
-    extras = triggering_extras(context if context is not None else _current_context())
-    requested = conf_from_events(extras.get(RETRAIN_ASSET, []))
+    context = context if context is not None else _current_context()
+    requested = conf_from_events(triggering_extras(context).get(RETRAIN_ASSET, []))
     if requested:
         return {**values, **requested}
-    from flightdeck.airflow.streaming import DRIFT_ALERT_ASSET
+    from flightdeck.airflow.streaming import alerts_from_context
 
-    alerts = [extra["payload"] for extra in extras.get(DRIFT_ALERT_ASSET, []) if "payload" in extra]
+    alerts = alerts_from_context(context)  # a Kinesis event's batch counts as one alert per record
     if alerts:
         return {**values, **_stream_request(alerts[-1])}
     return values

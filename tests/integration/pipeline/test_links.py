@@ -117,6 +117,15 @@ def test_a_stream_alert_retrains_only_a_model_whose_stream_link_is_on(links_on, 
     values = pipeline.train_values({}, None)
     assert (values["model_name"], values["window_end"], values["labels_as_of"]) == ("fraud", "2026-03-18", "2026-03-20")
 
+    # A Kinesis scorer's event carries a batch of records: the newest alert of the batch counts.
+    import base64
+
+    records = [{"ShardId": "s-0", "SequenceNumber": str(n), "Data": base64.b64encode(json.dumps(
+        {"end": end, "model_name": "fraud"}).encode()).decode()} for n, end in ((1, 1_773_000_000.0), (2, 1_774_000_000.0))]
+    monkeypatch.setattr(pipeline, "_current_context", lambda: triggered_by(
+        "flightdeck_stream_drift_alerts", {"payload": {"message_batch": records}}))
+    assert pipeline.train_values({}, None)["labels_as_of"] == "2026-03-20"
+
 
 def test_a_registration_requests_the_configured_releases_with_their_params(links_on):
     events = OutletEventAccessors()
