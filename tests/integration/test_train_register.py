@@ -39,6 +39,7 @@ class Runs:
     rerun: dict
     corrupt: dict
     bad_params: list[dict]
+    missing_window: dict
 
 
 @pytest.fixture(scope="module")
@@ -48,15 +49,17 @@ def runs(sandbox) -> Runs:
     after_first = {"aliases": registry.aliases("flightdeck-classifier") if first.get("state") == "success" else None,
                    "runs": _runs(registry)}
     # In one interpreter a run's Params start from those of the run before (dag.test() merges its
-    # conf into the DAG's), so the order matters: the malformed runs are refused before they
-    # run; the corrupt window runs before any run that sets labels_as_of; the unknown-param run,
-    # which leaves its misspelt key behind, comes last.
+    # conf into the DAG's), so the order matters: the run without a window start comes first,
+    # while the DAG's own defaults hold; the malformed runs are refused before they run; the
+    # corrupt window runs before any run that sets labels_as_of; the unknown-param run, which
+    # leaves its misspelt key behind, comes last.
     outcomes = sandbox.dag_tests(
-        [("train_register", conf, None) for conf, _ in MALFORMED]
+        [("train_register", MISSING_WINDOW, None)]
+        + [("train_register", conf, None) for conf, _ in MALFORMED]
         + [("train_register", {"window_start": "2026-04-01", "window_end": "2026-04-05"}, None),
            ("train_register", WINDOW, None), ("train_register", UNKNOWN_PARAM, None)])
-    *malformed, corrupt, rerun, unknown = outcomes
-    return Runs(sandbox, first, after_first, rerun, corrupt, [*malformed, unknown])
+    missing, *malformed, corrupt, rerun, unknown = outcomes
+    return Runs(sandbox, first, after_first, rerun, corrupt, [*malformed, unknown], missing)
 
 
 def test_first_run_registers_a_champion(runs):
@@ -105,9 +108,12 @@ def test_corrupt_window_fails_validation_and_logs_nothing(runs):
 
 MALFORMED = [
     ({**WINDOW, "margin": -0.5}, "margin"),
-    ({"window_end": "2026-02-10"}, "window_start"),
     ({**WINDOW, "window_end": "last tuesday"}, "window_end"),
 ]
+# The window's ends may be empty in the trigger form (a run started by a retrain request has no
+# conf: its window comes from the request), so a hand-made run without one is stopped by its
+# first task instead, which names the missing Param.
+MISSING_WINDOW = {"window_end": "2026-02-10"}
 UNKNOWN_PARAM = {**WINDOW, "windw_end": "2026-02-11"}
 
 
@@ -122,6 +128,14 @@ def test_malformed_params_are_rejected_before_any_work(bad_params, case):
     outcome = bad_params[case]
     assert outcome.get("rejected") == "ParamValidationError", outcome.get("tasks")
     assert MALFORMED[case][1] in outcome["message"]
+
+
+def test_a_run_by_hand_without_a_window_start_fails_the_first_task_naming_it(runs):
+    outcome = runs.missing_window
+    assert outcome["state"] == "failed", outcome.get("tasks")
+    assert outcome["tasks"]["check_params"] == "failed"
+    assert outcome["tasks"]["validate_training_data"] == "upstream_failed"
+    assert "window_start" in outcome["log"]
 
 
 def test_unknown_param_fails_the_first_task_naming_it(bad_params):

@@ -132,4 +132,5 @@ def monitor(ds: str, model: dict, validation: dict, scoring: dict, airflow_run_i
     summary = f"ds={ds} {model['name']} v{model['version']}: {drift.summary()} {volume.summary()}"
     (log.warning if alert else log.info)("%s Report: %s", summary, report)
     return {"alert": alert, "summary": summary, "report": str(report),
-            "drifted_features": drift.drifted_features, "volume_ratio": volume.ratio}
+            "drifted_features": drift.drifted_features, "score_drifted": drift.score_drifted,
+            "volume_ratio": volume.ratio}
