@@ -127,9 +127,10 @@ class RedisSink:
     or wrote, and writes nothing if they differ (FencedError): a second scorer started with the
     same consumer name cannot make the first one write its batches again.
 
-    `overlapping_commits`: a commit may run on another thread while the source polls and `entities`
-    reads (each call takes its own connection from the client's pool), so the scorer overlaps a
-    batch's commit with the next batch's work. The sink never refuses a batch's content.
+    `send_commit` sends a batch's script (and the read after it) without waiting for the reply, so
+    the scorer overlaps a batch's commit with the next batch's work on one thread. (`overlapping_commits`:
+    `commit` may also run on another thread while the source polls and `entities` reads, each call
+    taking its own connection from the client's pool.) The sink never refuses a batch's content.
 
     Keep stream state on a Redis with `maxmemory-policy noeviction` and AOF persistence (the
     `stream-redis` service in compose): an evicted or lost checkpoint re-scores the whole stream.

@@ -1,9 +1,10 @@
 """The stream scorer: poll a batch, validate, score with the one ONNX function, commit atomically.
 
-The loop is synchronous on purpose: poll at most `batch_size` records → score → commit →
-poll again. Nothing is in flight beyond one batch, so a slow sink or model slows the
-reads (backpressure: unread records wait in the broker, memory stays bounded) and a crash
-loses at most an uncommitted batch, which is re-read from the stored position on restart.
+The loop is simple on purpose: poll at most `batch_size` records → score → commit → poll
+again. At most one commit is in flight (while the next batch is scored) and at most two
+batches are read ahead of it, so a slow sink or model slows the reads (backpressure: unread
+records wait in the broker, memory stays bounded) and a crash loses only uncommitted batches,
+which are re-read from the stored position on restart.
 """
 
 from __future__ import annotations
