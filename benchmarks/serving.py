@@ -5,8 +5,12 @@ Measures, in one run, one server at a time, with the same load generator (wrk, c
 
 * mlflow     - `mlflow models serve --env-manager local --workers N` on the registered model;
 * ceiling    - a bare FastAPI + ONNX Runtime handler of a few lines (benchmarks/serving_ceiling.py)
-               under `uvicorn --workers N`: orjson in and out, one intra-op thread, nothing else;
-* asgi       - the same handler without FastAPI (information: the floor under any framework);
+               under granian (`--workers N`, the HTTP server `flightdeck serve` runs): orjson in
+               and out, one intra-op thread, nothing else;
+* ceiling-uvicorn - the same handler under `uvicorn --workers N` (uvloop, httptools), the server
+               the gateway ran before (information: what the server alone is worth);
+* asgi       - the same handler without FastAPI, under granian (information: the floor under any
+               framework);
 * flightdeck - `flightdeck serve --workers N` with a canary route table (90/10 between two
                versions, 10 % shadow), PostgreSQL route store / stats / prediction log,
                Prometheus metrics, response cache off;
@@ -49,9 +53,9 @@ from flightdeck.devtools.results import write_json
 
 HERE = Path(__file__).resolve().parent
 WRK_SCRIPT = HERE / "wrk" / "post_json.lua"
-BIN = Path(sys.executable).parent  # the virtualenv's bin: mlflow, uvicorn, flightdeck
+BIN = Path(sys.executable).parent  # the virtualenv's bin: mlflow, granian, uvicorn, flightdeck
 
-SERVERS = ("mlflow", "ceiling", "asgi", "flightdeck")
+SERVERS = ("mlflow", "ceiling", "ceiling-uvicorn", "asgi", "flightdeck")
 RUNS = (*SERVERS, "route-change")
 TARGETS = {
     "over_ceiling": (">=", 0.50),
@@ -206,6 +210,45 @@ def percentiles(values: list[float], points: tuple[float, ...] = (50, 90, 99, 99
     return out
 
 
+# Where a sampled stack of a gateway worker goes, checked from the innermost frame outwards
+# (py-spy's collapsed frames read "function (module/file.py:line)"); the first match wins.
+PROFILE_CATEGORIES = (
+    ("ONNX Runtime (live and shadow scoring)", r"Session\.run \("),
+    ("prediction-log writer thread (COPY text, psycopg2)", r"PredictionLogWriter\._run \("),
+    ("background threads (running sums, heartbeat)", r"Gateway\._publish_once|\(concurrent/futures/thread\.py"),
+    ("shadow scoring, outside the model", r"Gateway\.(_drain_shadow|_score_shadows|_score_shadow|_shadow_scored) "),
+    ("recording: running sums", r"RunningStats\.record "),
+    ("recording: prediction-log submit", r"PredictionLogWriter\.submit "),
+    ("recording: Prometheus", r"\(prometheus_client/|\(flightdeck/serving/metrics\.py"),
+    ("recording: row JSON and digest", r"^_row_inputs"),
+    ("recording: shadow enqueue, other", r"Gateway\.(_mirror|_record) "),
+    ("columns to feeds (validation, numpy)", r"InputPlan\.feeds |ServedModel\.feeds "),
+    ("routing policy", r"Router\.choose "),
+    ("request parsing (orjson, dataframe_split)", r"^(parse_json|columns_from_mlflow|_from_split) "),
+    ("answer (orjson, headers, ASGI send)", r"^(json_reply|_send|_answer_headers) "),
+    ("gateway bookkeeping", r"\(flightdeck/serving/gateway\.py"),
+    ("request glue (route match, headers, ids)", r"\(flightdeck/serving/scoring\.py"),
+    ("FastAPI / Starlette", r"\((fastapi|starlette)/"),
+    ("HTTP server and event loop", r"\((uvicorn|granian|asyncio|uvloop)/"),
+)
+
+
+def profile_shares(collapsed: str) -> list[tuple[str, float]]:
+    """(category, share of samples) of py-spy's collapsed stacks ("frame;frame;... count" per
+    line), largest first; a stack no category matches counts as "other"."""
+    patterns = [(name, re.compile(rx)) for name, rx in PROFILE_CATEGORIES]
+    counts: dict[str, int] = {}
+    for line in collapsed.splitlines():
+        stack, _, count = line.rstrip().rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        category = next((name for frame in reversed(stack.split(";")) for name, rx in patterns if rx.search(frame)),
+                        "other")
+        counts[category] = counts.get(category, 0) + int(count)
+    total = sum(counts.values())
+    return sorted(((name, n / total) for name, n in counts.items()), key=lambda item: -item[1]) if total else []
+
+
 def canary_table(model: str, stable: str, canary: str, weights: tuple[float, float] = (90, 10),
                  shadow_percent: float = 10) -> dict:
     """The route table the gateway starts with: a weighted canary plus a shadow."""
@@ -301,6 +344,9 @@ def main(argv: list[str] | None = None) -> dict:
             results["mlflow"] = _measure_mlflow(home, env, model, args, threads)
         if "ceiling" in runs:
             results["ceiling"] = _measure_ceiling(home, env, model, args, threads, "ceiling", "app")
+        if "ceiling-uvicorn" in runs:
+            results["ceiling-uvicorn"] = _measure_ceiling(home, env, model, args, threads, "ceiling-uvicorn", "app",
+                                                          server="uvicorn")
         if "asgi" in runs:
             results["asgi"] = _measure_ceiling(home, env, model, args, threads, "asgi", "asgi_app")
         if "flightdeck" in runs:
@@ -353,6 +399,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
                              "(machine busier than 0.3 cores while our servers idle); 0 turns it off")
     parser.add_argument("--retries", type=int, default=2,
                         help="measure a server again when other work took > 0.25 cores during its run")
+    parser.add_argument("--profile", metavar="PATH",
+                        help="after the gateway's measured run, sample its busiest worker with py-spy under the "
+                             "same load for --duration s; write the collapsed stacks to PATH, print the shares")
     parser.add_argument("--wrk", default=shutil.which("wrk") or "/usr/bin/wrk")
     parser.add_argument("--json", metavar="PATH", help="also write the result, the command and the date as JSON")
     args = parser.parse_args(argv)
@@ -749,12 +798,25 @@ def _mlflow_error(answer: bytes) -> str:
         return answer[:200].decode(errors="replace")
 
 
+def ceiling_command(app: str, server: str, workers: int, port: int) -> list[str]:
+    """The command serving `serving_ceiling:<app>` with `workers` processes: granian (the server
+    `flightdeck serve` runs, so the ratio compares handlers, not servers) or uvicorn."""
+    if server == "granian":
+        return [str(BIN / "granian"), "--interface", "asgi", "--workers", str(workers), "--loop", "uvloop",
+                "--http", "1", "--no-ws", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
+                "--working-dir", str(HERE), f"serving_ceiling:{app}"]
+    if server == "uvicorn":
+        return [str(BIN / "uvicorn"), f"serving_ceiling:{app}", "--app-dir", str(HERE), "--workers", str(workers),
+                "--loop", "uvloop", "--http", "httptools", "--host", "127.0.0.1", "--port", str(port),
+                "--no-access-log", "--log-level", "warning"]
+    raise ValueError(f"unknown server {server!r}: granian or uvicorn")
+
+
 def _measure_ceiling(home: Path, env: dict, model: dict, args, threads: int, label: str,
-                     app: str) -> ServerResult:
+                     app: str, server: str = "granian") -> ServerResult:
     result = ServerResult(label)
     port = _free_port()
-    cmd = [str(BIN / "uvicorn"), f"serving_ceiling:{app}", "--app-dir", str(HERE), "--workers", str(args.workers),
-           "--host", "127.0.0.1", "--port", str(port), "--no-access-log", "--log-level", "warning"]
+    cmd = ceiling_command(app, server, args.workers, port)
     url = f"http://127.0.0.1:{port}/"
     try:
         with _server(label, cmd, {**env, "SERVING_CEILING_MODEL": str(model["onnx"])}, home,
@@ -805,6 +867,8 @@ def _measure_flightdeck(home: Path, env: dict, model: dict, args, threads: int, 
             if not 200 <= status < 300:
                 raise ServerFailed(f"probe answered HTTP {status}: {answer[:300]!r}")
             _load(label, f"{url}/invocations", model["split_body"], args, threads, home, result, proc)
+            if args.profile and not cache:
+                _profile(f"{url}/invocations", model["split_body"], args, threads, home, proc, result.notes)
             time.sleep(1.5)  # let the prediction-log writers flush before counting
             result.notes.extend(_database_rows(args.database_url))
     except ServerFailed as exc:
@@ -814,6 +878,44 @@ def _measure_flightdeck(home: Path, env: dict, model: dict, args, threads: int, 
         result.notes.append("response cache on: the fixed body is answered from the cache after the first "
                             "request, so this row is information only (not in the ratios).")
     return result
+
+
+def _profile(url: str, body: Path, args, threads: int, home: Path, server: subprocess.Popen,
+             notes: list[str]) -> None:
+    """py-spy on the gateway worker that uses the most CPU, under wrk's load (a run apart from
+    the measured one: sampling slows the worker). Without --idle, py-spy leaves out waiting
+    threads; on a busy machine a runnable thread that waits for a core still counts."""
+    def ticks(pid: int) -> int:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            fields = stat[stat.rindex(")") + 2:].split()
+            return int(fields[11]) + int(fields[12])
+        except (OSError, ValueError, IndexError):
+            return 0
+
+    spy = shutil.which("py-spy", path=str(BIN)) or shutil.which("py-spy")
+    if spy is None:
+        notes.append("--profile: py-spy is not installed (requirements.txt has it)")
+        return
+    load = threading.Thread(target=_wrk, args=("flightdeck-profile", url, body, args, threads, home,
+                                               args.duration + 3), daemon=True)
+    load.start()
+    time.sleep(1.0)
+    workers = [int(m.split(" ", 1)[0]) for m in _group_members(server.pid)]
+    before = {pid: ticks(pid) for pid in workers if pid != server.pid}
+    time.sleep(0.5)
+    busiest = max(before, key=lambda pid: ticks(pid) - before[pid])
+    done = subprocess.run([spy, "record", "--pid", str(busiest), "--duration", f"{max(1, int(args.duration))}",
+                           "--rate", "250", "--nonblocking", "--format", "raw", "--output", args.profile],
+                          capture_output=True, text=True)
+    load.join()
+    if done.returncode != 0:
+        notes.append(f"--profile: py-spy failed ({done.returncode}): {done.stderr.strip()[-300:]}")
+        return
+    shares = profile_shares(Path(args.profile).read_text())
+    print(f"  profile of gateway worker {busiest} ({args.profile}):", flush=True)
+    for name, share in shares:
+        print(f"    {share:6.1%}  {name}", flush=True)
 
 
 def _gateway_available() -> bool:
@@ -1049,10 +1151,12 @@ def _print(results: dict[str, ServerResult], route: RouteChangeResult | None, ra
         p99 = _div(ceiling.wrk.latency.get("99"), mlflow.wrk.latency.get("99"))
         print(f"for scale (no target): ceiling req/s / mlflow req/s {rps:.2f}x, ceiling p99 / mlflow p99 "
               f"{'n/a' if p99 is None else f'{p99:.3f}'}: the most a server could reach on this machine and model")
-    asgi, flightdeck = results.get("asgi"), results.get("flightdeck")
-    if asgi and flightdeck and asgi.wrk and flightdeck.wrk and not asgi.failed and not flightdeck.failed:
-        print(f"for scale (no target): flightdeck req/s / framework-free ASGI handler req/s "
-              f"{_div(flightdeck.wrk.rps, asgi.wrk.rps):.2f}x")
+    flightdeck = results.get("flightdeck")
+    for name, what in (("asgi", "framework-free ASGI handler"), ("ceiling-uvicorn", "ceiling under uvicorn")):
+        other = results.get(name)
+        if other and flightdeck and other.wrk and flightdeck.wrk and not other.failed and not flightdeck.failed:
+            print(f"for scale (no target): flightdeck req/s / {what} req/s "
+                  f"{_div(flightdeck.wrk.rps, other.wrk.rps):.2f}x")
     for name, r in results.items():
         if r.failed:
             print(f"\n{name} failed: {r.failed}")
