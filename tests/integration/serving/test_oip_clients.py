@@ -1,6 +1,6 @@
 """Triton's Python client (`tritonclient`), with its defaults, against `flightdeck serve` on loopback.
 
-Two uvicorn workers on PostgreSQL, a real MLflow registry, gRPC on a non-default port given as
+Two workers (granian) on PostgreSQL, a real MLflow registry, gRPC on a non-default port given as
 `--grpc-port`. REST goes through the binary tensor data extension (tritonclient's default) and
 gRPC through raw_input_contents / raw_output_contents; both must give the scores of the
 gateway's plain JSON answer. The gRPC client runs in a process of its own (triton_grpc_call.py):
