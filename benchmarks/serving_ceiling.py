@@ -5,12 +5,12 @@ Runtime session (orjson in and out, no routing policy, no metrics, no logging). 
 is the same handler without any framework, reported for information: the floor under any
 FastAPI service. Both take MLflow's `dataframe_split` body (the one the gateway gets) and
 feed one [n, 1] tensor per model input. Run by benchmarks/serving.py under the server
-`flightdeck serve` runs (and, for scale, under uvicorn) as
+`flightdeck serve` runs (and, for scale, under granian) as
 
     SERVING_CEILING_MODEL=/path/model.onnx \
-        granian --interface asgi --workers 2 --loop uvloop --working-dir benchmarks serving_ceiling:app
-    SERVING_CEILING_MODEL=/path/model.onnx \
         uvicorn serving_ceiling:app --app-dir benchmarks --workers 2 --no-access-log
+    SERVING_CEILING_MODEL=/path/model.onnx \
+        granian --interface asgi --workers 2 --loop uvloop --working-dir benchmarks serving_ceiling:app
 """
 
 from __future__ import annotations

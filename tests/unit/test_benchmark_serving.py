@@ -74,14 +74,16 @@ def _server(bench, rps, p99, non_2xx=0):
 
 
 def test_evaluate_compares_each_ratio_with_its_target(bench):
-    results = {"mlflow": _server(bench, 1000, 0.250), "ceiling": _server(bench, 12000, 0.004),
+    results = {"mlflow": _server(bench, 1000, 0.250), "ceiling": _server(bench, 6000, 0.004),
                "flightdeck": _server(bench, 6500, 0.020)}
     route = bench.RouteChangeResult(rate=500, seconds=60, statuses={503: 2})
 
     ratios = {r["name"]: r for r in bench.evaluate(results, route)}
 
-    assert ratios["over_ceiling"]["value"] == pytest.approx(6500 / 12000)
+    assert ratios["over_ceiling"]["value"] == pytest.approx(6500 / 6000)
     assert ratios["over_ceiling"]["pass"] is True
+    slower = {**results, "ceiling": _server(bench, 12000, 0.004)}
+    assert {r["name"]: r for r in bench.evaluate(slower, route)}["over_ceiling"]["pass"] is False
     assert ratios["over_mlflow"]["pass"] is True  # 6.5 >= 6
     assert ratios["p99_vs_mlflow"]["value"] == pytest.approx(0.08)
     assert ratios["p99_vs_mlflow"]["pass"] is True

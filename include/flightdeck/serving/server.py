@@ -1,9 +1,4 @@
-"""`flightdeck serve`: migrate the gateway database, seed the route table, run the workers.
-
-The HTTP server is granian (HTTP/1.1 parsing and writing in Rust, off the GIL): under the
-serving benchmark's single-row load it takes less CPU per request than uvicorn with uvloop
-and httptools (benchmarks/README.md, serving). The app is the same ASGI application.
-"""
+"""`flightdeck serve`: migrate the gateway database, seed the route table, run uvicorn workers."""
 
 from __future__ import annotations
 
@@ -19,9 +14,6 @@ from flightdeck.serving.gateway import ensure_route_table
 from flightdeck.serving.store import RouteStore
 
 log = logging.getLogger(__name__)
-
-# Seconds a worker gets to finish its requests and flush its logs at shutdown.
-GRACEFUL_SHUTDOWN_S = 10
 
 # Settings the workers read from the environment: flags of `flightdeck serve` go there.
 _FLAG_ENV = {"gateway_host": "FLIGHTDECK_GATEWAY_HOST", "gateway_port": "FLIGHTDECK_GATEWAY_PORT",
@@ -48,26 +40,19 @@ def prepare(settings: Settings) -> int:
 
 def serve(settings: Settings, **overrides) -> None:
     """Run the gateway until interrupted. `overrides` are settings given as CLI flags."""
-    from granian import Granian
-    from granian.constants import HTTPModes, Interfaces, Loops
+    import uvicorn
 
     for name, value in overrides.items():
         if value is not None:
             os.environ[_FLAG_ENV[name]] = str(value)
             settings = settings.model_copy(update={name: value})
-    # The workers build the app from the environment; anything in this process that builds it
-    # (a test, a future in-process mode) must not see the settings cached before the flags.
+    # With one worker uvicorn runs the app in this process, where `get_settings()` was cached before
+    # the flags were exported: without this the app read the defaults (gRPC on 8081, whatever the flag).
     get_settings.cache_clear()
     version = prepare(settings)
     log.info("serving route table v%s on http://%s:%s (gRPC %s) with %s workers", version, settings.gateway_host,
              settings.gateway_port, settings.grpc_port or "off", settings.gateway_workers)
-    Granian("flightdeck.serving.app:create_app", factory=True, interface=Interfaces.ASGI,
-            address=settings.gateway_host, port=settings.gateway_port, workers=settings.gateway_workers,
-            loop=Loops.uvloop, http=HTTPModes.http1, websockets=True, log_access=False,
-            workers_kill_timeout=GRACEFUL_SHUTDOWN_S, process_name=process_name(settings)).serve()
-
-
-def process_name(settings: Settings) -> str:
-    """The title `ps` shows for the server (its workers add " worker-N"): granian replaces the
-    command line with a title, so the title says what runs and where."""
-    return f"flightdeck serve {settings.gateway_host}:{settings.gateway_port}"
+    uvicorn.run("flightdeck.serving.app:create_app", factory=True, host=settings.gateway_host,
+                port=settings.gateway_port, workers=settings.gateway_workers, loop="uvloop", http="httptools",
+                access_log=False, timeout_graceful_shutdown=10, log_level="info",
+                ws_max_size=settings.max_body_bytes)  # larger WebSocket messages close with 1009

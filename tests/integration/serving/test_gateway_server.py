@@ -1,4 +1,4 @@
-"""The gateway as deployed: `flightdeck serve` with two workers (granian) on loopback, a real MLflow
+"""The gateway as deployed: `flightdeck serve` with two uvicorn workers on loopback, a real MLflow
 registry, PostgreSQL for routes / stats / prediction log, Redis for the response cache.
 
 Checks what only a real multi-worker server can show: traffic splits (chi-square over

@@ -2,7 +2,7 @@
 messages larger than the limit, columns the model does not read, variants forced where the endpoint
 forbids it.
 
-One gateway (one granian worker, PostgreSQL, no cache) serves the whole module; the writer-level
+One gateway (one uvicorn worker, PostgreSQL, no cache) serves the whole module; the writer-level
 test shares its database.
 """
 

@@ -1,6 +1,6 @@
 """Triton's Python client (`tritonclient`), with its defaults, against `flightdeck serve` on loopback.
 
-Two workers (granian) on PostgreSQL, a real MLflow registry, gRPC on a non-default port given as
+Two uvicorn workers on PostgreSQL, a real MLflow registry, gRPC on a non-default port given as
 `--grpc-port`. REST goes through the binary tensor data extension (tritonclient's default) and
 gRPC through raw_input_contents / raw_output_contents; both must give the scores of the
 gateway's plain JSON answer. The gRPC client runs in a process of its own (triton_grpc_call.py):
@@ -103,8 +103,8 @@ def test_triton_grpc_client_with_its_defaults_on_the_flag_port(server, frame, js
 
 
 def test_every_worker_listens_on_the_flag_grpc_port(server):
-    """`flightdeck serve --grpc-port P --workers 2`: both workers serve gRPC on P, none on the
-    default 8081 (the flag reaches the spawned workers through the environment)."""
+    """`flightdeck serve --grpc-port P --workers 2`: both uvicorn workers serve gRPC on P, none on
+    the default 8081 (the flag reaches the spawned workers through the environment)."""
     base, grpc_port = server
     port = base.rsplit(":", 1)[1]
     listening = [c for c in psutil.net_connections("tcp") if c.status == "LISTEN"]
@@ -112,9 +112,8 @@ def test_every_worker_listens_on_the_flag_grpc_port(server):
     parents = {psutil.Process(pid).parent() for pid in grpc_owners}
     assert len(grpc_owners) == 2 and len(parents) == 1, grpc_owners
     (parent,) = parents
-    # The server titles its processes "flightdeck serve HOST:PORT" (the workers add " worker-N").
-    title = " ".join(parent.cmdline()).strip()
-    assert title == f"flightdeck serve 127.0.0.1:{port}", title
+    command = parent.cmdline()
+    assert "serve" in command and command[command.index("--port") + 1] == port, command
     workers = {child.pid for child in parent.children(recursive=True)}
     assert grpc_owners <= workers
     assert not {c.pid for c in listening if c.laddr.port == 8081} & (workers | {parent.pid})

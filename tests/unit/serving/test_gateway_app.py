@@ -1,7 +1,7 @@
 """The gateway application in process (Starlette's TestClient runs its lifespan), on a sqlite
 store and in-memory models: protocols, policies, shadow, fallback, cache, admin, records.
 
-Real-server behaviour (several granian workers, PostgreSQL, Redis, load) is in
+Real-server behaviour (several uvicorn workers, PostgreSQL, Redis, load) is in
 tests/integration/serving/test_gateway_server.py.
 """
 

@@ -1,7 +1,7 @@
 """OIP v2 binary tensor data extension on REST, in process: bodies built and answers read by
 tritonclient's own encoder and decoder, and every malformed binary body a clear 400.
 
-The same client over real sockets (REST and gRPC, two granian workers) is in
+The same client over real sockets (REST and gRPC, two uvicorn workers) is in
 tests/integration/serving/test_oip_clients.py.
 """
 

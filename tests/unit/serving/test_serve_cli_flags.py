@@ -1,4 +1,4 @@
-"""Every `flightdeck serve` flag reaches the workers the server (granian) spawns.
+"""Every `flightdeck serve` flag reaches the workers uvicorn spawns.
 
 Spawned workers read their settings from the environment only, so each flag must end up
 exported (and in the settings the parent process uses). The whole chain with two real workers
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-import granian
+import uvicorn
 
 from flightdeck import cli
 from flightdeck.config import Settings, get_settings
@@ -23,19 +23,6 @@ def _serve_flags() -> list[str]:
     return [a.option_strings[0] for a in serve._actions if a.option_strings and a.dest != "help"]
 
 
-def _recording_server(started: dict):
-    """A stand-in for granian.Granian that records how it was built and that it was served."""
-
-    class Recording:
-        def __init__(self, target, **kwargs) -> None:
-            started.update(target=target, served=False, **kwargs)
-
-        def serve(self) -> None:
-            started["served"] = True
-
-    return Recording
-
-
 def test_every_serve_flag_is_exported_for_spawned_workers(flightdeck_home, monkeypatch, tmp_path):
     for name in (*server._FLAG_ENV.values(), "PROMETHEUS_MULTIPROC_DIR"):
         monkeypatch.delenv(name, raising=False)  # serve() exports them; restored after the test
@@ -45,13 +32,12 @@ def test_every_serve_flag_is_exported_for_spawned_workers(flightdeck_home, monke
               "--routes": str(routes)}
     assert sorted(_serve_flags()) == sorted(values), "a new serve flag needs a value here and an env name"
     started = {}
-    monkeypatch.setattr(granian, "Granian", _recording_server(started))
+    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: started.update(kwargs))
     get_settings.cache_clear()
 
     assert cli.main(["serve", *(item for pair in values.items() for item in pair)]) == 0
 
-    assert started["workers"] == 3 and (started["address"], started["port"]) == ("127.0.0.3", 50125)
-    assert started["served"] and started["factory"] and started["target"] == "flightdeck.serving.app:create_app"
+    assert started["workers"] == 3 and (started["host"], started["port"]) == ("127.0.0.3", 50125)
     exported = {name: os.environ[env] for name, env in server._FLAG_ENV.items()}
     assert exported == {"gateway_host": "127.0.0.3", "gateway_port": "50125", "gateway_workers": "3",
                         "grpc_port": "50126", "routes_file": str(routes)}
