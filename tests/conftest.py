@@ -36,20 +36,6 @@ os.environ.update({
 
 
 E2E = "tests/e2e/"
-# The end-to-end modules by unit of work (see pytest_xdist_make_scheduler); a module not named
-# here joins the operations unit.
-E2E_UNITS = {
-    "tests/e2e/test_release_approvals.py": "releases",
-    "tests/e2e/test_pipeline.py": "releases",
-}
-
-
-def e2e_unit(path: str) -> str | None:
-    """The end-to-end unit a test file belongs to ("tests/e2e/#releases"), None outside tests/e2e."""
-    if not path.startswith(E2E):
-        return None
-    return f"{E2E}#{E2E_UNITS.get(path, 'operations')}"
-
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # A pytest-xdist worker runs as `python -c`: its __main__ has neither __file__ nor __spec__,
@@ -77,17 +63,11 @@ def pytest_collection_modifyitems(config, items):
 
 
 def pytest_xdist_make_scheduler(config, log):
-    """`pytest -n N --dist loadgroup`: units of work are the end-to-end units (E2E_UNITS: each a
-    few tests/e2e modules behind one `airflow standalone` and one release world, on one worker)
-    and every other test module (its module-scoped fixtures, a gateway or a trained model, are
-    built once), handed out in collection order with `--no-loadscope-reorder`, so the end-to-end
-    units first, each to a worker of its own, then the integration modules, then the many short
-    ones that even out the end.
-
-    The end-to-end tests spend most of their time waiting for a scheduler (bakes, approvals,
-    backfill waves): two units on two workers overlap those waits, at the cost of a second
-    standalone, and keep apart the scenarios that would trip over each other on one (the
-    operator's backfill toggles batch_score, which the self-running pipeline also drives).
+    """`pytest -n 2 --dist loadgroup`: units of work are the whole of tests/e2e (one `airflow
+    standalone` and one release world, on one worker) and every other test module (its
+    module-scoped fixtures, a gateway or a trained model, are built once), handed out in
+    collection order with `--no-loadscope-reorder`, so tests/e2e first, then the integration
+    modules, then the many short ones that even out the end.
 
     xdist's own loadgroup scheduling (the xdist_group mark) cannot be used: it renames items
     through `item._nodeid`, which pytest 9.2 no longer reads, so every test became a unit."""
@@ -98,7 +78,7 @@ def pytest_xdist_make_scheduler(config, log):
     class ModuleAndE2EScheduling(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
             path = nodeid.split("::", 1)[0]
-            return e2e_unit(path) or path
+            return E2E if path.startswith(E2E) else path
 
     return ModuleAndE2EScheduling(config, log)
 

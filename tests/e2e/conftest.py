@@ -1,17 +1,13 @@
-"""The end-to-end tests drive real Airflow: `airflow standalone` (api-server, scheduler,
+"""The end-to-end tests share ONE real Airflow: `airflow standalone` (api-server, scheduler,
 dag-processor, triggerer, LocalExecutor) with this repository's DAGs on a fresh PostgreSQL
 database (a copy of the session's migrated template, dropped at the end). Its tasks reach the
 session's release world (registry, gateway) and a drift-alert stream of their own.
 
-The modules form two units of work (E2E_UNITS in tests/conftest.py): the operator's unit
-(backfill from the UI, the drift watcher) and the releases unit (approvals, the self-running
-pipeline). Under pytest-xdist each unit runs on a worker of its own with its own standalone and
-release world, so their waits overlap; within a unit the tests share one standalone.
-
 Every DAG starts paused but the drift watcher's; a test unpauses the DAGs it drives and pauses
-them when done. The instance lives as long as this package's tests on the worker (package
-scope): it is stopped before the worker goes on to other tests, where an idle scheduler,
-dag-processor and triggerer would take CPU from them.
+them when done. The instance lives as long as this package's tests (package scope): it is
+stopped before the session goes on to other tests (under pytest-xdist the worker that ran
+tests/e2e takes other modules afterwards, and an idle scheduler, dag-processor and triggerer
+would take CPU from them).
 The DAGs' default model is BATCH_MODEL, which test_backfill trains and batch_score scores with;
 the promotion tests name the release world's model in their conf.
 """
