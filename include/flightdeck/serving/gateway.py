@@ -75,6 +75,11 @@ INLINE_ROWS = 64
 BACKGROUND_THREADS = 2
 # At most this many mirrored requests are scored in one model call.
 SHADOW_BATCH = 64
+# Mirrored requests wait for their shadow with their model inputs decoded: besides
+# `shadow_queue_size` requests, the queue holds at most this many bytes of them (counted as the
+# JSON text of the inputs, the measure the prediction log's byte bound uses). Past it, a mirrored
+# request is dropped and counted in flightdeck_shadow_dropped, like one over the row bound.
+SHADOW_QUEUE_BYTES = 64 * 1024 * 1024
 
 
 # A worker whose heartbeat (every stats_flush_seconds) is older than this many flushes, and at least
@@ -185,6 +190,7 @@ class _Shadow:
     unit_id: str | None
     route_version: int
     digests: list[str]
+    size: int = 0  # estimated bytes held (see SHADOW_QUEUE_BYTES)
 
 
 class Gateway:
@@ -217,6 +223,7 @@ class Gateway:
         self._routes: CompiledRoutes | None = None
         self._route_error: str | None = None
         self._shadow_queue: asyncio.Queue[_Shadow] = asyncio.Queue(settings.shadow_queue_size)
+        self._shadow_bytes = 0  # estimated bytes of the mirrored requests in the queue
         self._tasks: list[asyncio.Task] = []
         self._compile_lock = asyncio.Lock()
         # Blocking work other than live scoring (database reads and writes, shadow scoring, model
@@ -512,7 +519,8 @@ class Gateway:
             self._record(ep, answer, routes.version, latency, request_id, unit_id, digests, "live", inputs,
                          forced=forced, client_request_id=client_request_id)
         if choice.variant is not None and not forced:
-            self._mirror(ep, columns, scores, request_id, unit_id, routes.version, digests, answers[0].variant)
+            self._mirror(ep, columns, scores, request_id, unit_id, routes.version, digests, answers[0].variant,
+                         inputs)
         single = len(answers) == 1
         return Prediction(
             request_id=request_id, endpoint=endpoint, scores=scores,
@@ -638,15 +646,25 @@ class Gateway:
             for row, score in zip(rows, scores, strict=True)))
 
     def _mirror(self, ep: Endpoint, columns: dict, live_scores: np.ndarray, request_id: str,
-                unit_id: str | None, route_version: int, digests: list[str], answered: str) -> None:
+                unit_id: str | None, route_version: int, digests: list[str], answered: str,
+                inputs: list[str]) -> None:
+        """Queue the request for its shadow variant, holding only the model input columns (not a
+        caller's extras); dropped (and counted) when the queue is full by requests or by bytes."""
         name = ep.router.shadow()
         if name is None or name == answered:
             return
+        size = sum(map(len, inputs))
+        if self._shadow_bytes + size > SHADOW_QUEUE_BYTES:
+            self.metrics.child(self.metrics.shadow_dropped, ep.name).inc()
+            return
+        held = {n: columns[n] for n in ep.input_names if n in columns}
         try:
-            self._shadow_queue.put_nowait(_Shadow(ep, ep.variants[name], columns, live_scores, request_id,
-                                                  unit_id, route_version, digests))
+            self._shadow_queue.put_nowait(_Shadow(ep, ep.variants[name], held, live_scores, request_id,
+                                                  unit_id, route_version, digests, size))
         except asyncio.QueueFull:
             self.metrics.child(self.metrics.shadow_dropped, ep.name).inc()
+            return
+        self._shadow_bytes += size
 
     async def _drain_shadow(self) -> None:
         """Score mirrored requests after their live answers went out; results are only recorded.
@@ -658,6 +676,7 @@ class Gateway:
             jobs = [await queue.get()]
             while len(jobs) < SHADOW_BATCH and not queue.empty():
                 jobs.append(queue.get_nowait())
+            self._shadow_bytes -= sum(job.size for job in jobs)
             groups: dict[int, list[_Shadow]] = {}
             for job in jobs:
                 groups.setdefault(id(job.variant), []).append(job)

@@ -92,7 +92,8 @@ class GatewayMetrics:
         self.shadow_requests = counter("flightdeck_shadow_requests", "Requests mirrored to a shadow variant.")
         self.shadow_disagreements = counter(
             "flightdeck_shadow_disagreements", "Shadow rows whose decision differs from the live answer.")
-        self.shadow_dropped = counter("flightdeck_shadow_dropped", "Mirrored requests dropped: queue full.",
+        self.shadow_dropped = counter("flightdeck_shadow_dropped",
+                                      "Mirrored requests dropped: queue full (requests or bytes).",
                                       ("endpoint",))
         self.forced = counter("flightdeck_forced_requests",
                               "Requests an admin forced onto a variant; not in flightdeck_requests.")

@@ -1,7 +1,10 @@
 """Gateway hardening that needs no server: the prediction log's loss counters stay visible while
-the database fails, and the settings refuse placeholder admin tokens."""
+the database fails, the log and shadow queues are bounded by bytes as well as rows, and the
+settings refuse placeholder admin tokens."""
 
 from __future__ import annotations
+
+import asyncio
 
 import numpy as np
 import pytest
@@ -9,11 +12,13 @@ import sqlalchemy as sa
 
 from flightdeck.config import Settings
 from flightdeck.serving import db
+from flightdeck.serving import gateway as gateway_module
 from flightdeck.serving.gateway import Gateway
 from flightdeck.serving.models import ModelPool
 from flightdeck.serving.predlog import PredictionLogWriter, PredictionRecord
 from flightdeck.serving.stats import StatsKey
-from tests.support.models import FakeRegistry
+from flightdeck.serving.store import RouteStore
+from tests.support.models import FakeRegistry, records
 
 
 def test_log_loss_counters_are_exported_while_the_stats_write_fails(tmp_path):
@@ -61,6 +66,44 @@ def test_the_log_queue_is_bounded_by_bytes_as_well_as_rows(tmp_path):
     finally:
         writer.close(timeout=1)
         db.dispose_engine(url)
+
+
+def test_the_shadow_queue_is_bounded_by_bytes_and_holds_only_the_model_inputs(tmp_path, monkeypatch):
+    url = f"sqlite:///{tmp_path / 'gateway.db'}"
+    db.upgrade(url)
+    table = {"endpoints": {"credit": {"policy": "single", "variants": {"live": {"version": "1"},
+                                                                      "shadow": {"version": "2"}},
+                                      "shadow": {"variant": "shadow", "percent": 100}}}}
+    RouteStore(db.engine_for(url)).replace(table, author="test")
+    rows = records(1)
+    row_bytes = len(gateway_module.orjson.dumps(rows[0]))  # the logged JSON of the model inputs
+    monkeypatch.setattr(gateway_module, "SHADOW_QUEUE_BYTES", 3 * row_bytes + row_bytes // 2)
+    gateway = Gateway(Settings(home=tmp_path / "home", gateway_database_url=url, grpc_port=0,
+                               cache_backend="off", shadow_queue_size=1000), ModelPool(FakeRegistry()))
+    columns = {name: [value] for name, value in rows[0].items()} | {"caller_extra": ["x" * 100_000]}
+
+    async def scenario() -> int:
+        await gateway.refresh_routes()  # no background loops: nothing drains the queue yet
+        for _ in range(5):  # the extra column is not counted: three fit the byte bound, not five
+            assert (await gateway.predict("credit", columns)).variant == "live"
+        assert gateway._shadow_queue.qsize() == 3
+        assert set(gateway._shadow_queue.get_nowait().columns) == set(rows[0])  # no caller extras held
+        drain = asyncio.create_task(gateway._drain_shadow())
+        try:
+            async with asyncio.timeout(10):
+                # every byte given back but those of the request taken by hand above
+                while gateway._shadow_queue.qsize() or gateway._shadow_bytes != row_bytes:
+                    await asyncio.sleep(0.01)
+            assert (await gateway.predict("credit", columns)).variant == "live"  # room again
+            return gateway._shadow_queue.qsize() + sum(
+                t.requests for t in gateway.stats.snapshot() if t.key.role == "shadow")
+        finally:
+            drain.cancel()
+
+    assert asyncio.run(scenario()) == 3  # the two left after the one taken by hand, and the one let in again
+    assert gateway.metrics.registry.get_sample_value("flightdeck_shadow_dropped_total",
+                                                     {"endpoint": "credit"}) == 2
+    db.dispose_engine(url)
 
 
 @pytest.mark.parametrize(("token", "problem"), [
