@@ -4,17 +4,20 @@ Every function here is safe to call again: it sets the state the plan wants rath
 applying a change, which is what lets a cleared or retried Airflow task re-run it. Alias moves
 are compare-and-set: they act only while `champion` is what this rollout saw or set, so
 re-running an old run's task never moves production back. One rollout per model at a time:
-a registered-model tag names the run that holds the model.
+a compare-and-set lock row names the run that holds the model (`flightdeck.delivery.lock`), and
+an operator can freeze a model with a hand-set registered-model tag.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import shlex
 import time
 from dataclasses import dataclass
 
 from flightdeck.config import safe_run_id
+from flightdeck.delivery.lock import ReleaseLocks
 from flightdeck.delivery.plan import ResolvedRollout, RolloutPlan, RolloutPlanError
 from flightdeck.errors import FlightdeckError
 from flightdeck.registry import CHAMPION, PREVIOUS, Registry
@@ -94,37 +97,65 @@ def restore_aliases(rollout: ResolvedRollout, registry: Registry) -> AliasMove:
 
 
 class ReleaseLockedError(FlightdeckError):
-    """Another rollout of the same model is under way."""
+    """Another rollout of the same model is under way, or an operator froze the model."""
 
 
-def acquire_release_lock(rollout: ResolvedRollout, registry: Registry, run_id: str) -> None:
-    """Mark the model as being released by `run_id` (a registered-model tag), so a second rollout
-    of the same model, from either promotion DAG, fails fast instead of racing this one. The lock
-    lapses at the end of the rollout's `max_duration_seconds`, so a run that died holding it does
-    not block the model for ever. Taking it again from the same run is a no-op."""
+def _iso(epoch: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+
+
+def acquire_release_lock(rollout: ResolvedRollout, registry: Registry, run_id: str,
+                         locks: ReleaseLocks | None = None) -> None:
+    """Take the model's release lock for `run_id`, so a second rollout of the same model, from
+    either promotion DAG, fails fast instead of racing this one.
+
+    The lock is a row taken by compare-and-set (`flightdeck.delivery.lock`): of several runs
+    resolving at once, exactly one gets it. It lapses at the end of the rollout's
+    `max_duration_seconds`, so a run that died holding it does not block the model for ever, and
+    taking over a lapsed lock is compare-and-set too. Taking it again from the same run (a retried
+    task) is let through. A hand-set registered-model tag `flightdeck.release_lock` freezes the
+    model until it is removed."""
     name = rollout.plan.model_name
-    held = _lock_holder(registry, name)
-    if held is not None and held["run_id"] != run_id and held["expires_at"] > time.time():
+    _refuse_if_frozen(registry, name, run_id)
+    locks = locks or ReleaseLocks.from_settings()
+    held = locks.acquire(name, run_id, rollout.started_at + rollout.plan.max_duration_seconds)
+    if held is not None:
         raise ReleaseLockedError(
-            f"model {name!r} is being released by run {held['run_id']!r} (registered-model tag "
-            f"{RELEASE_LOCK_TAG!r}). Fix: wait for that run to finish or roll back; if it is gone, delete "
-            f"the tag (MlflowClient().delete_registered_model_tag({name!r}, {RELEASE_LOCK_TAG!r})).")
-    expires_at = rollout.started_at + rollout.plan.max_duration_seconds
-    registry.client.set_registered_model_tag(name, RELEASE_LOCK_TAG,
-                                             json.dumps({"run_id": run_id, "expires_at": expires_at}))
+            f"model {name!r} is being released by run {held.run_id!r} (its lock lapses at "
+            f"{_iso(held.expires_at)}). Fix: wait for that run to finish or roll back; if it is gone, free "
+            f"the lock: {shlex.join(['python', '-m', 'flightdeck.delivery.lock', 'free', name, held.run_id])}")
 
 
-def release_release_lock(rollout: ResolvedRollout, registry: Registry, run_id: str) -> bool:
+def release_release_lock(rollout: ResolvedRollout, registry: Registry, run_id: str,
+                         locks: ReleaseLocks | None = None) -> bool:
     """Drop the lock if `run_id` holds it; True if it did. Another run's lock is left alone."""
     name = rollout.plan.model_name
-    held = _lock_holder(registry, name)
-    if held is None or held["run_id"] != run_id:
-        return False
-    registry.client.delete_registered_model_tag(name, RELEASE_LOCK_TAG)
-    return True
+    released = (locks or ReleaseLocks.from_settings()).release(name, run_id)
+    tagged = _tag_hold(registry, name)
+    if tagged is not None and tagged["run_id"] == run_id:  # a lock an earlier flightdeck wrote as a tag
+        registry.client.delete_registered_model_tag(name, RELEASE_LOCK_TAG)
+        released = True
+    return released
 
 
-def _lock_holder(registry: Registry, name: str) -> dict | None:
+def _refuse_if_frozen(registry: Registry, name: str, run_id: str) -> None:
+    held = _tag_hold(registry, name)
+    if held is None or held["run_id"] == run_id or held["expires_at"] <= time.time():
+        return
+    unfreeze = (f"delete the tag (in the MLflow UI, or MlflowClient().delete_registered_model_tag({name!r}, "
+                f"{RELEASE_LOCK_TAG!r}))")
+    if held["expires_at"] == float("inf"):
+        raise ReleaseLockedError(f"model {name!r} is frozen by hand: registered-model tag {RELEASE_LOCK_TAG!r} "
+                                 f"is {held['run_id']!r}. Fix: when the freeze is over, {unfreeze}.")
+    raise ReleaseLockedError(
+        f"model {name!r} is being released by run {held['run_id']!r} (registered-model tag "
+        f"{RELEASE_LOCK_TAG!r}, written by an earlier flightdeck; it lapses at {_iso(held['expires_at'])}). "
+        f"Fix: wait for that run to finish or roll back; if it is gone, {unfreeze}.")
+
+
+def _tag_hold(registry: Registry, name: str) -> dict | None:
+    """The registered-model tag: an operator's freeze (any text, holds until removed) or a lock
+    that an earlier flightdeck wrote as JSON (run id and expiry)."""
     value = registry.client.get_registered_model(name).tags.get(RELEASE_LOCK_TAG)
     if not value:
         return None
