@@ -45,13 +45,22 @@ def stop_process_group(process: subprocess.Popen, timeout: float) -> int | None:
     return process.returncode
 
 
+# This repository's airflow_local_settings.py (an editable install: deploy/ sits beside include/).
+LOCAL_SETTINGS_DIR = Path(__file__).resolve().parents[3] / "deploy" / "airflow"
+
+
 def standalone_env(airflow_home: Path, dags_folder: str, port: int, flightdeck_home: Path,
                    **extra: str) -> dict[str, str]:
     """The environment of `airflow standalone` (and of its CLI) on loopback port `port`: every
-    user is admin, LocalExecutor, a short scheduler heartbeat, each DAG file parsed once."""
+    user is admin, LocalExecutor, a short scheduler heartbeat, each DAG file parsed once, and
+    the repository's local settings on the path (its scheduler preloads what the tasks import)."""
+    python_path = [str(LOCAL_SETTINGS_DIR)] if (LOCAL_SETTINGS_DIR / "airflow_local_settings.py").is_file() else []
+    if os.environ.get("PYTHONPATH"):
+        python_path.append(os.environ["PYTHONPATH"])
     return {
         **os.environ,
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        **({"PYTHONPATH": os.pathsep.join(python_path)} if python_path else {}),
         "AIRFLOW_HOME": str(airflow_home),
         "AIRFLOW__CORE__DAGS_FOLDER": dags_folder,
         "AIRFLOW__CORE__LOAD_EXAMPLES": os.environ.get("AIRFLOW__CORE__LOAD_EXAMPLES", "False"),
