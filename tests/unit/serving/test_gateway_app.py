@@ -332,6 +332,28 @@ def test_header_override_and_sticky_ab(serve):
         assert client.post("/invocations", json=split(1)).status_code == 422  # no unit id
 
 
+def test_a_forced_request_is_counted_apart_from_the_families_the_gates_read(serve):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    def samples(text: str) -> dict[tuple[str, str], float]:
+        """(sample name, variant) → value, for the endpoint's samples of the request families."""
+        return {(s.name, s.labels.get("variant", "")): s.value for family in text_string_to_metric_families(text)
+                for s in family.samples if s.labels.get("endpoint") == "credit"
+                and s.name in ("flightdeck_requests_total", "flightdeck_forced_requests_total",
+                               "flightdeck_request_latency_seconds_count", "flightdeck_score_count")}
+
+    with serve(BLUE_GREEN) as client:
+        assert client.post("/invocations", json=split(1)).json()["variant"] == "blue"
+        forced = client.post("/invocations", json=split(3), headers={"X-Flightdeck-Variant": "green", **AUTH})
+        assert forced.json()["variant"] == "green"
+        counted = samples(client.get("/metrics").text)
+    assert counted[("flightdeck_forced_requests_total", "green")] == 1
+    assert counted[("flightdeck_requests_total", "blue")] == 1 and counted[("flightdeck_score_count", "blue")] == 1
+    # green answered only the forced request: nothing of it in the families a release gate reads
+    assert not any(variant == "green" and value for (name, variant), value in counted.items()
+                   if name != "flightdeck_forced_requests_total"), counted
+
+
 # ---- cache, metrics, stats, prediction log, outcomes ----------------------------------------------
 def test_cache_hits_and_misses(serve):
     with serve(BLUE_GREEN) as client:
