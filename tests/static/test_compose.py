@@ -394,6 +394,43 @@ def airflow_connections(compose: dict) -> list[str]:
     return problems
 
 
+POSTGRES_URL = re.compile(r"postgresql(?:\+\w+)?://([^:@/]+):(\$\{[^}]*\})@([^:/]+):(\d+)/(\w+)")
+INIT_SCRIPT = ROOT / "docker" / "postgres" / "init-databases.sh"
+
+
+def airflow_reaches_the_gateway_database(compose: dict) -> list[str]:
+    """Airflow's tasks read the gateway's prediction log and hold the release lock in the gateway's
+    database: every Airflow service points gateway_database_url at the PostgreSQL database the gateway
+    uses, as a role of its own (not `gateway`, which owns the log) that the init script creates,
+    with a password from .env that the postgres service hands to that script."""
+    services = compose["services"]
+    gateway = POSTGRES_URL.fullmatch(environment(services.get("gateway", {})).get("FLIGHTDECK_GATEWAY_DATABASE_URL", ""))
+    if not gateway:
+        return ["gateway: FLIGHTDECK_GATEWAY_DATABASE_URL is not postgresql://role:${VAR:?…}@host:port/database"]
+    passed = {m.group(1) for v in environment(services.get("postgres", {})).values() for m in INTERPOLATION.finditer(v)}
+    created = set(re.findall(r"^CREATE ROLE (\w+) LOGIN", INIT_SCRIPT.read_text(), re.MULTILINE))
+    problems = []
+    for name in AIRFLOW_SERVICES:
+        url = environment(services.get(name, {})).get("FLIGHTDECK_GATEWAY_DATABASE_URL")
+        match = POSTGRES_URL.fullmatch(url or "")
+        if not match:
+            problems.append(f"{name}: FLIGHTDECK_GATEWAY_DATABASE_URL is {url!r}, not "
+                            "postgresql://role:${VAR:?…}@host:port/database (tasks would use a SQLite file)")
+            continue
+        role, password, *where = match.groups()
+        if role == gateway.group(1) or INTERPOLATION.findall(password) == INTERPOLATION.findall(gateway.group(2)):
+            problems.append(f"{name}: reaches the gateway's database as the gateway's own role {role!r}")
+        if where != list(gateway.groups()[2:]):
+            problems.append(f"{name}: gateway_database_url points at {':'.join(where)}, "
+                            f"not the gateway's {':'.join(gateway.groups()[2:])}")
+        if role not in created:
+            problems.append(f"{name}: role {role!r} is not created by {INIT_SCRIPT.relative_to(ROOT)}")
+        if not REQUIRED_VAR.fullmatch(password) or INTERPOLATION.match(password).group(1) not in passed:
+            problems.append(f"{name}: the password of {role!r} is not a required ${{VAR:?…}} "
+                            "that the postgres service passes to its init script")
+    return problems
+
+
 RULES: list[Callable[[dict], list[str]]] = [
     depends_on_targets_exist,
     required_services_exist,
@@ -409,6 +446,7 @@ RULES: list[Callable[[dict], list[str]]] = [
     bind_mounts_exist,
     monitoring_wiring,
     airflow_connections,
+    airflow_reaches_the_gateway_database,
 ]
 
 
@@ -455,6 +493,10 @@ def _break(compose: dict, rule_name: str) -> None:
         env = dict(environment(services["airflow-triggerer"]))
         del env[f"AIRFLOW_CONN_{GATEWAY_CONN_ID.upper()}"]
         services["airflow-triggerer"]["environment"] = env
+    elif rule_name == "airflow_reaches_the_gateway_database":
+        env = dict(environment(services["airflow-scheduler"]))
+        env["FLIGHTDECK_GATEWAY_DATABASE_URL"] = environment(services["gateway"])["FLIGHTDECK_GATEWAY_DATABASE_URL"]
+        services["airflow-scheduler"]["environment"] = env
     else:
         raise AssertionError(f"no breakage written for {rule_name}")
 
@@ -486,3 +528,24 @@ def test_an_airflow_token_the_gateway_does_not_accept_is_reported():
     problems = airflow_connections(broken)
     assert len(problems) == 1 + len(AIRFLOW_SERVICES)
     assert all("is not one of the gateway's FLIGHTDECK_ADMIN_TOKENS" in p for p in problems)
+
+
+@pytest.mark.parametrize(("url", "expected"), [
+    (None, "tasks would use a SQLite file"),
+    ("sqlite:////opt/flightdeck/gateway/gateway.db", "tasks would use a SQLite file"),
+    ("postgresql+psycopg2://releases:${RELEASES_DB_PASSWORD:?x}@postgres:5432/airflow",
+     "not the gateway's postgres:5432:gateway"),
+    ("postgresql+psycopg2://reader:${RELEASES_DB_PASSWORD:?x}@postgres:5432/gateway",
+     "role 'reader' is not created by docker/postgres/init-databases.sh"),
+    ("postgresql+psycopg2://releases:${UNPASSED_PASSWORD:?x}@postgres:5432/gateway",
+     "that the postgres service passes to its init script"),
+])
+def test_an_airflow_service_off_the_gateway_database_or_its_role_is_reported(url, expected):
+    broken = load_compose()
+    env = dict(environment(broken["services"]["airflow-triggerer"]))
+    env.pop("FLIGHTDECK_GATEWAY_DATABASE_URL")
+    if url is not None:
+        env["FLIGHTDECK_GATEWAY_DATABASE_URL"] = url
+    broken["services"]["airflow-triggerer"]["environment"] = env
+    problems = airflow_reaches_the_gateway_database(broken)
+    assert len(problems) == 1 and problems[0].startswith("airflow-triggerer: ") and expected in problems[0], problems
