@@ -37,6 +37,9 @@ SQLITE_BUSY_TIMEOUT_S = 15.0
 # stuck statement instead of holding its threads (and the requests behind them) indefinitely.
 SERVING_CONNECT_TIMEOUT_S = 5
 SERVING_STATEMENT_TIMEOUT_MS = 15_000
+# Every other PostgreSQL engine (migrations, analysis, the release lock) gives up on a server that
+# does not answer within this many seconds; its statements may run as long as they need.
+CONNECT_TIMEOUT_S = 10
 # Any constant identifies "flightdeck gateway migrations" among PostgreSQL advisory locks.
 _PG_MIGRATION_LOCK = 0x666C6467  # "fldg"
 
@@ -172,9 +175,10 @@ def engine_for(url: str, *, serving: bool = False) -> Engine:
     SQLite: the parent folder is created, the file runs in WAL mode with a busy timeout so
     several worker processes can share it, and transactions are begun explicitly (see
     `write_transaction`). PostgreSQL: connections are pinged before use, so a restarted
-    server costs one failed ping, not a failed request. The `serving` engine (the gateway's)
-    also has connect and statement timeouts (`SERVING_*`); analysis and migrations, which
-    may legitimately run long, use the other one.
+    server costs one failed ping, not a failed request, and every engine has a connect timeout
+    (a `connect_timeout` in the URL wins). The `serving` engine (the gateway's, and the stream
+    scorer's sink) also has a statement timeout and a shorter connect timeout (`SERVING_*`);
+    analysis and migrations, which may legitimately run long, use the other one.
     """
     key = (os.getpid(), url, serving)  # a forked child must not reuse its parent's pooled connections
     with _engines_lock:
@@ -195,9 +199,12 @@ def dispose_engine(url: str) -> None:
 def _create_engine(url: str, serving: bool = False) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        if serving and parsed.get_backend_name() == "postgresql":
-            limits = {"connect_timeout": SERVING_CONNECT_TIMEOUT_S,
-                      "options": f"-c statement_timeout={SERVING_STATEMENT_TIMEOUT_MS}"}
+        if parsed.get_backend_name() == "postgresql":
+            limits: dict[str, object] = {}
+            if "connect_timeout" not in parsed.query:
+                limits["connect_timeout"] = SERVING_CONNECT_TIMEOUT_S if serving else CONNECT_TIMEOUT_S
+            if serving:
+                limits["options"] = f"-c statement_timeout={SERVING_STATEMENT_TIMEOUT_MS}"
             return sa.create_engine(url, pool_pre_ping=True, connect_args=limits)
         return sa.create_engine(url, pool_pre_ping=True)
     database = parsed.database

@@ -92,7 +92,9 @@ class SqlSink:
     """The scorer's sink on a SQL database (PostgreSQL in production)."""
 
     def __init__(self, url: str, consumer: str) -> None:
-        self.engine = engine_for(url)
+        # The serving engine's connect and statement timeouts: a server that stops answering fails
+        # the commit (the scorer stops and resumes from the stored position) instead of hanging it.
+        self.engine = engine_for(url, serving=True)
         self.consumer = consumer
         dialect = self.engine.dialect.name
         self._postgres = dialect == "postgresql"

@@ -1,5 +1,6 @@
 """The gateway's database engine and threads on the local PostgreSQL: its connect and statement
-timeouts, and live scoring that never queues behind slow /stats queries."""
+timeouts (every other engine has a connect timeout too), and live scoring that never queues
+behind slow /stats queries."""
 
 from __future__ import annotations
 
@@ -35,8 +36,10 @@ def test_only_the_serving_engine_cuts_off_a_long_statement(postgres_url, monkeyp
         conn.execute(sa.text("SELECT pg_sleep(30)"))
 
 
-def test_the_serving_engine_gives_up_on_a_server_that_never_answers(monkeypatch):
+@pytest.mark.parametrize("serving", [True, False], ids=["serving", "analysis"])
+def test_every_engine_gives_up_on_a_server_that_never_answers(monkeypatch, serving):
     monkeypatch.setattr(db, "SERVING_CONNECT_TIMEOUT_S", 1)
+    monkeypatch.setattr(db, "CONNECT_TIMEOUT_S", 1)
     with socket.socket() as silent:  # accepts TCP connections (backlog) and never speaks
         silent.bind(("127.0.0.1", 0))
         silent.listen(8)
@@ -45,7 +48,7 @@ def test_the_serving_engine_gives_up_on_a_server_that_never_answers(monkeypatch)
 
         def connect() -> None:
             try:
-                db.engine_for(url, serving=True).connect().close()
+                db.engine_for(url, serving=serving).connect().close()
             except BaseException as exc:  # noqa: BLE001 - the test inspects it
                 outcome.append(exc)
 

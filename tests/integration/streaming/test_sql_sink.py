@@ -1,14 +1,17 @@
 """The SQL sink on PostgreSQL: a batch is one statement per table and one transaction with the position;
-a refused value fails the whole batch and writes nothing of it."""
+a refused value fails the whole batch and writes nothing of it; a stuck commit times out instead of
+hanging the scorer, and is not mistaken for a refusal."""
 
 from __future__ import annotations
 
 import random
 import string
+import threading
 
 import pytest
 import sqlalchemy as sa
 
+from flightdeck.serving import db
 from flightdeck.streaming.broker import Checkpoint, CommitBatch, SinkRejectedError
 from flightdeck.streaming.events import DeadLetter, ScoredEvent
 from flightdeck.streaming.sql import SqlSink, create_tables
@@ -58,3 +61,33 @@ def test_a_value_the_database_refuses_fails_the_batch_and_writes_nothing_of_it(p
     with sink.engine.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM stream_results")).scalar_one() == 10
     assert sink.load().position == "10-0"  # the position stayed with what was written
+
+
+def test_a_commit_stuck_on_the_server_times_out_and_is_not_taken_for_a_refusal(postgres_url, monkeypatch):
+    monkeypatch.setattr(db, "SERVING_STATEMENT_TIMEOUT_MS", 300)
+    create_tables(postgres_url)
+    sink = SqlSink(postgres_url, "scorer-c")
+    locker = sa.create_engine(postgres_url)
+    outcome: list[BaseException] = []
+
+    def commit() -> None:
+        try:
+            sink.commit(_batch(0, 10))
+        except BaseException as exc:  # noqa: BLE001 - the test inspects it
+            outcome.append(exc)
+
+    try:
+        with locker.connect() as lock, lock.begin():  # another session holds the results table
+            lock.execute(sa.text("LOCK TABLE stream_results IN ACCESS EXCLUSIVE MODE"))
+            attempt = threading.Thread(target=commit, daemon=True)
+            attempt.start()
+            attempt.join(20)  # without a statement timeout the commit would wait for the lock for ever
+            assert not attempt.is_alive(), "the commit is still waiting on the server"
+        assert len(outcome) == 1 and isinstance(outcome[0], sa.exc.OperationalError), outcome
+        assert "statement timeout" in str(outcome[0])
+        assert not isinstance(outcome[0], SinkRejectedError)  # an outage: no event is dead-lettered for it
+        assert sink.load() == Checkpoint()  # nothing of the batch was written
+        sink.commit(_batch(0, 10))  # the server answers again: the same batch goes through
+        assert sink.load().position == "10-0"
+    finally:
+        locker.dispose()
