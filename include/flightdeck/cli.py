@@ -8,6 +8,7 @@ import sys
 from datetime import date
 from pathlib import Path
 
+from flightdeck.delivery.cli import register as delivery_commands
 from flightdeck.edge.cli import register as edge_commands
 from flightdeck.errors import FlightdeckError
 from flightdeck.guide.cli import register as guide_commands
@@ -173,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     summary.set_defaults(func=_summary)
 
     # Each deployment pattern registers its own commands; their handlers import lazily.
-    for register in (edge_commands, serverless_commands, streaming_commands, guide_commands,
+    for register in (delivery_commands, edge_commands, serverless_commands, streaming_commands, guide_commands,
                      platform_commands):
         register(commands)
     return parser

@@ -17,13 +17,12 @@ and a lapsed one could not be handed over without a conditional delete, which ML
 
 The table is created on first use (it is not part of the gateway's Alembic schema: the gateway
 never reads it). A holder that is gone can be freed by hand with
-`python -m flightdeck.delivery.lock free MODEL RUN_ID`; `python -m flightdeck.delivery.lock show
-MODEL` prints the holder.
+`flightdeck release-lock free MODEL RUN_ID`; `flightdeck release-lock show MODEL` prints the holder
+(flightdeck/delivery/cli.py).
 """
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -128,32 +127,3 @@ class ReleaseLocks:
                 if not sa.inspect(self.engine).has_table(TABLE):
                     raise
             _created.add(key)
-
-
-def _main(argv: list[str]) -> int:
-    usage = ("usage: python -m flightdeck.delivery.lock show MODEL\n"
-             "       python -m flightdeck.delivery.lock free MODEL RUN_ID   (only if RUN_ID holds it)")
-    locks = ReleaseLocks.from_settings()
-    if len(argv) == 2 and argv[0] == "show":
-        held = locks.holder(argv[1])
-        if held is None:
-            print(f"{argv[1]}: free")
-        else:
-            state = "lapsed" if held.lapsed() else "held"
-            print(f"{argv[1]}: {state} by run {held.run_id!r} until "
-                  f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(held.expires_at))}")
-        return 0
-    if len(argv) == 3 and argv[0] == "free":
-        if locks.release(argv[1], argv[2]):
-            print(f"{argv[1]}: freed (was held by run {argv[2]!r})")
-            return 0
-        held = locks.holder(argv[1])
-        print(f"{argv[1]}: not held by run {argv[2]!r} (holder: {held.run_id if held else 'none'}); nothing freed",
-              file=sys.stderr)
-        return 1
-    print(usage, file=sys.stderr)
-    return 2
-
-
-if __name__ == "__main__":
-    sys.exit(_main(sys.argv[1:]))

@@ -123,7 +123,7 @@ def acquire_release_lock(rollout: ResolvedRollout, registry: Registry, run_id: s
         raise ReleaseLockedError(
             f"model {name!r} is being released by run {held.run_id!r} (its lock lapses at "
             f"{_iso(held.expires_at)}). Fix: wait for that run to finish or roll back; if it is gone, free "
-            f"the lock: {shlex.join(['python', '-m', 'flightdeck.delivery.lock', 'free', name, held.run_id])}")
+            f"the lock: {shlex.join(['flightdeck', 'release-lock', 'free', name, held.run_id])}")
 
 
 def release_release_lock(rollout: ResolvedRollout, registry: Registry, run_id: str,

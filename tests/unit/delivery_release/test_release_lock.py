@@ -14,8 +14,8 @@ import time
 
 import pytest
 
+from flightdeck.cli import main as flightdeck_main
 from flightdeck.delivery.lock import ReleaseLocks
-from flightdeck.delivery.lock import _main as lock_main
 from flightdeck.delivery.plan import ResolvedRollout, RolloutPlan
 from flightdeck.delivery.release import (
     RELEASE_LOCK_TAG,
@@ -77,15 +77,15 @@ def test_the_command_the_error_names_frees_a_stale_lock_and_only_that_runs(regis
     with pytest.raises(ReleaseLockedError) as caught:
         acquire_release_lock(rollout("canary"), registry, "new_run")
     command = shlex.split(str(caught.value).split("free the lock: ", 1)[1])
-    assert command[:3] == ["python", "-m", "flightdeck.delivery.lock"]
+    assert command[:3] == ["flightdeck", "release-lock", "free"]
     env = {**os.environ, "FLIGHTDECK_HOME": str(flightdeck_home)}
 
-    assert lock_main(["show", MODEL]) == 0 and f"{MODEL}: held by run 'gone_run' until" in capsys.readouterr().out
-    assert lock_main(["free", MODEL, "new_run"]) == 1  # naming the wrong run frees nothing
+    assert flightdeck_main(["release-lock", "show", MODEL]) == 0 and f"{MODEL}: held by run 'gone_run' until" in capsys.readouterr().out
+    assert flightdeck_main(["release-lock", "free", MODEL, "new_run"]) == 2  # naming the wrong run frees nothing
     assert "not held by run 'new_run' (holder: gone_run)" in capsys.readouterr().err
     assert holder() == "gone_run"
 
-    freed = subprocess.run([sys.executable, *command[1:]], env=env, capture_output=True, text=True)
+    freed = subprocess.run([sys.executable, "-m", "flightdeck", *command[1:]], env=env, capture_output=True, text=True)
     assert freed.returncode == 0, freed.stderr
     assert holder() is None
     acquire_release_lock(rollout("canary"), registry, "new_run")
