@@ -28,6 +28,7 @@ from flightdeck.serving.client import grpc_infer
 from flightdeck.serving.predlog import PredictionLogWriter, PredictionRecord
 from tests.support.gateway import AUTH, TOKEN, gateway_process
 from tests.support.models import records
+from tests.support.poll import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -173,7 +174,9 @@ def test_hostile_ids_are_refused_at_the_edge_and_never_cost_good_rows(gateway, e
                 assert error["field"] and str(MAX_ID) in error["error"], error
 
         check()
-        time.sleep(0.5)  # good traffic keeps flowing after the last hostile request
+        after_hostile = len(good.request_ids)  # good traffic keeps flowing after the last hostile request
+        eventually(lambda: len(good.request_ids) >= after_hostile + 20, 30, 0.05,
+                   what="20 good requests answered after the last hostile one")
     assert not good.failures, good.failures[:3]
     assert len(good.request_ids) > 20
     wanted = good.request_ids + accepted
@@ -278,10 +281,10 @@ def forced_rows(engine, request_id: str) -> list[tuple]:
                             .where(p.request_id == request_id)).all()
 
 
-def canary_requests(base: str) -> int:
-    """Live requests the running sums (what the gates read) hold for the canary variant."""
+def variant_requests(base: str, variant: str) -> int:
+    """Live requests the running sums (what the gates read) hold for `variant`."""
     variants = httpx.get(f"{base}/stats/credit").json()["variants"]
-    return sum(v["requests"] for v in variants if v["variant"] == "canary")
+    return sum(v["requests"] for v in variants if v["variant"] == variant)
 
 
 def test_a_caller_without_an_admin_token_cannot_force_a_variant(gateway_and_grpc):
@@ -311,7 +314,7 @@ def test_forced_requests_are_flagged_and_kept_out_of_gate_and_experiment_evidenc
 
     from flightdeck.experiments.metrics import read_rows
 
-    before = canary_requests(gateway)
+    before, stable_before = variant_requests(gateway, "canary"), variant_requests(gateway, "stable")
     reply = httpx.post(f"{gateway}/endpoints/credit/invocations", json={"dataframe_records": [ROW]},
                        headers={**AUTH, "X-Flightdeck-Variant": "canary"})
     assert reply.status_code == 200 and reply.json()["variant"] == "canary", reply.text
@@ -321,8 +324,11 @@ def test_forced_requests_are_flagged_and_kept_out_of_gate_and_experiment_evidenc
     assert forced_rows(engine, forced_id) == [("canary", True, None)]
     assert forced_rows(engine, normal["request_id"]) == [("stable", False, None)]
 
-    time.sleep(1.0)  # several publishes of the running sums (every 0.2 s)
-    assert canary_requests(gateway) == before
+    # The normal request came after the forced one: once the published sums hold it, they would
+    # hold the forced one too, had it been counted.
+    eventually(lambda: variant_requests(gateway, "stable") > stable_before, 10, 0.05,
+               what="the normal request in the published running sums")
+    assert variant_requests(gateway, "canary") == before
     now = datetime.now(UTC)
     rows = read_rows(engine, "credit", now - timedelta(hours=1), now + timedelta(minutes=1))
     assert normal["request_id"] in set(rows["request_id"]) and forced_id not in set(rows["request_id"])
