@@ -1,11 +1,14 @@
-"""The Lambda zip is deployed only if it is the one packaged and verified (same CodeSha256)."""
+"""The Lambda zip is deployed only if it is the one packaged and verified (same CodeSha256), also
+through the serverless_package DAG's verify and deploy tasks."""
 
 import io
 import json
 import zipfile
+from types import SimpleNamespace
 
 import boto3
 import pytest
+from airflow.sdk.exceptions import AirflowFailException
 from moto import mock_aws
 
 from flightdeck.serverless.deploy import deploy_package
@@ -72,3 +75,23 @@ def test_read_checked_returns_the_bytes_it_checked(tmp_path):
     assert read_checked(tmp_path / "p.zip", code_sha256(data)) == data
     with pytest.raises(PackageIntegrityError, match=code_sha256(b"other")):
         read_checked(tmp_path / "p.zip", code_sha256(b"other"))
+
+
+def test_the_dags_tasks_refuse_a_zip_changed_after_packaging(aws, tmp_path):
+    from flightdeck.airflow import serverless
+
+    client, role_arn = aws
+    zip_path = tmp_path / "lambda-fraud-1.zip"
+    zip_path.write_bytes(_zip("def handler(event, context):\n    return 1\n"))
+    built = {"zip_path": str(zip_path), "code_sha256": code_sha256(zip_path.read_bytes()), "model_name": "fraud",
+             "model_version": "1"}
+    zip_path.write_bytes(_zip("def handler(event, context):\n    return 'tampered'\n"))
+    run = SimpleNamespace(conf={}, run_id="manual__tampered")
+
+    with pytest.raises(AirflowFailException, match="PackageIntegrityError: .*as packaged and verified"):
+        serverless.verify.function(built, run_id=run.run_id)  # before the zip is unpacked or run
+    with pytest.raises(AirflowFailException, match="PackageIntegrityError: .*as packaged and verified"):
+        serverless.deploy.function(built, {"code_sha256": built["code_sha256"]},
+                                   params={"model_name": "fraud", "function_name": FUNCTION, "role_arn": role_arn},
+                                   dag_run=run)
+    assert client.list_functions()["Functions"] == []  # nothing reached Lambda
