@@ -59,6 +59,23 @@ def test_migrations_match_the_table_definitions(gateway_engine):
         assert compare_metadata(context, db.metadata) == []
 
 
+def test_autogenerate_leaves_the_release_lock_table_alone(gateway_engine):
+    """Airflow's tasks keep the release lock in the gateway's database; a migration generated
+    against a database that holds it must not propose dropping it."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    from flightdeck.delivery.lock import TABLE, ReleaseLocks
+
+    ReleaseLocks(gateway_engine).acquire("a-model", "a-run", expires_at=4e9)
+    with gateway_engine.connect() as conn:
+        unfiltered = MigrationContext.configure(conn, opts={"version_table": db.VERSION_TABLE})
+        assert ("remove_table", TABLE) in [(diff[0], diff[1].name) for diff in compare_metadata(unfiltered, db.metadata)]
+        filtered = MigrationContext.configure(conn, opts={"version_table": db.VERSION_TABLE,
+                                                          "include_name": db.own_tables_only})
+        assert compare_metadata(filtered, db.metadata) == []
+
+
 def test_check_schema_refuses_a_database_behind_or_ahead_of_the_code(gateway_engine):
     with gateway_engine.begin() as conn:
         conn.execute(sa.text(f"UPDATE {db.VERSION_TABLE} SET version_num = 'fffffff'"))

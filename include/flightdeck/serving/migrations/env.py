@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from flightdeck.serving.db import VERSION_TABLE, engine_for, metadata
+from flightdeck.serving.db import VERSION_TABLE, engine_for, metadata, own_tables_only
 
 config = context.config
 options = {
@@ -17,6 +17,7 @@ options = {
     # Our own version table: the database may also hold Airflow's or MLflow's Alembic history.
     "version_table": VERSION_TABLE,
     "render_as_batch": True,  # SQLite cannot ALTER most things; batch mode copies the table
+    "include_name": own_tables_only,  # the release lock's table (and others) live beside ours
 }
 
 
