@@ -146,3 +146,22 @@ def test_an_installed_bundle_whose_manifest_names_another_bundle_is_not_served(m
     (agent.root / "active.json").write_text(json.dumps({"active": "3-onnx_float", "previous": None}))
     state = make_agent().start()
     assert state["status"] == "no_model"
+
+
+def test_an_s3_object_over_the_cap_is_refused(monkeypatch):
+    import boto3
+    from moto import mock_aws
+
+    from flightdeck.edge.store import S3Store
+
+    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                        "AWS_DEFAULT_REGION": "eu-west-1"}.items():
+        monkeypatch.setenv(name, value)
+    with mock_aws():
+        client = boto3.client("s3")
+        client.create_bucket(Bucket="edge", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+        s3 = S3Store("edge", "models", client=client)
+        s3.put("big", b"x" * 100_000)
+        with pytest.raises(BundleError, match="'big' is larger than 1000 bytes \\(100000\\)"):
+            s3.get("big", max_bytes=1000)
+        assert s3.get("big", max_bytes=100_000) == b"x" * 100_000
