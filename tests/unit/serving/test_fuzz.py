@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 import pytest
 from fastapi.testclient import TestClient
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
 from flightdeck.config import Settings
@@ -75,6 +75,7 @@ def client(tmp_path_factory):
         yield client
 
 
+@seed(20261205)  # the same 400 bodies on every run: a failure in CI reproduces on a laptop
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(request=bodies(), unit=st.one_of(st.none(), st.text(max_size=5)))
 def test_no_body_gets_a_5xx(client, request, unit):
