@@ -95,6 +95,9 @@ class Settings(BaseSettings):
     stats_flush_seconds: float = Field(1.0, gt=0, description="How often a worker publishes its running sums.")
     alias_refresh_seconds: float = Field(30.0, gt=0, description="How often aliases are re-resolved.")
     shadow_queue_size: int = Field(1000, gt=0, description="Shadow requests waiting before drops.")
+    shadow_queue_bytes: int = Field(
+        64 * 1024 * 1024, gt=0, description="Estimated bytes of mirrored requests (the JSON of their model "
+                                            "inputs) waiting for their shadow before drops.")
     routing_seed: int | None = Field(
         None, description="Seed of each gateway worker's random draws (canary weights, shadow percent, drill "
                           "faults); unset: unseeded. For reproducible tests, not production.")

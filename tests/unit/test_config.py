@@ -28,9 +28,18 @@ def test_environment_variables_with_prefix_override_defaults(tmp_path, monkeypat
     assert settings.raw_dir == (tmp_path / "elsewhere").resolve()
 
 
+def test_the_shadow_queue_byte_bound_is_a_setting(tmp_path, monkeypatch):
+    monkeypatch.setenv("FLIGHTDECK_HOME", str(tmp_path))
+    assert Settings().shadow_queue_bytes == 64 * 1024 * 1024
+    monkeypatch.setenv("FLIGHTDECK_SHADOW_QUEUE_BYTES", "1048576")
+    assert Settings().shadow_queue_bytes == 1024 * 1024
+
+
 @pytest.mark.parametrize("name, value", [("FLIGHTDECK_PROMOTION_MARGIN", "-0.1"),
                                          ("FLIGHTDECK_HOLDOUT_FRACTION", "1.5"),
-                                         ("FLIGHTDECK_MODEL_NAME", "bad name!")])
+                                         ("FLIGHTDECK_MODEL_NAME", "bad name!"),
+                                         ("FLIGHTDECK_SHADOW_QUEUE_BYTES", "0"),
+                                         ("FLIGHTDECK_PREDLOG_QUEUE_BYTES", "-1")])
 def test_malformed_settings_are_rejected_naming_the_field(monkeypatch, name, value):
     monkeypatch.setenv(name, value)
     with pytest.raises(ValidationError) as info:

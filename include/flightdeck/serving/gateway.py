@@ -76,10 +76,9 @@ BACKGROUND_THREADS = 2
 # At most this many mirrored requests are scored in one model call.
 SHADOW_BATCH = 64
 # Mirrored requests wait for their shadow with their model inputs decoded: besides
-# `shadow_queue_size` requests, the queue holds at most this many bytes of them (counted as the
-# JSON text of the inputs, the measure the prediction log's byte bound uses). Past it, a mirrored
-# request is dropped and counted in flightdeck_shadow_dropped, like one over the row bound.
-SHADOW_QUEUE_BYTES = 64 * 1024 * 1024
+# `shadow_queue_size` requests, the queue holds at most `shadow_queue_bytes` of them (counted as
+# the JSON text of the inputs, the measure the prediction log's byte bound uses). Past it, a
+# mirrored request is dropped and counted in flightdeck_shadow_dropped, like one over the row bound.
 
 
 # A worker whose heartbeat (every stats_flush_seconds) is older than this many flushes, and at least
@@ -190,7 +189,7 @@ class _Shadow:
     unit_id: str | None
     route_version: int
     digests: list[str]
-    size: int = 0  # estimated bytes held (see SHADOW_QUEUE_BYTES)
+    size: int = 0  # estimated bytes held (see Settings.shadow_queue_bytes)
 
 
 class Gateway:
@@ -224,6 +223,7 @@ class Gateway:
         self._route_error: str | None = None
         self._shadow_queue: asyncio.Queue[_Shadow] = asyncio.Queue(settings.shadow_queue_size)
         self._shadow_bytes = 0  # estimated bytes of the mirrored requests in the queue
+        self._shadow_bytes_limit = settings.shadow_queue_bytes
         self._tasks: list[asyncio.Task] = []
         self._compile_lock = asyncio.Lock()
         # Blocking work other than live scoring (database reads and writes, shadow scoring, model
@@ -654,7 +654,7 @@ class Gateway:
         if name is None or name == answered:
             return
         size = sum(map(len, inputs))
-        if self._shadow_bytes + size > SHADOW_QUEUE_BYTES:
+        if self._shadow_bytes + size > self._shadow_bytes_limit:
             self.metrics.child(self.metrics.shadow_dropped, ep.name).inc()
             return
         held = {n: columns[n] for n in ep.input_names if n in columns}

@@ -68,7 +68,8 @@ def test_the_log_queue_is_bounded_by_bytes_as_well_as_rows(tmp_path):
         db.dispose_engine(url)
 
 
-def test_the_shadow_queue_is_bounded_by_bytes_and_holds_only_the_model_inputs(tmp_path, monkeypatch):
+def test_the_shadow_queue_is_bounded_by_bytes_and_holds_only_the_model_inputs(tmp_path):
+    """The byte bound is the setting shadow_queue_bytes (FLIGHTDECK_SHADOW_QUEUE_BYTES)."""
     url = f"sqlite:///{tmp_path / 'gateway.db'}"
     db.upgrade(url)
     table = {"endpoints": {"credit": {"policy": "single", "variants": {"live": {"version": "1"},
@@ -77,9 +78,9 @@ def test_the_shadow_queue_is_bounded_by_bytes_and_holds_only_the_model_inputs(tm
     RouteStore(db.engine_for(url)).replace(table, author="test")
     rows = records(1)
     row_bytes = len(gateway_module.orjson.dumps(rows[0]))  # the logged JSON of the model inputs
-    monkeypatch.setattr(gateway_module, "SHADOW_QUEUE_BYTES", 3 * row_bytes + row_bytes // 2)
     gateway = Gateway(Settings(home=tmp_path / "home", gateway_database_url=url, grpc_port=0,
-                               cache_backend="off", shadow_queue_size=1000), ModelPool(FakeRegistry()))
+                               cache_backend="off", shadow_queue_size=1000,
+                               shadow_queue_bytes=3 * row_bytes + row_bytes // 2), ModelPool(FakeRegistry()))
     columns = {name: [value] for name, value in rows[0].items()} | {"caller_extra": ["x" * 100_000]}
 
     async def scenario() -> int:
