@@ -46,7 +46,9 @@ def deploy_package(client: Any, *, zip_path: str, expected_sha256: str, function
     re-deploying the same package publishes nothing new. Returns versions and traffic state.
 
     The zip is read once, checked against `expected_sha256` (the CodeSha256 it was packaged and
-    verified with; PackageIntegrityError otherwise) before any AWS call, and those bytes are uploaded."""
+    verified with; PackageIntegrityError otherwise) before any AWS call, and those bytes are uploaded.
+    The returned `target` records the zip's path with that digest (`zip_sha256`): a target rebuilt
+    from it in a later task refuses the file if its bytes changed (LambdaPackageChangedError)."""
     from flightdeck.errors import ConfigError
 
     package = read_checked(zip_path, expected_sha256)
@@ -91,14 +93,16 @@ def deploy_package(client: Any, *, zip_path: str, expected_sha256: str, function
         return {"function_name": function_name, "alias": alias, "version": version, "baseline": None,
                 "created": not exists, "candidate_percent": 100.0}
     target = LambdaAliasTarget(client, function_name=function_name, alias=alias, model_name=model_name,
-                               model_version=model_version, zip_file=package, poll_seconds=poll_seconds)
+                               model_version=model_version, zip_file=package, zip_sha256=expected_sha256,
+                               poll_seconds=poll_seconds)
     try:
         target.deploy()
     except CandidateIsBaselineError:  # this package already serves the alias: nothing to do
         return {"function_name": function_name, "alias": alias, "version": target.baseline,
                 "baseline": target.baseline, "created": False, "candidate_percent": 100.0}
     state = target.set_weight(canary_percent) if canary_percent else target.promote()
-    target.zip_file = zip_path  # later tasks rebuild the target from the path; the checked bytes went up
+    # Later tasks rebuild the target from the path, checked against the digest of the bytes that went up.
+    target.zip_file = zip_path
     return {"function_name": function_name, "alias": alias, "version": target.candidate_version,
             "baseline": target.baseline, "created": False, "candidate_percent": state.candidate_percent,
             "target": target.to_dict()}

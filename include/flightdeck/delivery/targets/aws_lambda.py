@@ -83,6 +83,18 @@ class LambdaPackageError(LambdaTargetError):
     """The candidate's deployment package is missing, malformed or over Lambda's limits."""
 
 
+class LambdaPackageChangedError(LambdaPackageError):
+    """The zip's bytes are not the ones its recorded digest (`zip_sha256`) names."""
+
+    def __init__(self, origin: str, expected: str, found: str) -> None:
+        self.origin, self.expected, self.found = origin, expected, found
+        super().__init__(
+            f"the Lambda package {origin} has CodeSha256 {found}, not {expected} as recorded when it was "
+            "verified (or first uploaded): the file changed since, and nothing was uploaded. Fix: rebuild "
+            "and verify the package again (re-run the serverless_package DAG from its package task) and "
+            "find what wrote to the file.")
+
+
 class LambdaUpdateFailedError(LambdaTargetError):
     """Lambda did not finish applying new code (LastUpdateStatus Failed, or a timeout)."""
 
@@ -115,6 +127,14 @@ class LambdaAliasTarget:
             to 50 MB); or instead `s3_bucket` + `s3_key` (+ `s3_object_version`); or
             `use_published=True` when the candidate was published earlier (the
             serverless_package DAG): `deploy()` then finds it by its Description.
+        zip_sha256: the zip's expected CodeSha256 (base64 of its SHA-256, as Lambda and the
+            packager report it), e.g. the digest serverless_package verified. Every read of the
+            zip is checked against it; other bytes raise LambdaPackageChangedError before any
+            upload. A zip without it is still accepted (a package given by hand, in code or a
+            test): its first read then pins the digest, so `to_dict()` records the bytes that
+            were uploaded and a target rebuilt from that record refuses any others. Promotions
+            never upload a zip (they roll out the version serverless_package published), so the
+            release policy has nothing to require here.
         baseline: the version serving before the rollout; None reads it from the alias on
             first use. `to_dict()` records it, so later tasks keep the same baseline even
             after the alias has moved.
@@ -125,6 +145,7 @@ class LambdaAliasTarget:
 
     def __init__(self, client: Any = None, *, function_name: str, alias: str, model_name: str,
                  model_version: str | int, zip_file: bytes | str | os.PathLike | None = None,
+                 zip_sha256: str | None = None,
                  s3_bucket: str | None = None, s3_key: str | None = None,
                  s3_object_version: str | None = None, baseline: str | int | None = None,
                  candidate_version: str | int | None = None, name: str | None = None,
@@ -140,6 +161,11 @@ class LambdaAliasTarget:
             raise ConfigError("package", "give exactly one of zip_file or s3_bucket + s3_key (or use_published)",
                               "pass the candidate's Lambda zip, where it lies in S3, or use_published=True "
                               "for a version the serverless_package DAG published")
+        if zip_sha256 is not None:
+            if zip_file is None:
+                raise ConfigError("zip_sha256", "checks a zip_file, and no zip_file was given",
+                                  "pass zip_sha256 together with zip_file, or leave it out")
+            zip_sha256 = _check_code_sha256(zip_sha256)
         self.use_published = bool(use_published)
         self.function_name = function_name
         self.alias = alias
@@ -150,6 +176,7 @@ class LambdaAliasTarget:
             raise ConfigError("model_name", f"the version description is {len(self.description)} "
                               f"characters, over Lambda's {MAX_DESCRIPTION_CHARS}", "use a shorter model name")
         self.zip_file = zip_file
+        self.zip_sha256 = zip_sha256
         self.s3_bucket, self.s3_key, self.s3_object_version = s3_bucket, s3_key, s3_object_version
         self._baseline = self._version_or_none(baseline, "baseline")
         self._candidate = self._version_or_none(candidate_version, "candidate_version")
@@ -168,7 +195,7 @@ class LambdaAliasTarget:
         if isinstance(self.zip_file, bytes | bytearray):
             raise ConfigError("zip_file", "a package given as bytes cannot be carried to another process",
                               "pass the zip as a file path, or upload it to S3 and pass s3_bucket/s3_key")
-        package = ({"zip_file": str(self.zip_file)} if self.zip_file is not None else
+        package = ({"zip_file": str(self.zip_file), "zip_sha256": self.zip_sha256} if self.zip_file is not None else
                    {"use_published": True} if self.use_published else
                    {"s3_bucket": self.s3_bucket, "s3_key": self.s3_key,
                     "s3_object_version": self.s3_object_version})
@@ -256,10 +283,11 @@ class LambdaAliasTarget:
             if candidate is None:
                 raise CandidateNotDeployedError(self.function_name, self.description)
         else:
-            sha = self._local_sha256()
-            candidate = self._find_published(sha) if sha else None
+            # The zip is read (and checked) once: the bytes looked up are the bytes uploaded.
+            data = self._zip_bytes() if self.zip_file is not None else None
+            candidate = self._find_published(_code_sha256(data)) if data is not None else None
             if candidate is None:
-                candidate = self._publish_candidate()
+                candidate = self._publish_candidate(data)
         if candidate == baseline:
             raise CandidateIsBaselineError(self.function_name, self.alias, candidate,
                                            f"its package and description match {self.description!r}")
@@ -371,12 +399,9 @@ class LambdaAliasTarget:
                     self._require_version(needed)
             raise
 
-    def _local_sha256(self) -> str | None:
-        """CodeSha256 of a zip package (None for S3 packages: Lambda computes it on upload)."""
-        return _code_sha256(self._zip_bytes()) if self.zip_file is not None else None
-
     def _zip_bytes(self) -> bytes:
-        """The zip package, checked against Lambda's direct-upload limits."""
+        """The zip package, checked against `zip_sha256` (pinned by this first read when not
+        given) and against Lambda's direct-upload limits."""
         if isinstance(self.zip_file, bytes | bytearray):
             data, origin = bytes(self.zip_file), "the zip given as bytes"
         else:
@@ -389,6 +414,9 @@ class LambdaAliasTarget:
             self._check_zipped_size(size, str(path))
             data, origin = path.read_bytes(), str(path)
         self._check_zipped_size(len(data), origin)
+        found = _code_sha256(data)
+        if self.zip_sha256 is not None and found != self.zip_sha256:
+            raise LambdaPackageChangedError(origin, self.zip_sha256, found)
         try:
             with zipfile.ZipFile(io.BytesIO(data)) as archive:
                 unzipped = sum(info.file_size for info in archive.infolist())
@@ -400,6 +428,7 @@ class LambdaAliasTarget:
                 f"{origin} unzips to {_mb(unzipped)}, over Lambda's {_mb(MAX_UNZIPPED_BYTES)} limit for "
                 "zip packages. Fix: trim the package (strip tests, use the ONNX runtime only) or ship "
                 "a container image (up to 10 GB).")
+        self.zip_sha256 = found  # pins a zip given without a digest to the bytes read now
         return data
 
     def _check_zipped_size(self, size: int, origin: str) -> None:
@@ -424,11 +453,12 @@ class LambdaAliasTarget:
                    if v.get("Description") == self.description and (sha is None or v.get("CodeSha256") == sha)]
         return str(max(matches)) if matches else None
 
-    def _publish_candidate(self) -> str:
-        """Upload the package to $LATEST, wait until Lambda has applied it, publish a version."""
+    def _publish_candidate(self, data: bytes | None) -> str:
+        """Upload the package (`data`, the checked zip; None: the S3 object) to $LATEST, wait
+        until Lambda has applied it, publish a version."""
         code: dict[str, Any]
-        if self.zip_file is not None:
-            code = {"ZipFile": self._zip_bytes()}
+        if data is not None:
+            code = {"ZipFile": data}
         else:
             code = {"S3Bucket": self.s3_bucket, "S3Key": self.s3_key}
             if self.s3_object_version:
@@ -481,6 +511,18 @@ class LambdaAliasTarget:
                     f"(State={state}, LastUpdateStatus={status}). Fix: retry the task later, or raise "
                     "update_timeout.")
             time.sleep(self.poll_seconds)
+
+
+def _check_code_sha256(value: object) -> str:
+    """`value` if it reads as a CodeSha256 (base64 of 32 bytes); ConfigError otherwise."""
+    try:
+        ok = isinstance(value, str) and len(base64.b64decode(value, validate=True)) == 32
+    except ValueError:
+        ok = False
+    if not ok:
+        raise ConfigError("zip_sha256", f"{value!r} is not a CodeSha256 (base64 of a SHA-256)",
+                          "pass the digest the packager recorded (PackageResult.code_sha256)")
+    return value
 
 
 def _check_percent(percent: float) -> float:
