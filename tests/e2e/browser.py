@@ -52,6 +52,13 @@ def open_page(browser) -> Iterator:
         context.close()
 
 
+def leave(page) -> None:
+    """Put the page on about:blank while a test waits for runs: an Airflow page with active runs
+    re-polls the API and re-renders every few seconds, which costs the browser and the api-server
+    CPU that the scheduler and the tasks need."""
+    page.goto("about:blank")
+
+
 def screenshots_folder(default: Path) -> Path:
     folder = Path(os.environ.get(SHOTS_ENV) or default)
     folder.mkdir(parents=True, exist_ok=True)

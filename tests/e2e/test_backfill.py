@@ -20,7 +20,7 @@ from flightdeck.data.generator import write_partitions
 from flightdeck.data.partitions import list_partitions, read_partition
 from flightdeck.devtools.airflow_api import AirflowRest
 from tests.e2e import ui_actions as ui
-from tests.e2e.browser import open_page
+from tests.e2e.browser import leave, open_page
 from tests.e2e.cockpit_pages import check_batch
 from tests.e2e.conftest import BATCH_MODEL
 from tests.support.airflow import BIN, REPO
@@ -100,6 +100,7 @@ def test_train_backfill_schedule_reprocess_from_the_ui(airflow, browser, screens
                                      "WHERE dag_id = 'batch_score'")
             assert [(b["max_active_runs"], b["reprocess_behavior"]) for b in backfill] == [(2, "none")], backfill
 
+            leave(page)
             airflow.wait_until(_run_succeeded(airflow, "train_register", train_run), 600, "train_register to succeed")
             conf = api.call("GET", api.run_path("train_register", train_run))["conf"]
             assert {key: conf[key] for key in TRAINING} == TRAINING and conf["model_name"] == BATCH_MODEL, conf
@@ -108,6 +109,7 @@ def test_train_backfill_schedule_reprocess_from_the_ui(airflow, browser, screens
             scheduled = airflow.wait_until(
                 lambda: [r for r in airflow.runs("batch_score") if r["run_type"] == "scheduled"], 120,
                 "the nightly run created on unpause")[0]
+            leave(page)
             airflow.wait_until(_backfill_done(airflow, DAYS), 900, f"{len(DAYS)} successful backfill runs")
             airflow.wait_until(_run_succeeded(airflow, "batch_score", scheduled["run_id"]), 300,
                                "the nightly run to succeed")
