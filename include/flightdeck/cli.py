@@ -17,11 +17,11 @@ from flightdeck.serverless.cli import register as serverless_commands
 from flightdeck.streaming.cli import register as streaming_commands
 
 
-def _generate(args: argparse.Namespace) -> None:
+def _generate(args: argparse.Namespace, settings=None) -> None:
     from flightdeck.config import get_settings
     from flightdeck.data.generator import write_partitions
 
-    settings = get_settings()
+    settings = settings or get_settings()
     paths = write_partitions(settings.raw_dir, args.start, args.end, scenario=args.scenario,
                              rows_per_day=args.rows_per_day or settings.rows_per_day,
                              seed=settings.seed if args.seed is None else args.seed,
