@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from flightdeck.config import Settings
+from tests.support.documents import walk_strings
 
 ROOT = Path(__file__).resolve().parents[2]
 VALUES_FILE = ROOT / "deploy" / "helm" / "airflow-values.yaml"
@@ -25,17 +26,6 @@ PREFIX = Settings.model_config["env_prefix"]
 
 def load_values() -> dict:
     return yaml.safe_load(VALUES_FILE.read_text())
-
-
-def strings(node):
-    if isinstance(node, str):
-        yield node
-    elif isinstance(node, dict):
-        for value in node.values():
-            yield from strings(value)
-    elif isinstance(node, list):
-        for item in node:
-            yield from strings(item)
 
 
 def gateway_database_from_a_secret(values: dict) -> list[str]:
@@ -57,7 +47,7 @@ def gateway_database_from_a_secret(values: dict) -> list[str]:
 
 def no_password_in_the_values(values: dict) -> list[str]:
     return [f"a password is written in the values: {text!r}"
-            for text in strings(values) if URI_PASSWORD.search(text)]
+            for text in walk_strings(values) if URI_PASSWORD.search(text)]
 
 
 def settings_exist(values: dict) -> list[str]:

@@ -20,6 +20,7 @@ import hcl2
 import pytest
 from lark.exceptions import LarkError
 
+from tests.support.documents import walk_strings
 from tests.support.services import require_service
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -116,17 +117,6 @@ def nested(body: dict, key: str) -> list[dict]:
     """Nested blocks (`rule { }`) of a block; python-hcl2 gives a list of bodies."""
     value = body.get(key, [])
     return value if isinstance(value, list) else [value]
-
-
-def walk_strings(node: Any) -> Iterator[str]:
-    if isinstance(node, dict):
-        for value in node.values():
-            yield from walk_strings(value)
-    elif isinstance(node, list):
-        for item in node:
-            yield from walk_strings(item)
-    elif isinstance(node, str):
-        yield node
 
 
 def walk_attributes(node: Any) -> Iterator[tuple[str, Any]]:
