@@ -114,11 +114,17 @@ def _published(client) -> list[str]:
     return sorted(v["Version"] for v in listed if v["Version"] != "$LATEST")
 
 
-def test_a_target_rebuilt_from_the_deploy_record_uploads_only_the_verified_zip(aws, tmp_path):
+def _first_version(aws, tmp_path) -> None:
+    """The function with a first version behind the alias, deployed from a verified zip."""
     client, role_arn = aws
     first = tmp_path / "lambda-fraud-1.zip"
     first.write_bytes(_zip("def handler(event, context):\n    return 1\n"))
     _deploy(client, role_arn, first, code_sha256(first.read_bytes()))
+
+
+def test_a_target_rebuilt_from_the_deploy_record_uploads_only_the_verified_zip(aws, tmp_path):
+    client, _ = aws
+    _first_version(aws, tmp_path)
     zip_path = tmp_path / "lambda-fraud-2.zip"
     verified_bytes = _zip("def handler(event, context):\n    return 2\n")
     zip_path.write_bytes(verified_bytes)
@@ -150,10 +156,8 @@ def test_a_target_rebuilt_from_the_deploy_record_uploads_only_the_verified_zip(a
 
 
 def test_a_zip_path_without_a_digest_is_pinned_by_its_first_upload(aws, tmp_path):
-    client, role_arn = aws
-    first = tmp_path / "lambda-fraud-1.zip"
-    first.write_bytes(_zip("def handler(event, context):\n    return 1\n"))
-    _deploy(client, role_arn, first, code_sha256(first.read_bytes()))
+    client, _ = aws
+    _first_version(aws, tmp_path)
     zip_path = tmp_path / "hand-built.zip"
     zip_path.write_bytes(_zip("def handler(event, context):\n    return 3\n"))
     uploaded = code_sha256(zip_path.read_bytes())
