@@ -121,19 +121,6 @@ def airflow_postgres_template(postgres_admin, tmp_path_factory):
         yield name
 
 
-@pytest.fixture(scope="session")
-def release_world(tmp_path_factory, postgres_admin):
-    """The release world (registry with three versions, a gateway on PostgreSQL scraped by a real
-    Prometheus, labelled traffic), built once and shared by the promotion DAG tests and the
-    end-to-end tests; each test calls `reset()` first."""
-    from tests.support.release_world import release_world as build
-    from tests.support.services import new_database
-
-    with new_database(postgres_admin) as url, \
-            build(tmp_path_factory.mktemp("release-world"), url, prometheus=True) as world:
-        yield world
-
-
 @pytest.fixture
 def flightdeck_home(tmp_path, monkeypatch):
     """A fresh FLIGHTDECK_HOME (and fresh settings) for one test."""

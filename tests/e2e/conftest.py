@@ -1,7 +1,7 @@
 """The end-to-end tests share ONE real Airflow: `airflow standalone` (api-server, scheduler,
 dag-processor, triggerer, LocalExecutor) with this repository's DAGs on a fresh PostgreSQL
 database (a copy of the session's migrated template, dropped at the end). Its tasks reach the
-session's release world (registry, gateway) and a drift-alert stream of their own.
+package's release world (registry, gateway) and a drift-alert stream of their own.
 
 Every DAG starts paused but the drift watcher's; a test unpauses the DAGs it drives and pauses
 them when done. The instance lives as long as this package's tests (package scope): it is
@@ -20,10 +20,18 @@ import pytest
 
 from tests.e2e.browser import launch, screenshots_folder
 from tests.support.airflow import postgres_copy, standalone_airflow
+from tests.support.release_world import package_world
 from tests.support.services import redis_client
 
 BATCH_MODEL = "flightdeck-e2e-batch"
 DRIFT_DAG = "stream_drift_investigation"
+
+
+@pytest.fixture(scope="package")
+def release_world(tmp_path_factory, postgres_admin):
+    """The release world (registry, gateway, Prometheus) the promotion DAGs' tasks reach."""
+    with package_world(tmp_path_factory, postgres_admin) as world:
+        yield world
 
 
 @pytest.fixture(scope="package")

@@ -5,7 +5,7 @@ in view (tests/e2e/ui_actions.py); the others answer through the REST API (PATCH
 what that page sends). Whatever the browser does, a parked run is answered and finished before the
 test ends (`answered_and_finished`): a run left waiting would hold the model's release lock.
 
-The session's release world (one gateway, one MLflow registry) serves every test; each test
+The package's release world (one gateway, one MLflow registry) serves every test; each test
 resets the champion and the route table first. The same two scenarios also look at their run in
 the cockpit plugin (tests/e2e/cockpit_pages.py): the approved canary while it waits for its
 approval, the rejected blue-green once it has rolled back.

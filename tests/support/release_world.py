@@ -1,5 +1,8 @@
-"""A world for promotion tests (one per session, shared by the DAG tests and the end-to-end tests): a real MLflow registry with three versions, a real gateway
-(uvicorn workers on PostgreSQL), a steady load, and labelled traffic in the prediction log.
+"""A world for promotion tests: a real MLflow registry with three versions, a real gateway (uvicorn
+workers on PostgreSQL) scraped by a real Prometheus, a steady load, and labelled traffic in the
+prediction log. The packages that use it (tests/e2e, tests/integration/release) build one each
+with `package_world`, so it is stopped when their last test ends, not left idle (its gateway
+polling, Prometheus scraping it) while the same pytest-xdist worker runs other modules.
 
 Versions: 1 = champion (seed 1), 2 = a good challenger (seed 2), 3 = a challenger whose scores
 are shifted upwards (trained with the positives repeated), for the score-distribution gate.
@@ -134,6 +137,7 @@ class ReleaseWorld:
 
 @contextmanager
 def release_world(home: Path, database_url: str, workers: int = 2, prometheus: bool = False):
+    """The world on a registry under `home` and the gateway database at `database_url`."""
 
     register_versions(home)
     with gateway_process(home, database_url, CHAMPION_ROUTES, workers=workers) as (base_url, _), \
@@ -141,4 +145,15 @@ def release_world(home: Path, database_url: str, workers: int = 2, prometheus: b
         world = ReleaseWorld(home, database_url, base_url, prom)
         world.log_labelled_traffic()
         world.analyze()
+        yield world
+
+
+@contextmanager
+def package_world(tmp_path_factory, postgres_admin):
+    """A world with Prometheus on a database of its own (dropped afterwards), for a package fixture;
+    each test calls `reset()` first."""
+    from tests.support.services import new_database
+
+    with new_database(postgres_admin) as url, \
+            release_world(tmp_path_factory.mktemp("release-world"), url, prometheus=True) as world:
         yield world
