@@ -1,13 +1,16 @@
 """Fixtures that run DAGs end to end: a raw data set, an Airflow metadata database
 (SQLite, or a fresh database on the local PostgreSQL, each a copy of one migrated per
-session) and a temporary MLflow store."""
+session), a temporary MLflow store, and the fork server that runs `dag.test()` batches."""
 
 from __future__ import annotations
 
 import json
 import os
+import select
+import signal
 import subprocess
 import sys
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,12 +23,58 @@ REPO = Path(__file__).resolve().parents[2]
 RUNNER = Path(__file__).with_name("dag_runner.py")
 
 
+class DagRunner:
+    """tests/integration/dag_runner.py as a fork server, one per pytest worker: the ML stack is
+    imported once, and each batch of runs is a fork of it that imports Airflow under the batch's
+    own environment (before, every batch was a fresh interpreter that imported everything)."""
+
+    def __init__(self) -> None:
+        self.process: subprocess.Popen | None = None
+
+    def _server(self) -> subprocess.Popen:
+        if self.process is None or self.process.poll() is not None:
+            self.process = subprocess.Popen([sys.executable, str(RUNNER), "--serve"], cwd=REPO, text=True,
+                                            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        return self.process
+
+    def _answer(self, server: subprocess.Popen, prefix: str, deadline: float) -> str | None:
+        """The server's next line (which must start with `prefix`), or None at the deadline."""
+        ready, _, _ = select.select([server.stdout], [], [], max(0.0, deadline - time.monotonic()))
+        if not ready:
+            return None
+        line = server.stdout.readline()
+        assert line.startswith(prefix), f"dag runner server answered {line!r} (exit {server.poll()})"
+        return line.removeprefix(prefix).strip()
+
+    def run(self, env: dict, runs: list[dict], out: Path, timeout: float) -> int:
+        """Run the batch in a fork with `env`, its output in `out`; its exit code. A batch still
+        running after `timeout` seconds is killed and fails the test."""
+        server = self._server()
+        server.stdin.write(json.dumps({"env": env, "cwd": str(REPO), "out": str(out), "runs": runs}) + "\n")
+        server.stdin.flush()
+        deadline = time.monotonic() + timeout
+        pid = int(self._answer(server, "PID ", time.monotonic() + 60))
+        code = self._answer(server, "DONE ", deadline)
+        if code is None:
+            os.kill(pid, signal.SIGKILL)
+            self._answer(server, "DONE ", time.monotonic() + 60)
+            raise AssertionError(f"dag.test() batch still running after {timeout:g} s, killed:\n"
+                                 f"{out.read_text(errors='replace')[-5000:]}")
+        return int(code)
+
+    def close(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.stdin.close()
+            self.process.wait(timeout=60)
+
+
 @dataclass
 class AirflowSandbox:
     """An AIRFLOW_HOME + FLIGHTDECK_HOME pair and the environment that points at them."""
 
     root: Path
     sql_alchemy_conn: str
+    runner: DagRunner
     env: dict = field(init=False)
 
     @property
@@ -78,12 +127,14 @@ class AirflowSandbox:
                   "env": run[3] if len(run) > 3 else None,
                   "log": str(self.logs / f"{run[0]}-{uuid.uuid4().hex[:8]}.log")}
                  for run in runs]
-        done = self.run(sys.executable, str(RUNNER), json.dumps(specs), timeout=timeout * len(runs), env=env)
-        lines = [line for line in done.stdout.splitlines() if line.startswith("DAG_OUTCOME ")]
+        out = self.logs / f"runner-{uuid.uuid4().hex[:8]}.out"
+        code = self.runner.run({**self.env, **(env or {})}, specs, out, timeout=timeout * len(runs))
+        output = out.read_text(errors="replace")
+        lines = [line for line in output.splitlines() if line.startswith("DAG_OUTCOME ")]
         tail = "\n".join(Path(s["log"]).read_text(errors="replace")[-3000:] for s in specs
                          if Path(s["log"]).exists())
         assert len(lines) == len(specs), \
-            f"runner printed {len(lines)} of {len(specs)} outcomes (exit {done.returncode}):\n{done.stderr[-5000:]}\n{tail}"
+            f"runner printed {len(lines)} of {len(specs)} outcomes (exit {code}):\n{output[-5000:]}\n{tail}"
         outcomes = []
         for line, spec in zip(lines, specs, strict=True):
             outcome = json.loads(line.removeprefix("DAG_OUTCOME "))
@@ -104,14 +155,22 @@ def airflow_sqlite_template(tmp_path_factory) -> Path:
     return sqlite_template(tmp_path_factory.mktemp("airflow-template"))
 
 
+@pytest.fixture(scope="session")
+def dag_runner() -> DagRunner:
+    """The worker's `dag.test()` fork server, started on first use."""
+    runner = DagRunner()
+    yield runner
+    runner.close()
+
+
 @pytest.fixture(scope="module")
-def sqlite_sandbox(tmp_path_factory, airflow_sqlite_template) -> AirflowSandbox:
+def sqlite_sandbox(tmp_path_factory, airflow_sqlite_template, dag_runner) -> AirflowSandbox:
     root = tmp_path_factory.mktemp("sqlite-sandbox")
-    return AirflowSandbox(root, copy_sqlite(airflow_sqlite_template, root / "airflow.db"))
+    return AirflowSandbox(root, copy_sqlite(airflow_sqlite_template, root / "airflow.db"), dag_runner)
 
 
 @pytest.fixture(scope="module")
-def postgres_sandbox(tmp_path_factory, postgres_admin, airflow_postgres_template):
+def postgres_sandbox(tmp_path_factory, postgres_admin, airflow_postgres_template, dag_runner):
     """A throw-away database on the local PostgreSQL server (a copy of the migrated template), dropped afterwards."""
     with postgres_copy(postgres_admin, airflow_postgres_template) as url:
-        yield AirflowSandbox(tmp_path_factory.mktemp("postgres-sandbox"), url)
+        yield AirflowSandbox(tmp_path_factory.mktemp("postgres-sandbox"), url, dag_runner)

@@ -1,10 +1,16 @@
-"""Run DAGs with `dag.test()` in one fresh interpreter and print each outcome as JSON.
+"""Run DAGs with `dag.test()` and print each outcome as JSON.
 
-Airflow reads its configuration once per process, so each metadata database (SQLite,
-PostgreSQL) gets its own process; within one, several runs share the import of Airflow,
-the ML stack and the parse of the DAG folder. Each run's output goes to its own log file.
-Usage: python dag_runner.py '[{"dag_id": …, "conf": {…}, "logical_date": … | null, "log": PATH,
-"env": {…} (optional)}, …]'
+Airflow reads its configuration once per process, so each batch of runs (one metadata
+database, one environment) gets a process of its own; within it, the runs share the import of
+Airflow and the parse of the DAG folder. Each run's output goes to its own log file.
+
+`python dag_runner.py --serve` is a fork server: it imports the Airflow-free domain modules the
+tasks use (the scheduler's preload list: MLflow, scikit-learn, pandas, Dask) once, then reads one
+request per line on stdin, `{"env": {…}, "cwd": PATH, "out": PATH, "runs": [RUN, …]}`, and
+forks a child per request. The child takes the request's environment wholesale, imports
+Airflow under it, runs the batch with its stdout and stderr in `out`, and exits; the server
+answers `PID <pid>` when the child starts and `DONE <exit code>` when it has ended.
+RUN = {"dag_id": …, "conf": {…}, "logical_date": … | null, "log": PATH, "env": {…} (optional)}.
 
 A run with an `env` of its own runs with those variables set (and unset again afterwards) on a DAG
 parsed under them, with fresh flightdeck settings: what a DAG file reads at parse time (a sensor's
@@ -14,12 +20,11 @@ timeout) and what a task reads when it runs (an alert connection) both see them.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import os
 import sys
-
-import pendulum
-from airflow.dag_processing.dagbag import DagBag
+import traceback
 
 
 @contextlib.contextmanager
@@ -42,10 +47,12 @@ def output_to(path: str):
             os.close(saved[1])
 
 
-def run_one(bag: DagBag, dag_id: str, conf: dict, logical_date: str | None) -> dict:
+def run_one(bag, dag_id: str, conf: dict, logical_date: str | None) -> dict:
     # Runs share the DAG: a run's Params start from those of the run before in this interpreter
     # (measured: a train_register run without labels_as_of got the previous run's; a copy of the
     # DAG per run did not prevent it). Callers order their runs accordingly.
+    import pendulum
+
     dag = bag.get_dag(dag_id)
     try:
         run = dag.test(run_conf=conf, logical_date=pendulum.parse(logical_date) if logical_date else None)
@@ -74,8 +81,10 @@ def environment(extra: dict[str, str]):
         get_settings.cache_clear()
 
 
-def main() -> None:
-    runs = json.loads(sys.argv[1])
+def run_batch(runs: list[dict]) -> None:
+    """The runs in this process, one after the other; a DAG_OUTCOME line on stdout for each."""
+    from airflow.dag_processing.dagbag import DagBag
+
     folder = os.environ["AIRFLOW__CORE__DAGS_FOLDER"]
     bag = DagBag(dag_folder=folder)
     for run in runs:
@@ -88,5 +97,54 @@ def main() -> None:
         print("DAG_OUTCOME " + json.dumps(outcome), flush=True)
 
 
+def child(request: dict) -> int:
+    """In the forked child: the request's environment, output file and runs."""
+    from flightdeck.config import get_settings
+
+    os.environ.clear()
+    os.environ.update(request["env"])
+    get_settings.cache_clear()
+    os.chdir(request["cwd"])
+    out = os.open(request["out"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    os.dup2(out, 1)
+    os.dup2(out, 2)
+    os.close(out)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    try:
+        run_batch(request["runs"])
+        return 0
+    except BaseException:  # noqa: BLE001 - reported in the output file, the exit code says it failed
+        traceback.print_exc()
+        return 1
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+
+
+def serve() -> None:
+    from flightdeck.airflow.preload import TASK_MODULES
+
+    for module in TASK_MODULES:  # Airflow-free, and no thread is left running (tests/unit/airflow/test_preload.py)
+        importlib.import_module(module)
+    answers = os.fdopen(os.dup(1), "w", buffering=1)
+    for line in sys.stdin:
+        request = json.loads(line)
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                code = child(request)
+            finally:
+                os._exit(code)
+        answers.write(f"PID {pid}\n")
+        _, status = os.waitpid(pid, 0)
+        answers.write(f"DONE {os.waitstatus_to_exitcode(status)}\n")
+
+
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:] == ["--serve"]:
+        serve()
+    else:
+        run_batch(json.loads(sys.argv[1]))
