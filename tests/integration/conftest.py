@@ -53,7 +53,9 @@ class DagRunner:
         server.stdin.write(json.dumps({"env": env, "cwd": str(REPO), "out": str(out), "runs": runs}) + "\n")
         server.stdin.flush()
         deadline = time.monotonic() + timeout
-        pid = int(self._answer(server, "PID ", time.monotonic() + 60))
+        pid = self._answer(server, "PID ", time.monotonic() + 60)
+        assert pid is not None, f"dag runner server started no batch within 60 s (exit {server.poll()})"
+        pid = int(pid)
         code = self._answer(server, "DONE ", deadline)
         if code is None:
             os.kill(pid, signal.SIGKILL)
