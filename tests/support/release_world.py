@@ -10,7 +10,7 @@ are shifted upwards (trained with the positives repeated), for the score-distrib
 
 from __future__ import annotations
 
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -136,24 +136,17 @@ class ReleaseWorld:
 
 
 @contextmanager
-def release_world(home: Path, database_url: str, workers: int = 2, prometheus: bool = False):
-    """The world on a registry under `home` and the gateway database at `database_url`."""
-
-    register_versions(home)
-    with gateway_process(home, database_url, CHAMPION_ROUTES, workers=workers) as (base_url, _), \
-            (prometheus_server([base_url.removeprefix("http://")]) if prometheus else nullcontext()) as prom:
-        world = ReleaseWorld(home, database_url, base_url, prom)
-        world.log_labelled_traffic()
-        world.analyze()
-        yield world
-
-
-@contextmanager
 def package_world(tmp_path_factory, postgres_admin):
-    """A world with Prometheus on a database of its own (dropped afterwards), for a package fixture;
-    each test calls `reset()` first."""
+    """A world on a registry and a gateway database of its own (dropped afterwards), scraped by
+    Prometheus, for a package fixture; each test calls `reset()` first."""
     from tests.support.services import new_database
 
+    home = tmp_path_factory.mktemp("release-world")
+    register_versions(home)
     with new_database(postgres_admin) as url, \
-            release_world(tmp_path_factory.mktemp("release-world"), url, prometheus=True) as world:
+            gateway_process(home, url, CHAMPION_ROUTES, workers=2) as (base_url, _), \
+            prometheus_server([base_url.removeprefix("http://")]) as prom:
+        world = ReleaseWorld(home, url, base_url, prom)
+        world.log_labelled_traffic()
+        world.analyze()
         yield world
